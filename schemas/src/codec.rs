@@ -1,0 +1,267 @@
+//! Avro single-object encoding of [`HostEvent`]s.
+//!
+//! A message is `C3 01`, the 8-byte little-endian CRC-64-AVRO fingerprint of the writer
+//! schema, then the Avro binary datum. The decoder looks the fingerprint up among every
+//! schema version compiled into this build and resolves the datum from that writer schema to
+//! the newest reader schema, so old and new producers can share one topic.
+
+use std::fmt;
+use std::sync::LazyLock;
+
+use apache_avro::reader::datum::GenericDatumReader;
+use apache_avro::writer::datum::GenericDatumWriter;
+use apache_avro::{Schema, from_value};
+
+use crate::event::HostEvent;
+use crate::fingerprint::crc64_avro;
+use crate::{CURRENT_VERSION, HOST_EVENT_SCHEMAS};
+
+/// The two marker bytes that open every single-object-encoded message.
+pub const MARKER: [u8; 2] = [0xC3, 0x01];
+/// Marker plus fingerprint.
+pub const HEADER_LEN: usize = 10;
+
+/// An 8-byte schema fingerprint, shown as hex.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Fingerprint(pub [u8; 8]);
+
+impl fmt::Display for Fingerprint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for b in self.0 {
+            write!(f, "{b:02x}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Why a message could not be decoded. Every variant is a poison message: retrying the same
+/// bytes can never succeed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    /// Fewer bytes than the single-object header.
+    #[error("message is {len} bytes, shorter than the {HEADER_LEN}-byte Avro single-object header")]
+    TooShort {
+        /// Length of the message.
+        len: usize,
+    },
+    /// The first two bytes are not `C3 01`.
+    #[error("message does not start with the Avro single-object marker c3 01 (found {found:02x?})")]
+    BadMarker {
+        /// The first two bytes found.
+        found: [u8; 2],
+    },
+    /// The writer schema is not one this build knows.
+    #[error(
+        "unknown writer schema fingerprint {fingerprint}: not one of the {known} host event schema versions compiled into this build"
+    )]
+    UnknownFingerprint {
+        /// The fingerprint found in the message.
+        fingerprint: Fingerprint,
+        /// How many schema versions are known.
+        known: usize,
+    },
+    /// The datum does not match the writer schema its fingerprint names.
+    #[error("invalid Avro datum for host event schema v{version}: {reason}")]
+    Datum {
+        /// Writer schema version.
+        version: u32,
+        /// What the Avro decoder said.
+        reason: String,
+    },
+    /// Bytes left over after a complete datum.
+    #[error("{trailing} unexpected bytes after the Avro datum (schema v{version})")]
+    TrailingBytes {
+        /// Writer schema version.
+        version: u32,
+        /// How many bytes were left.
+        trailing: usize,
+    },
+}
+
+/// Why an event could not be encoded (a bug or an event the schema cannot hold).
+#[derive(Debug, thiserror::Error)]
+#[error("cannot encode host event {event_id} with schema v{version}: {reason}")]
+pub struct EncodeError {
+    event_id: String,
+    version: u32,
+    reason: String,
+}
+
+struct KnownSchema {
+    version: u32,
+    fingerprint: Fingerprint,
+    schema: Schema,
+}
+
+/// Every bundled schema, parsed once per process.
+static KNOWN: LazyLock<Vec<KnownSchema>> = LazyLock::new(|| {
+    HOST_EVENT_SCHEMAS
+        .iter()
+        .map(|(version, text)| {
+            let schema = Schema::parse_str(text).expect("bundled schemas are valid Avro (tested)");
+            let fingerprint =
+                Fingerprint(crc64_avro(schema.canonical_form().as_bytes()).to_le_bytes());
+            KnownSchema {
+                version: *version,
+                fingerprint,
+                schema,
+            }
+        })
+        .collect()
+});
+
+/// How to read data written with one known schema.
+struct WriterEntry {
+    known: &'static KnownSchema,
+    /// Reads straight into the Rust types; set when the writer schema is the reader schema.
+    direct: Option<GenericDatumReader<'static>>,
+    /// Reads a generic value resolved to the reader schema; for older and newer writers.
+    resolving: GenericDatumReader<'static>,
+}
+
+/// Encodes and decodes host events. Build one and share it; it is immutable.
+pub struct Codec {
+    writer: &'static KnownSchema,
+    datum_writer: GenericDatumWriter<'static>,
+    reader_version: u32,
+    writers: Vec<WriterEntry>,
+}
+
+impl fmt::Debug for Codec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Codec")
+            .field("writer_version", &self.writer.version)
+            .field("reader_version", &self.reader_version)
+            .finish()
+    }
+}
+
+impl Default for Codec {
+    fn default() -> Self {
+        Codec::new()
+    }
+}
+
+fn known(version: u32) -> Option<&'static KnownSchema> {
+    KNOWN.iter().find(|k| k.version == version)
+}
+
+impl Codec {
+    /// A codec that writes [`CURRENT_VERSION`] and reads every version compiled in.
+    pub fn new() -> Self {
+        Codec::writing(CURRENT_VERSION).expect("the current schema version is compiled in")
+    }
+
+    /// A codec that writes the given schema version (to test compatibility); `None` if that
+    /// version is not compiled in.
+    pub fn writing(version: u32) -> Option<Self> {
+        Codec::between(version, CURRENT_VERSION)
+    }
+
+    /// A codec that writes `writer` and resolves everything it reads into `reader` (to test
+    /// compatibility); `None` if either version is not compiled in.
+    pub fn between(writer: u32, reader: u32) -> Option<Self> {
+        let writer = known(writer)?;
+        let reader = known(reader)?;
+        let datum_writer = GenericDatumWriter::builder(&writer.schema)
+            .human_readable(false)
+            .build()
+            .expect("bundled schemas resolve (tested)");
+        let writers = KNOWN
+            .iter()
+            .map(|k| {
+                let direct = (k.version == reader.version).then(|| {
+                    GenericDatumReader::builder(&k.schema)
+                        .human_readable(false)
+                        .build()
+                        .expect("bundled schemas resolve (tested)")
+                });
+                let resolving = GenericDatumReader::builder(&k.schema)
+                    .reader_schema(&reader.schema)
+                    .human_readable(false)
+                    .build()
+                    .expect("bundled schemas resolve (tested)");
+                WriterEntry {
+                    known: k,
+                    direct,
+                    resolving,
+                }
+            })
+            .collect();
+        Some(Codec {
+            writer,
+            datum_writer,
+            reader_version: reader.version,
+            writers,
+        })
+    }
+
+    /// Fingerprint of the schema this codec writes.
+    pub fn writer_fingerprint(&self) -> Fingerprint {
+        self.writer.fingerprint
+    }
+
+    /// Encodes one event as an Avro single-object message.
+    pub fn encode(&self, event: &HostEvent) -> Result<Vec<u8>, EncodeError> {
+        let mut out = Vec::with_capacity(256);
+        self.encode_into(event, &mut out)?;
+        Ok(out)
+    }
+
+    /// Appends one event, single-object encoded, to `out`. On error `out` is left as it was.
+    pub fn encode_into(&self, event: &HostEvent, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+        let start = out.len();
+        out.extend_from_slice(&MARKER);
+        out.extend_from_slice(&self.writer.fingerprint.0);
+        if let Err(e) = self.datum_writer.write_ser(out, event) {
+            out.truncate(start);
+            return Err(EncodeError {
+                event_id: event.event_id.clone(),
+                version: self.writer.version,
+                reason: e.to_string(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Decodes one single-object message, resolving its writer schema by fingerprint.
+    pub fn decode(&self, bytes: &[u8]) -> Result<HostEvent, DecodeError> {
+        if bytes.len() < HEADER_LEN {
+            return Err(DecodeError::TooShort { len: bytes.len() });
+        }
+        if bytes[..2] != MARKER {
+            return Err(DecodeError::BadMarker {
+                found: [bytes[0], bytes[1]],
+            });
+        }
+        let mut fp = [0u8; 8];
+        fp.copy_from_slice(&bytes[2..HEADER_LEN]);
+        let fingerprint = Fingerprint(fp);
+        let entry = self
+            .writers
+            .iter()
+            .find(|w| w.known.fingerprint == fingerprint)
+            .ok_or(DecodeError::UnknownFingerprint {
+                fingerprint,
+                known: self.writers.len(),
+            })?;
+        let version = entry.known.version;
+        let datum_error = |reason: String| DecodeError::Datum { version, reason };
+        let mut rest = &bytes[HEADER_LEN..];
+        let event = match &entry.direct {
+            Some(direct) => direct.read_deser::<HostEvent>(&mut rest),
+            None => entry
+                .resolving
+                .read_value(&mut rest)
+                .and_then(|value| from_value::<HostEvent>(&value)),
+        }
+        .map_err(|e| datum_error(e.to_string()))?;
+        if !rest.is_empty() {
+            return Err(DecodeError::TrailingBytes {
+                version,
+                trailing: rest.len(),
+            });
+        }
+        Ok(event)
+    }
+}

@@ -1,0 +1,283 @@
+//! Host-change events, field for field as in `schemas/avro/host_event.v*.avsc`.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::{Deserialize, Serialize};
+
+/// A point in time: microseconds since the Unix epoch, UTC (Avro `timestamp-micros`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Timestamp(pub i64);
+
+impl Timestamp {
+    /// The Unix epoch.
+    pub const EPOCH: Timestamp = Timestamp(0);
+
+    /// From microseconds since the Unix epoch.
+    pub const fn from_unix_micros(micros: i64) -> Self {
+        Timestamp(micros)
+    }
+
+    /// Microseconds since the Unix epoch.
+    pub const fn unix_micros(self) -> i64 {
+        self.0
+    }
+
+    /// The same instant as a chrono date-time, if it is representable.
+    pub fn to_datetime(self) -> Option<DateTime<Utc>> {
+        DateTime::from_timestamp_micros(self.0)
+    }
+
+    /// Microseconds from `earlier` to `self`, never negative.
+    pub fn micros_since(self, earlier: Timestamp) -> i64 {
+        self.0.saturating_sub(earlier.0).max(0)
+    }
+}
+
+impl From<DateTime<Utc>> for Timestamp {
+    fn from(value: DateTime<Utc>) -> Self {
+        Timestamp(value.timestamp_micros())
+    }
+}
+
+impl fmt::Display for Timestamp {
+    /// RFC 3339 in UTC, with as many fractional digits as needed.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.to_datetime() {
+            Some(dt) => f.write_str(&dt.to_rfc3339_opts(SecondsFormat::AutoSi, true)),
+            None => write!(f, "{}us", self.0),
+        }
+    }
+}
+
+/// What happened to a host. Every kind is a past-tense fact.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum EventKind {
+    /// The host appeared in its provider's listing for the first time.
+    HostDiscovered,
+    /// Attributes changed; the lifecycle state did not.
+    HostChanged,
+    /// The lifecycle state changed (e.g. started, stopped, under maintenance).
+    HostLifecycleChanged,
+    /// The host has been absent from complete listings of a reachable provider for longer
+    /// than the grace period.
+    HostWentMissing,
+    /// A host that had gone missing (or had been retired) is listed again.
+    HostReturned,
+    /// The provider says the host is gone for good (terminated, decommissioned).
+    HostRetired,
+}
+
+impl EventKind {
+    /// Every kind, in schema order.
+    pub const ALL: [EventKind; 6] = [
+        EventKind::HostDiscovered,
+        EventKind::HostChanged,
+        EventKind::HostLifecycleChanged,
+        EventKind::HostWentMissing,
+        EventKind::HostReturned,
+        EventKind::HostRetired,
+    ];
+
+    /// The schema's symbol for this kind.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::HostDiscovered => "HostDiscovered",
+            EventKind::HostChanged => "HostChanged",
+            EventKind::HostLifecycleChanged => "HostLifecycleChanged",
+            EventKind::HostWentMissing => "HostWentMissing",
+            EventKind::HostReturned => "HostReturned",
+            EventKind::HostRetired => "HostRetired",
+        }
+    }
+}
+
+impl fmt::Display for EventKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Where a host is in its life. Providers map their own states onto these.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum Lifecycle {
+    /// Being built or booted; not yet serving.
+    Provisioning,
+    /// Running and serving. Time in this state is "time in service".
+    InService,
+    /// Stopped or under maintenance, expected back.
+    OutOfService,
+    /// Not in the provider's listing although the provider could be read.
+    Missing,
+    /// Terminated or decommissioned.
+    Retired,
+}
+
+impl Lifecycle {
+    /// Every state, in schema order.
+    pub const ALL: [Lifecycle; 5] = [
+        Lifecycle::Provisioning,
+        Lifecycle::InService,
+        Lifecycle::OutOfService,
+        Lifecycle::Missing,
+        Lifecycle::Retired,
+    ];
+
+    /// The schema's symbol for this state.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Lifecycle::Provisioning => "Provisioning",
+            Lifecycle::InService => "InService",
+            Lifecycle::OutOfService => "OutOfService",
+            Lifecycle::Missing => "Missing",
+            Lifecycle::Retired => "Retired",
+        }
+    }
+
+    /// Parses a schema symbol (exact, case-sensitive).
+    pub fn from_symbol(symbol: &str) -> Option<Lifecycle> {
+        Lifecycle::ALL.into_iter().find(|l| l.as_str() == symbol)
+    }
+}
+
+impl fmt::Display for Lifecycle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The full observed state of a host.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostState {
+    /// Host name as the provider knows it.
+    pub name: String,
+    /// Lifecycle state, mapped from the provider's status.
+    pub lifecycle: Lifecycle,
+    /// The provider's own status word (`running`, `stopped`, `active`, ...).
+    pub provider_status: String,
+    /// Region or site.
+    pub region: Option<String>,
+    /// Availability zone, room or rack row.
+    pub zone: Option<String>,
+    /// What the host does (`log`, `db`, `web`, ...).
+    pub role: Option<String>,
+    /// Who owns it.
+    pub team: Option<String>,
+    /// IP addresses, primary first.
+    pub addresses: Vec<String>,
+    /// Instance type or hardware model.
+    pub machine_type: Option<String>,
+    /// Other provider attributes and tags, sorted by key.
+    pub attributes: BTreeMap<String, String>,
+}
+
+impl HostState {
+    /// A state with a name and lifecycle and nothing else.
+    pub fn new(
+        name: impl Into<String>,
+        lifecycle: Lifecycle,
+        provider_status: impl Into<String>,
+    ) -> Self {
+        HostState {
+            name: name.into(),
+            lifecycle,
+            provider_status: provider_status.into(),
+            region: None,
+            zone: None,
+            role: None,
+            team: None,
+            addresses: Vec::new(),
+            machine_type: None,
+            attributes: BTreeMap::new(),
+        }
+    }
+
+    /// Field-by-field differences from `old` to `self`, in a stable order. Attributes are
+    /// reported per key as `attributes.KEY`.
+    pub fn changes_from(&self, old: &HostState) -> Vec<FieldChange> {
+        let mut out = Vec::new();
+        let mut field = |name: &str, old: Option<String>, new: Option<String>| {
+            if old != new {
+                out.push(FieldChange {
+                    field: name.to_owned(),
+                    old,
+                    new,
+                });
+            }
+        };
+        field("name", Some(old.name.clone()), Some(self.name.clone()));
+        field(
+            "lifecycle",
+            Some(old.lifecycle.to_string()),
+            Some(self.lifecycle.to_string()),
+        );
+        field(
+            "provider_status",
+            Some(old.provider_status.clone()),
+            Some(self.provider_status.clone()),
+        );
+        field("region", old.region.clone(), self.region.clone());
+        field("zone", old.zone.clone(), self.zone.clone());
+        field("role", old.role.clone(), self.role.clone());
+        field("team", old.team.clone(), self.team.clone());
+        if old.addresses != self.addresses {
+            field(
+                "addresses",
+                Some(old.addresses.join(",")),
+                Some(self.addresses.join(",")),
+            );
+        }
+        field(
+            "machine_type",
+            old.machine_type.clone(),
+            self.machine_type.clone(),
+        );
+        let keys: std::collections::BTreeSet<&String> = old
+            .attributes
+            .keys()
+            .chain(self.attributes.keys())
+            .collect();
+        for key in keys {
+            field(
+                &format!("attributes.{key}"),
+                old.attributes.get(key).cloned(),
+                self.attributes.get(key).cloned(),
+            );
+        }
+        out
+    }
+}
+
+/// One changed field: its name, old and new value (`None` = absent).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FieldChange {
+    /// Field name; attributes as `attributes.KEY`.
+    pub field: String,
+    /// Value before the change.
+    pub old: Option<String>,
+    /// Value after the change.
+    pub new: Option<String>,
+}
+
+/// A fact about one host, observed by one fetcher.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostEvent {
+    /// Unique id of this event.
+    pub event_id: String,
+    /// Stable, provider-scoped host id (`dc/pdx1/SERIAL`, `aws/ACCOUNT/REGION/i-…`).
+    pub host_id: String,
+    /// What happened.
+    pub kind: EventKind,
+    /// Provider kind: `dc`, `aws`, `exec:NAME`.
+    pub provider: String,
+    /// The fetcher instance that observed it.
+    pub source: String,
+    /// When the provider state was seen.
+    pub observed_at: Timestamp,
+    /// Full state of the host after the change.
+    pub state: HostState,
+    /// What changed relative to the previous event of this host.
+    pub changes: Vec<FieldChange>,
+}

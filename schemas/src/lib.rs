@@ -1,0 +1,27 @@
+//! The hostledger event contract.
+//!
+//! - [`event`]: the host-change event types (`HostEvent`, `HostState`, `EventKind`,
+//!   `Lifecycle`), mirrored one to one from the Avro schemas in `schemas/avro/`.
+//! - [`codec`]: Avro single-object encoding (`C3 01`, 8-byte CRC-64-AVRO fingerprint of the
+//!   writer schema, datum); decoding resolves the writer schema by fingerprint among every
+//!   schema version compiled in, and rejects anything else with a typed [`DecodeError`].
+//! - [`fingerprint`]: the CRC-64-AVRO (Rabin) fingerprint of a schema's canonical form.
+//! - [`validate`]: semantic checks that a decodable event is also a sensible one.
+//!
+//! Nothing here does I/O.
+
+pub mod codec;
+pub mod event;
+pub mod fingerprint;
+pub mod validate;
+
+pub use codec::{Codec, DecodeError, EncodeError};
+pub use event::{EventKind, FieldChange, HostEvent, HostState, Lifecycle, Timestamp};
+pub use validate::InvalidEvent;
+
+/// Every released version of the host event schema, oldest first. A version, once released,
+/// never changes; a new one may only add fields with defaults.
+pub const HOST_EVENT_SCHEMAS: &[(u32, &str)] = &[(1, include_str!("../avro/host_event.v1.avsc"))];
+
+/// The schema version this build writes.
+pub const CURRENT_VERSION: u32 = 1;
