@@ -1,0 +1,298 @@
+//! The `hostledger` command line.
+//!
+//! - [`Cli`]: flags and subcommands (`fetch`, `project`, `hosts`, `crd`, `topics`).
+//! - [`run`]: dispatches a parsed command line; the binary and the end-to-end tests both
+//!   call it.
+//! - [`hosts`]: the `hosts` table.
+
+pub mod hosts;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use hostledger_kafka::{KafkaClients, KafkaSettings, Topics};
+use hostledger_producers::FetcherConfig;
+use hostledger_projector::{HostStore, Projector, ProjectorSettings};
+
+/// hostledger: an event-sourced inventory of machines.
+///
+/// Fetchers publish host-change events to Kafka; the projector folds them into `Host`
+/// objects in a Kubernetes API server, where kubectl, Ansible and monitoring read them.
+/// Kafka is found through --kafka-bootstrap (or HOSTLEDGER_KAFKA_BOOTSTRAP), the API server
+/// through KUBECONFIG. `eval "$(scripts/stack env)"` sets both for the local stack.
+#[derive(Debug, Parser)]
+#[command(
+    name = "hostledger",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
+pub struct Cli {
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "HOSTLEDGER_LOG_FORMAT")]
+    pub log_format: LogFormat,
+
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// List providers, publish what changed to Kafka (one transaction per pass), repeat.
+    Fetch(FetchArgs),
+    /// Consume host events and maintain Host objects in the Kubernetes API server.
+    Project(ProjectArgs),
+    /// Show the Hosts in a namespace with their time in service.
+    Hosts(hosts::HostsArgs),
+    /// Print the CustomResourceDefinition of Host as YAML (what deploy/crds/ holds).
+    Crd,
+    /// Manage hostledger's Kafka topics.
+    Topics(TopicsArgs),
+}
+
+/// Kafka connection flags shared by subcommands.
+#[derive(Debug, Clone, Args)]
+pub struct KafkaArgs {
+    /// Kafka bootstrap servers (host:port,...). Overrides the config file.
+    #[arg(long, env = "HOSTLEDGER_KAFKA_BOOTSTRAP")]
+    pub kafka_bootstrap: Option<String>,
+
+    /// Use topics PREFIX.host-events, PREFIX.host-events.dlq and PREFIX.fetcher-state
+    /// instead of the hostledger.* defaults. Overrides the config file.
+    #[arg(long, value_name = "PREFIX")]
+    pub topic_prefix: Option<String>,
+}
+
+impl KafkaArgs {
+    /// Applies the flags on top of `settings`.
+    pub fn apply(&self, mut settings: KafkaSettings) -> KafkaSettings {
+        if let Some(b) = &self.kafka_bootstrap {
+            settings.bootstrap_servers.clone_from(b);
+        }
+        if let Some(prefix) = &self.topic_prefix {
+            settings.topics = Topics::with_prefix(prefix);
+        }
+        settings
+    }
+}
+
+/// `hostledger fetch`.
+#[derive(Debug, Args)]
+pub struct FetchArgs {
+    /// Fetcher config file (YAML); see deploy/examples/fetcher-dc.yaml.
+    #[arg(long, short)]
+    pub config: PathBuf,
+
+    /// Do one pass of every provider, print what was published, and exit.
+    #[arg(long)]
+    pub once: bool,
+
+    /// Kafka connection.
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
+}
+
+/// `hostledger project`.
+#[derive(Debug, Args)]
+pub struct ProjectArgs {
+    /// Namespace of the Host objects.
+    #[arg(
+        long,
+        short,
+        env = "HOSTLEDGER_NAMESPACE",
+        default_value = "hostledger"
+    )]
+    pub namespace: String,
+
+    /// Kafka consumer group; replicas sharing it split the partitions.
+    #[arg(long, default_value = "hostledger-projector")]
+    pub group: String,
+
+    /// Exit 0 once every partition has been applied up to the end of the log.
+    #[arg(long)]
+    pub until_caught_up: bool,
+
+    /// Most events per batch (each touched host is written once per batch).
+    #[arg(long, default_value_t = 5000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub batch_size: u32,
+
+    /// Most Host writes in flight at once.
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub max_in_flight: u32,
+
+    /// Kafka connection.
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
+}
+
+/// `hostledger topics`.
+#[derive(Debug, Args)]
+pub struct TopicsArgs {
+    /// What to do with the topics.
+    #[command(subcommand)]
+    pub action: TopicsAction,
+}
+
+/// Topic actions.
+#[derive(Debug, Subcommand)]
+pub enum TopicsAction {
+    /// Create the events, dead-letter and fetcher-state topics if they do not exist.
+    Create {
+        /// Partitions of the keyed topics (fixed once created).
+        #[arg(long, default_value_t = 6, value_parser = clap::value_parser!(i32).range(1..=1000))]
+        partitions: i32,
+        /// Replication factor.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(i32).range(1..=10))]
+        replication: i32,
+        /// Kafka connection.
+        #[command(flatten)]
+        kafka: KafkaArgs,
+    },
+}
+
+/// Sets up logging on stderr. `HOSTLEDGER_LOG` (or `RUST_LOG`) filters, default `info`.
+pub fn init_logging(cli: &Cli) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("HOSTLEDGER_LOG")
+        .or_else(|_| EnvFilter::try_from_default_env())
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match cli.log_format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+}
+
+/// Runs one command line.
+pub async fn run(cli: Cli) -> Result<ExitCode> {
+    match cli.command {
+        Command::Fetch(args) => fetch(args).await,
+        Command::Project(args) => project(args).await,
+        Command::Hosts(args) => hosts::run(args).await,
+        Command::Crd => {
+            print!("{}", hostledger_projector::crd::crd_yaml());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Topics(TopicsArgs {
+            action:
+                TopicsAction::Create {
+                    partitions,
+                    replication,
+                    kafka,
+                },
+        }) => {
+            let clients = KafkaClients::new(kafka.apply(KafkaSettings::default()))?;
+            clients
+                .ensure_topics(&clients.standard_topics(partitions), replication)
+                .await?;
+            let t = &clients.settings().topics;
+            println!(
+                "topics ready: {}, {}, {}",
+                t.events, t.dead_letter, t.fetcher_state
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+async fn fetch(args: FetchArgs) -> Result<ExitCode> {
+    let mut config = FetcherConfig::from_file(&args.config)?;
+    config.kafka = args.kafka.apply(config.kafka);
+    config.validate()?;
+    let reports = hostledger_producers::run(&config, args.once, shutdown_signal()).await?;
+    for r in &reports {
+        let kinds: Vec<String> = r
+            .published
+            .iter()
+            .map(|(k, n)| format!("{k}={n}"))
+            .collect();
+        println!(
+            "{}: listed {} hosts, published {} events{}{}",
+            r.provider,
+            r.listed,
+            r.total_published(),
+            if kinds.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", kinds.join(", "))
+            },
+            if r.problems.is_empty() {
+                String::new()
+            } else {
+                format!(", {} bad entries:", r.problems.len())
+            },
+        );
+        for p in &r.problems {
+            println!("  {p}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn project(args: ProjectArgs) -> Result<ExitCode> {
+    let kafka = KafkaClients::new(args.kafka.apply(KafkaSettings::default()))?;
+    let client = kube::Client::try_default()
+        .await
+        .context("cannot build a Kubernetes client: set KUBECONFIG (eval \"$(scripts/stack env)\" for the local stack)")?;
+    let store = HostStore::new(client, &args.namespace);
+    let settings = ProjectorSettings {
+        group_id: args.group,
+        batch_max_events: args.batch_size as usize,
+        batch_max_wait: Duration::from_millis(50),
+        max_in_flight: args.max_in_flight as usize,
+        until_caught_up: args.until_caught_up,
+    };
+    let stats = Projector::new(kafka, store, settings)
+        .run(shutdown_signal())
+        .await?;
+    if args.until_caught_up {
+        println!(
+            "caught up: {} events consumed, {} applied, {} already applied, {} dead-lettered; {} host writes, {} API requests",
+            stats.consumed,
+            stats.applied,
+            stats.skipped,
+            stats.dead_lettered,
+            stats.hosts_written,
+            stats.api_writes
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,18 @@
+//! The `hostledger` binary: parse flags, hand over to [`hostledger_cli::run`].
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = hostledger_cli::Cli::parse();
+    hostledger_cli::init_logging(&cli);
+    match hostledger_cli::run(cli).await {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::from(1)
+        }
+    }
+}

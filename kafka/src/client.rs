@@ -1,0 +1,269 @@
+//! Every Kafka client hostledger uses is built here.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
+use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
+use rdkafka::error::RDKafkaErrorCode;
+use rdkafka::producer::FutureProducer;
+
+use crate::error::KafkaError;
+use crate::settings::KafkaSettings;
+
+/// What a client is for; decides the role-specific librdkafka options.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClientRole {
+    /// Idempotent producer (acks=all); transactional when an id is given.
+    Producer {
+        /// `transactional.id`, stable per fetcher instance so a restart fences its
+        /// predecessor.
+        transactional_id: Option<String>,
+    },
+    /// Group consumer: manual offset commits, committed transactions only, partition EOF
+    /// events on.
+    Consumer {
+        /// Consumer group id.
+        group_id: String,
+    },
+    /// A consumer without a group, for reading a topic from the start (state restore,
+    /// metadata, watermarks).
+    Reader,
+    /// Topic administration.
+    Admin,
+}
+
+/// The layout of a topic hostledger creates.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicSpec {
+    /// Topic name.
+    pub name: String,
+    /// Partition count, fixed once created.
+    pub partitions: i32,
+    /// Topic configs (retention, compaction).
+    pub configs: Vec<(String, String)>,
+}
+
+/// Builds Kafka clients from validated settings.
+#[derive(Debug, Clone)]
+pub struct KafkaClients {
+    settings: KafkaSettings,
+}
+
+impl KafkaClients {
+    /// Validates the settings; every client built later uses them.
+    pub fn new(settings: KafkaSettings) -> Result<Self, KafkaError> {
+        settings.validate()?;
+        Ok(KafkaClients { settings })
+    }
+
+    /// The settings in force.
+    pub fn settings(&self) -> &KafkaSettings {
+        &self.settings
+    }
+
+    /// The full librdkafka configuration for a role. Passthrough options from the settings
+    /// are applied last, so an operator can override anything.
+    pub fn config(&self, role: &ClientRole) -> ClientConfig {
+        let mut config = ClientConfig::new();
+        config.set_log_level(RDKafkaLogLevel::Warning);
+        for (k, v) in self.settings.librdkafka_properties() {
+            if !self.settings.options.contains_key(&k) {
+                config.set(k, v);
+            }
+        }
+        match role {
+            ClientRole::Producer { transactional_id } => {
+                config
+                    .set("client.id", "hostledger-producer")
+                    .set("enable.idempotence", "true")
+                    .set("acks", "all")
+                    .set("linger.ms", "5")
+                    .set("compression.type", "lz4")
+                    .set("message.timeout.ms", "60000");
+                if let Some(id) = transactional_id {
+                    config
+                        .set("transactional.id", id)
+                        .set("transaction.timeout.ms", "60000");
+                }
+            }
+            ClientRole::Consumer { group_id } => {
+                config
+                    .set("client.id", "hostledger-consumer")
+                    .set("group.id", group_id)
+                    .set("enable.auto.commit", "false")
+                    .set("enable.auto.offset.store", "false")
+                    .set("auto.offset.reset", "earliest")
+                    .set("isolation.level", "read_committed")
+                    .set("enable.partition.eof", "true");
+            }
+            ClientRole::Reader => {
+                config
+                    .set("client.id", "hostledger-reader")
+                    .set("group.id", "hostledger-reader-unused")
+                    .set("enable.auto.commit", "false")
+                    .set("auto.offset.reset", "earliest")
+                    .set("isolation.level", "read_committed")
+                    .set("enable.partition.eof", "true");
+            }
+            ClientRole::Admin => {
+                config.set("client.id", "hostledger-admin");
+            }
+        }
+        for (k, v) in &self.settings.options {
+            config.set(k, v);
+        }
+        config
+    }
+
+    /// An idempotent (optionally transactional) producer.
+    pub fn producer(&self, transactional_id: Option<&str>) -> Result<FutureProducer, KafkaError> {
+        let role = ClientRole::Producer {
+            transactional_id: transactional_id.map(str::to_owned),
+        };
+        self.config(&role)
+            .create()
+            .map_err(|e| KafkaError::client("create the producer", e))
+    }
+
+    /// A group consumer with manual commits.
+    pub fn consumer(&self, group_id: &str) -> Result<StreamConsumer, KafkaError> {
+        let role = ClientRole::Consumer {
+            group_id: group_id.to_owned(),
+        };
+        self.config(&role)
+            .create()
+            .map_err(|e| KafkaError::client(format!("create the consumer for group {group_id}"), e))
+    }
+
+    /// A group-less consumer for reading partitions by assignment.
+    pub fn reader(&self) -> Result<BaseConsumer, KafkaError> {
+        self.config(&ClientRole::Reader)
+            .create()
+            .map_err(|e| KafkaError::client("create a reader", e))
+    }
+
+    fn admin(&self) -> Result<AdminClient<DefaultClientContext>, KafkaError> {
+        self.config(&ClientRole::Admin)
+            .create()
+            .map_err(|e| KafkaError::client("create the admin client", e))
+    }
+
+    /// The partition count of `topic`, or [`KafkaError::MissingTopic`].
+    pub fn partition_count(&self, topic: &str, timeout: Duration) -> Result<i32, KafkaError> {
+        let reader = self.reader()?;
+        let metadata = reader
+            .fetch_metadata(Some(topic), timeout)
+            .map_err(|e| KafkaError::client(format!("read metadata of topic {topic:?}"), e))?;
+        let missing = || KafkaError::MissingTopic {
+            topic: topic.to_owned(),
+            bootstrap: self.settings.bootstrap_servers.clone(),
+        };
+        let t = metadata
+            .topics()
+            .iter()
+            .find(|t| t.name() == topic)
+            .ok_or_else(missing)?;
+        match t.error() {
+            Some(e) if RDKafkaErrorCode::from(e) == RDKafkaErrorCode::UnknownTopicOrPartition => {
+                Err(missing())
+            }
+            Some(e) => Err(KafkaError::client(
+                format!("read metadata of topic {topic:?}"),
+                rdkafka::error::KafkaError::MetadataFetch(e.into()),
+            )),
+            None if t.partitions().is_empty() => Err(missing()),
+            None => Ok(t.partitions().len() as i32),
+        }
+    }
+
+    /// Low and high watermark of every partition of `topic`, by partition.
+    pub fn watermarks(
+        &self,
+        topic: &str,
+        timeout: Duration,
+    ) -> Result<HashMap<i32, (i64, i64)>, KafkaError> {
+        let partitions = self.partition_count(topic, timeout)?;
+        let reader = self.reader()?;
+        (0..partitions)
+            .map(|p| {
+                reader
+                    .fetch_watermarks(topic, p, timeout)
+                    .map(|w| (p, w))
+                    .map_err(|e| KafkaError::client(format!("read watermarks of {topic}/{p}"), e))
+            })
+            .collect()
+    }
+
+    /// The standard topics: events (retained forever), dead letters (forever), fetcher state
+    /// (compacted), with `partitions` partitions for the keyed ones.
+    pub fn standard_topics(&self, partitions: i32) -> Vec<TopicSpec> {
+        let t = &self.settings.topics;
+        let forever = || {
+            vec![
+                ("retention.ms".into(), "-1".into()),
+                ("retention.bytes".into(), "-1".into()),
+            ]
+        };
+        vec![
+            TopicSpec {
+                name: t.events.clone(),
+                partitions,
+                configs: forever(),
+            },
+            TopicSpec {
+                name: t.dead_letter.clone(),
+                partitions: 1,
+                configs: forever(),
+            },
+            TopicSpec {
+                name: t.fetcher_state.clone(),
+                partitions,
+                configs: vec![("cleanup.policy".into(), "compact".into())],
+            },
+        ]
+    }
+
+    /// Creates the topics that do not exist yet; existing ones are left as they are.
+    pub async fn ensure_topics(
+        &self,
+        specs: &[TopicSpec],
+        replication: i32,
+    ) -> Result<(), KafkaError> {
+        let admin = self.admin()?;
+        let new_topics: Vec<NewTopic<'_>> = specs
+            .iter()
+            .map(|s| {
+                s.configs.iter().fold(
+                    NewTopic::new(&s.name, s.partitions, TopicReplication::Fixed(replication)),
+                    |t, (k, v)| t.set(k, v),
+                )
+            })
+            .collect();
+        let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+        let results = admin
+            .create_topics(new_topics.iter(), &opts)
+            .await
+            .map_err(|e| KafkaError::client("create topics", e))?;
+        for result in results {
+            match result {
+                Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+                Err((topic, code)) => return Err(KafkaError::CreateTopic { topic, code }),
+            }
+        }
+        Ok(())
+    }
+
+    /// Deletes topics (tests clean up after themselves with this).
+    pub async fn delete_topics(&self, names: &[&str]) -> Result<(), KafkaError> {
+        let admin = self.admin()?;
+        let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+        admin
+            .delete_topics(names, &opts)
+            .await
+            .map_err(|e| KafkaError::client("delete topics", e))?;
+        Ok(())
+    }
+}

@@ -1,0 +1,103 @@
+//! Kafka errors, each with how to handle it.
+
+use rdkafka::error::{KafkaError as RdError, RDKafkaErrorCode};
+
+/// How a caller should react to an error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorClass {
+    /// Retry with backoff; do not advance any offset or state.
+    Transient,
+    /// The message can never be processed: dead-letter it, count it, move on.
+    Poison,
+    /// Stop with a clear message: configuration or authentication is wrong.
+    Fatal,
+}
+
+/// What went wrong talking to Kafka.
+#[derive(Debug, thiserror::Error)]
+pub enum KafkaError {
+    /// The settings are invalid.
+    #[error("invalid Kafka settings: {0}")]
+    Config(String),
+    /// A topic hostledger needs does not exist.
+    #[error(
+        "Kafka topic {topic:?} does not exist on {bootstrap}; create it (scripts/stack up does, or `hostledger topics create`)"
+    )]
+    MissingTopic {
+        /// The topic.
+        topic: String,
+        /// Where we looked.
+        bootstrap: String,
+    },
+    /// A client operation failed.
+    #[error("Kafka: could not {action}: {source}")]
+    Client {
+        /// What we were doing ("create the producer", "commit offsets", ...).
+        action: String,
+        /// The client library's error.
+        #[source]
+        source: RdError,
+    },
+    /// An admin operation on one topic failed.
+    #[error("Kafka: could not create topic {topic:?}: {code}")]
+    CreateTopic {
+        /// The topic.
+        topic: String,
+        /// The broker's answer.
+        code: RDKafkaErrorCode,
+    },
+}
+
+impl KafkaError {
+    /// Wraps a client error with what we were doing.
+    pub fn client(action: impl Into<String>, source: RdError) -> Self {
+        KafkaError::Client {
+            action: action.into(),
+            source,
+        }
+    }
+
+    /// How to handle this error.
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            KafkaError::Config(_)
+            | KafkaError::MissingTopic { .. }
+            | KafkaError::CreateTopic { .. } => ErrorClass::Fatal,
+            KafkaError::Client { source, .. } => classify(source),
+        }
+    }
+}
+
+/// Classifies a client library error.
+pub fn classify(error: &RdError) -> ErrorClass {
+    use RDKafkaErrorCode as C;
+    if let RdError::Transaction(e) = error {
+        if e.is_fatal() {
+            return ErrorClass::Fatal;
+        }
+        return ErrorClass::Transient;
+    }
+    if matches!(
+        error,
+        RdError::ClientConfig(..) | RdError::ClientCreation(_) | RdError::Subscription(_)
+    ) {
+        return ErrorClass::Fatal;
+    }
+    match error.rdkafka_error_code() {
+        Some(
+            C::SaslAuthenticationFailed
+            | C::Authentication
+            | C::SSL
+            | C::TopicAuthorizationFailed
+            | C::GroupAuthorizationFailed
+            | C::ClusterAuthorizationFailed
+            | C::TransactionalIdAuthorizationFailed
+            | C::UnsupportedSASLMechanism
+            | C::ProducerFenced
+            | C::InvalidProducerEpoch
+            | C::Fatal,
+        ) => ErrorClass::Fatal,
+        Some(C::MessageSizeTooLarge | C::InvalidMessage | C::InvalidRecord) => ErrorClass::Poison,
+        _ => ErrorClass::Transient,
+    }
+}

@@ -1,0 +1,16 @@
+//! Kafka plumbing shared by every hostledger role.
+//!
+//! - [`settings`]: the typed, validated Kafka configuration (bootstrap servers, TLS/mTLS,
+//!   SASL, topic names, a passthrough map of librdkafka options).
+//! - [`client`]: the one place where Kafka clients are built from those settings, plus topic
+//!   administration and metadata look-ups.
+//! - [`error`]: errors classified as transient, poison or fatal, so callers know whether to
+//!   retry, dead-letter or stop.
+
+pub mod client;
+pub mod error;
+pub mod settings;
+
+pub use client::{ClientRole, KafkaClients};
+pub use error::{ErrorClass, KafkaError};
+pub use settings::{KafkaSettings, SecurityProtocol, Topics};

@@ -1,0 +1,167 @@
+//! The fetcher loop: list → diff → publish (one transaction) → advance known state.
+
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::time::Duration;
+
+use hostledger_kafka::KafkaClients;
+use hostledger_schemas::{EventKind, HostEvent};
+
+use crate::config::{FetcherConfig, ProviderConfig};
+use crate::diff::{KnownHost, advance, diff};
+use crate::error::FetchError;
+use crate::provider::Provider;
+use crate::provider::dcexport::DcExport;
+use crate::publish::Publisher;
+use crate::state::restore;
+
+/// What one pass of one provider did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PassReport {
+    /// Provider instance name.
+    pub provider: String,
+    /// Hosts in the listing.
+    pub listed: usize,
+    /// Events published, by kind.
+    pub published: BTreeMap<&'static str, usize>,
+    /// Problems with individual entries (reported, not fatal).
+    pub problems: Vec<String>,
+}
+
+impl PassReport {
+    /// Total events published.
+    pub fn total_published(&self) -> usize {
+        self.published.values().sum()
+    }
+}
+
+/// One provider, its publisher and what it has published so far.
+pub struct Fetcher {
+    provider: Box<dyn Provider>,
+    publisher: Publisher,
+    known: HashMap<String, KnownHost>,
+    missing_grace_micros: i64,
+}
+
+impl Fetcher {
+    /// Fences any earlier instance of this provider, then restores what it published.
+    pub async fn start(
+        kafka: &KafkaClients,
+        provider: Box<dyn Provider>,
+        missing_grace_secs: u64,
+    ) -> Result<Self, FetchError> {
+        let source = provider.name().to_owned();
+        let publisher = Publisher::new(kafka, &source).await?;
+        let k = kafka.clone();
+        let s = source.clone();
+        let known = tokio::task::spawn_blocking(move || restore(&k, &s, Duration::from_secs(120)))
+            .await
+            .map_err(|e| FetchError::Internal(format!("restore task: {e}")))??;
+        tracing::info!(provider = %source, hosts = known.len(), "fetcher state restored");
+        Ok(Fetcher {
+            provider,
+            publisher,
+            known,
+            missing_grace_micros: i64::try_from(missing_grace_secs).unwrap_or(i64::MAX / 1_000_000)
+                * 1_000_000,
+        })
+    }
+
+    /// Hosts the fetcher knows about.
+    pub fn known(&self) -> &HashMap<String, KnownHost> {
+        &self.known
+    }
+
+    /// Lists, diffs and publishes once. A failed listing publishes nothing; a failed
+    /// publish leaves the known state where it was, so the next pass tries again.
+    pub async fn pass(&mut self) -> Result<PassReport, FetchError> {
+        let listing = self.provider.list().await?;
+        let d = diff(&self.known, &listing, self.missing_grace_micros);
+        let source = self.provider.name().to_owned();
+        let kind = self.provider.kind().to_owned();
+        let events: Vec<HostEvent> = d
+            .changes
+            .iter()
+            .map(|c| HostEvent {
+                event_id: uuid::Uuid::now_v7().to_string(),
+                host_id: c.host_id.clone(),
+                kind: c.kind,
+                provider: kind.clone(),
+                source: source.clone(),
+                observed_at: listing.observed_at,
+                state: c.state.clone(),
+                changes: c.changes.clone(),
+            })
+            .collect();
+        for problem in &listing.problems {
+            tracing::warn!(provider = %source, error = %problem, "bad entry in listing");
+        }
+        self.publisher.publish(&events).await?;
+        advance(&mut self.known, &d);
+        let mut published: BTreeMap<&'static str, usize> = BTreeMap::new();
+        for e in &events {
+            *published.entry(kind_name(e.kind)).or_default() += 1;
+        }
+        Ok(PassReport {
+            provider: source,
+            listed: listing.hosts.len(),
+            published,
+            problems: listing.problems,
+        })
+    }
+}
+
+fn kind_name(kind: EventKind) -> &'static str {
+    kind.as_str()
+}
+
+fn build_provider(config: &ProviderConfig) -> Box<dyn Provider> {
+    match config {
+        ProviderConfig::DcExport(c) => Box::new(DcExport::new(c.clone())),
+    }
+}
+
+/// Runs every configured provider. With `once`, one pass each, then returns the reports (an
+/// error if any provider failed). Otherwise passes repeat every `interval_secs` until
+/// `shutdown` resolves; a failed pass is logged and retried at the next interval.
+pub async fn run(
+    config: &FetcherConfig,
+    once: bool,
+    shutdown: impl Future<Output = ()>,
+) -> Result<Vec<PassReport>, FetchError> {
+    let kafka = KafkaClients::new(config.kafka.clone())?;
+    let mut fetchers = Vec::new();
+    for p in &config.providers {
+        fetchers.push(Fetcher::start(&kafka, build_provider(p), config.missing_grace_secs).await?);
+    }
+    if once {
+        let mut reports = Vec::new();
+        for fetcher in &mut fetchers {
+            reports.push(fetcher.pass().await?);
+        }
+        return Ok(reports);
+    }
+    let interval = Duration::from_secs(config.interval_secs);
+    let loops = fetchers.into_iter().map(|mut fetcher| async move {
+        let mut ticker = tokio::time::interval(interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticker.tick().await;
+            match fetcher.pass().await {
+                Ok(report) => tracing::info!(
+                    provider = %report.provider,
+                    listed = report.listed,
+                    published = report.total_published(),
+                    problems = report.problems.len(),
+                    "pass done"
+                ),
+                Err(error) => tracing::error!(provider = %fetcher.provider.name(), %error, "pass failed; will retry"),
+            }
+        }
+    });
+    tokio::select! {
+        _ = futures::future::join_all(loops) => {}
+        () = shutdown => tracing::info!("shutdown requested"),
+    }
+    Ok(Vec::new())
+}

@@ -1,0 +1,424 @@
+//! The fold: `(HostRecord, HostEvent) -> HostRecord`. Pure, deterministic, no I/O.
+//!
+//! The daemon, replay, backfill and the audit queries all fold events with this code, so
+//! they cannot disagree. Times come from `observed_at`; an event older than one already
+//! folded for the same host is clamped to the later time, so durations are never negative.
+
+use hostledger_schemas::{EventKind, HostEvent, HostState, Lifecycle, Timestamp};
+
+/// Most service intervals a record keeps; older ones are summed into the total and counted
+/// in `intervals_dropped` (the full history lives in HostHistory and in the log).
+pub const MAX_INTERVALS: usize = 16;
+
+/// Where an event sits in the log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Position {
+    /// Partition of the events topic.
+    pub partition: i32,
+    /// Offset within the partition.
+    pub offset: i64,
+}
+
+/// The last event folded into a record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppliedEvent {
+    /// Event id.
+    pub event_id: String,
+    /// Event kind.
+    pub kind: EventKind,
+    /// Position in the log.
+    pub position: Position,
+    /// The event's own `observed_at` (before clamping).
+    pub observed_at: Timestamp,
+}
+
+/// One stretch of time in service; `end` is `None` while it lasts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServiceInterval {
+    /// When the host entered service.
+    pub start: Timestamp,
+    /// When it left service, if it has.
+    pub end: Option<Timestamp>,
+}
+
+/// Everything the log says about one host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostRecord {
+    /// Stable host id.
+    pub host_id: String,
+    /// Provider kind.
+    pub provider: String,
+    /// Fetcher instance of the last event.
+    pub source: String,
+    /// Latest observed state.
+    pub state: HostState,
+    /// Current lifecycle phase (equals `state.lifecycle`).
+    pub phase: Lifecycle,
+    /// First time any event was observed.
+    pub first_seen_at: Timestamp,
+    /// Latest (clamped) observation time folded in.
+    pub last_observed_at: Timestamp,
+    /// When the current phase began.
+    pub phase_since: Timestamp,
+    /// Start of the current service interval, if in service.
+    pub in_service_since: Option<Timestamp>,
+    /// Sum of all closed service intervals, in microseconds.
+    pub closed_in_service_micros: i64,
+    /// The most recent service intervals, oldest first (at most [`MAX_INTERVALS`]).
+    pub intervals: Vec<ServiceInterval>,
+    /// How many older intervals were dropped from `intervals`.
+    pub intervals_dropped: u64,
+    /// Number of events folded in.
+    pub event_count: u64,
+    /// The last event folded in.
+    pub last_event: AppliedEvent,
+}
+
+/// What folding one event did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// The event changed the record.
+    Applied,
+    /// The event is at or below the last applied position: already folded in.
+    Duplicate,
+    /// The event is about another host; the record is untouched.
+    OtherHost,
+}
+
+impl HostRecord {
+    fn new(event: &HostEvent, at: Position, t: Timestamp) -> Self {
+        let phase = event.state.lifecycle;
+        let in_service = phase == Lifecycle::InService;
+        HostRecord {
+            host_id: event.host_id.clone(),
+            provider: event.provider.clone(),
+            source: event.source.clone(),
+            state: event.state.clone(),
+            phase,
+            first_seen_at: t,
+            last_observed_at: t,
+            phase_since: t,
+            in_service_since: in_service.then_some(t),
+            closed_in_service_micros: 0,
+            intervals: if in_service {
+                vec![ServiceInterval {
+                    start: t,
+                    end: None,
+                }]
+            } else {
+                Vec::new()
+            },
+            intervals_dropped: 0,
+            event_count: 1,
+            last_event: AppliedEvent {
+                event_id: event.event_id.clone(),
+                kind: event.kind,
+                position: at,
+                observed_at: event.observed_at,
+            },
+        }
+    }
+
+    /// Total time in service up to `now`, in microseconds: closed intervals plus the open one
+    /// (counted up to `now`, never negative).
+    pub fn in_service_micros_at(&self, now: Timestamp) -> i64 {
+        self.closed_in_service_micros
+            + self
+                .in_service_since
+                .map_or(0, |since| now.micros_since(since))
+    }
+
+    /// Whether an event at `at` has already been folded into this record.
+    pub fn has_applied(&self, at: Position) -> bool {
+        let last = self.last_event.position;
+        last.partition == at.partition && at.offset <= last.offset
+    }
+}
+
+/// Folds one event into a host's record in place. `None` is a host never seen before.
+pub fn apply(record: &mut Option<HostRecord>, event: &HostEvent, at: Position) -> Outcome {
+    let Some(r) = record else {
+        *record = Some(HostRecord::new(event, at, event.observed_at));
+        return Outcome::Applied;
+    };
+    if r.host_id != event.host_id {
+        return Outcome::OtherHost;
+    }
+    if r.has_applied(at) {
+        return Outcome::Duplicate;
+    }
+    let t = event.observed_at.max(r.last_observed_at);
+    let new_phase = event.state.lifecycle;
+    if new_phase != r.phase {
+        if r.phase == Lifecycle::InService {
+            if let Some(since) = r.in_service_since.take() {
+                r.closed_in_service_micros += t.micros_since(since);
+            }
+            if let Some(open) = r.intervals.last_mut().filter(|i| i.end.is_none()) {
+                open.end = Some(t);
+            }
+        }
+        if new_phase == Lifecycle::InService {
+            r.in_service_since = Some(t);
+            r.intervals.push(ServiceInterval {
+                start: t,
+                end: None,
+            });
+            if r.intervals.len() > MAX_INTERVALS {
+                let excess = r.intervals.len() - MAX_INTERVALS;
+                r.intervals.drain(..excess);
+                r.intervals_dropped += excess as u64;
+            }
+        }
+        r.phase = new_phase;
+        r.phase_since = t;
+    }
+    r.state.clone_from(&event.state);
+    r.provider.clone_from(&event.provider);
+    r.source.clone_from(&event.source);
+    r.last_observed_at = t;
+    r.event_count += 1;
+    r.last_event = AppliedEvent {
+        event_id: event.event_id.clone(),
+        kind: event.kind,
+        position: at,
+        observed_at: event.observed_at,
+    };
+    Outcome::Applied
+}
+
+/// The fold as a function of values: the record after `event`.
+pub fn fold(record: Option<HostRecord>, event: &HostEvent, at: Position) -> Option<HostRecord> {
+    let mut record = record;
+    apply(&mut record, event, at);
+    record
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use std::collections::BTreeMap;
+
+    const HOUR: i64 = 3_600_000_000;
+    const T0: i64 = 1_767_225_600_000_000; // 2026-01-01T00:00:00Z
+
+    fn event(host: &str, lifecycle: Lifecycle, hours: i64) -> HostEvent {
+        HostEvent {
+            event_id: format!("{host}-{hours}-{lifecycle}"),
+            host_id: host.to_owned(),
+            kind: EventKind::HostLifecycleChanged,
+            provider: "dc".into(),
+            source: "test".into(),
+            observed_at: Timestamp(T0 + hours * HOUR),
+            state: HostState::new(host, lifecycle, lifecycle.as_str()),
+            changes: Vec::new(),
+        }
+    }
+
+    fn fold_all(events: &[(HostEvent, Position)]) -> Option<HostRecord> {
+        events.iter().fold(None, |r, (e, p)| fold(r, e, *p))
+    }
+
+    fn at(offset: i64) -> Position {
+        Position {
+            partition: 0,
+            offset,
+        }
+    }
+
+    use Lifecycle::*;
+
+    /// Given a sequence of phases at hour marks, then the total time in service at the end.
+    #[test]
+    fn time_in_service_table() {
+        // (case, phases entered at hour marks, now in hours, expected hours in service)
+        type Case<'a> = (&'a str, &'a [(Lifecycle, i64)], i64, i64);
+        let cases: &[Case<'_>] = &[
+            ("discovered in service", &[(InService, 0)], 5, 5),
+            (
+                "provisioned then in service",
+                &[(Provisioning, 0), (InService, 2)],
+                5,
+                3,
+            ),
+            (
+                "stopped and started",
+                &[(InService, 0), (OutOfService, 2), (InService, 4)],
+                10,
+                8,
+            ),
+            ("retired", &[(InService, 0), (Retired, 3)], 10, 3),
+            (
+                "retired and returned twice",
+                &[
+                    (InService, 0),
+                    (Retired, 1),
+                    (InService, 2),
+                    (Missing, 4),
+                    (InService, 7),
+                    (Retired, 8),
+                ],
+                20,
+                4,
+            ),
+            (
+                "never in service",
+                &[(Provisioning, 0), (OutOfService, 3)],
+                9,
+                0,
+            ),
+            (
+                "repeated in-service observations",
+                &[(InService, 0), (InService, 1), (InService, 2)],
+                3,
+                3,
+            ),
+        ];
+        for (name, phases, now, want) in cases {
+            let events: Vec<_> = phases
+                .iter()
+                .enumerate()
+                .map(|(i, (l, h))| (event("h", *l, *h), at(i as i64)))
+                .collect();
+            let r = fold_all(&events).expect("record");
+            assert_eq!(
+                r.in_service_micros_at(Timestamp(T0 + now * HOUR)),
+                want * HOUR,
+                "{name}"
+            );
+            assert_eq!(r.phase, phases.last().expect("non-empty").0, "{name}");
+            assert_eq!(r.event_count, phases.len() as u64, "{name}");
+        }
+    }
+
+    #[test]
+    fn out_of_order_times_are_clamped() {
+        let events = [
+            (event("h", InService, 5), at(0)),
+            (event("h", OutOfService, 2), at(1)), // observed "before" the previous event
+            (event("h", InService, 6), at(2)),
+        ];
+        let r = fold_all(&events).expect("record");
+        assert_eq!(
+            r.closed_in_service_micros, 0,
+            "interval 5h..max(2h,5h) is empty, not negative"
+        );
+        assert_eq!(r.in_service_since, Some(Timestamp(T0 + 6 * HOUR)));
+        assert_eq!(r.phase_since, Timestamp(T0 + 6 * HOUR));
+    }
+
+    #[test]
+    fn intervals_are_bounded_but_total_is_kept() {
+        let mut events = Vec::new();
+        for i in 0..100 {
+            events.push((event("h", InService, 2 * i), at(2 * i)));
+            events.push((event("h", OutOfService, 2 * i + 1), at(2 * i + 1)));
+        }
+        let r = fold_all(&events).expect("record");
+        assert_eq!(r.intervals.len(), MAX_INTERVALS);
+        assert_eq!(r.intervals_dropped, 100 - MAX_INTERVALS as u64);
+        assert_eq!(r.closed_in_service_micros, 100 * HOUR);
+        assert_eq!(r.first_seen_at, Timestamp(T0));
+    }
+
+    #[test]
+    fn first_seen_and_attributes_follow_events() {
+        let mut changed = event("h", InService, 3);
+        changed.state.role = Some("db".into());
+        changed.state.attributes = BTreeMap::from([("rack".into(), "A1".into())]);
+        let r = fold_all(&[
+            (event("h", Provisioning, 1), at(0)),
+            (changed.clone(), at(1)),
+        ])
+        .expect("record");
+        assert_eq!(r.first_seen_at, Timestamp(T0 + HOUR));
+        assert_eq!(r.state, changed.state);
+        assert_eq!(r.last_event.event_id, changed.event_id);
+        assert_eq!(r.last_event.position, at(1));
+    }
+
+    fn arb_log() -> impl Strategy<Value = Vec<(HostEvent, Position)>> {
+        let phase = prop::sample::select(Lifecycle::ALL.to_vec());
+        let host = prop::sample::select(vec!["a", "b", "c"]);
+        prop::collection::vec((host, phase, 0i64..200, any::<bool>()), 1..60).prop_map(|steps| {
+            steps
+                .into_iter()
+                .enumerate()
+                .map(|(i, (h, l, hours, with_role))| {
+                    let mut e = event(h, l, hours);
+                    e.event_id = format!("e{i}");
+                    if with_role {
+                        e.state.role = Some("web".into());
+                    }
+                    (e, at(i as i64))
+                })
+                .collect()
+        })
+    }
+
+    fn fold_host(log: &[(HostEvent, Position)], host: &str) -> Option<HostRecord> {
+        log.iter()
+            .filter(|(e, _)| e.host_id == host)
+            .fold(None, |r, (e, p)| fold(r, e, *p))
+    }
+
+    proptest! {
+        /// Folding a log in one go equals folding it in any two chunks, with the record
+        /// carried between them (what a restart does).
+        #[test]
+        fn chunking_does_not_matter(log in arb_log(), cut in 0usize..60) {
+            let cut = cut.min(log.len());
+            for host in ["a", "b", "c"] {
+                let whole = fold_host(&log, host);
+                let first = fold_host(&log[..cut], host);
+                let resumed = log[cut..].iter().filter(|(e, _)| e.host_id == host).fold(first, |r, (e, p)| fold(r, e, *p));
+                prop_assert_eq!(whole, resumed);
+            }
+        }
+
+        /// Redelivering any prefix of the log (at-least-once) changes nothing.
+        #[test]
+        fn duplicates_are_no_ops(log in arb_log(), replay_upto in 0usize..60) {
+            let upto = replay_upto.min(log.len());
+            for host in ["a", "b", "c"] {
+                let once = fold_host(&log, host);
+                let mut record = once.clone();
+                for (e, p) in log[..upto].iter().filter(|(e, _)| e.host_id == host) {
+                    let outcome = apply(&mut record, e, *p);
+                    prop_assert_eq!(outcome, Outcome::Duplicate);
+                }
+                prop_assert_eq!(&record, &once);
+            }
+        }
+
+        /// Events of other hosts never change a host's record.
+        #[test]
+        fn other_hosts_are_ignored(log in arb_log()) {
+            let mine = fold_host(&log, "a");
+            prop_assume!(mine.is_some());
+            let mut record = mine.clone();
+            for (e, p) in &log {
+                if e.host_id != "a" {
+                    prop_assert_eq!(apply(&mut record, e, Position { partition: 9, offset: p.offset + 1000 }), Outcome::OtherHost);
+                }
+            }
+            prop_assert_eq!(record, mine);
+        }
+
+        /// Time in service never decreases, never exceeds the host's observed life, and is
+        /// never negative.
+        #[test]
+        fn time_in_service_is_bounded(log in arb_log(), later in 0i64..100) {
+            for host in ["a", "b", "c"] {
+                if let Some(r) = fold_host(&log, host) {
+                    let now = Timestamp(r.last_observed_at.0 + later * HOUR);
+                    let total = r.in_service_micros_at(now);
+                    prop_assert!(total >= 0);
+                    prop_assert!(total <= now.micros_since(r.first_seen_at));
+                    prop_assert!(r.in_service_micros_at(Timestamp(now.0 + HOUR)) >= total);
+                }
+            }
+        }
+    }
+}

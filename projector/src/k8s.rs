@@ -1,0 +1,193 @@
+//! Writing Hosts to the Kubernetes API server: server-side apply with one field manager,
+//! status through the status subresource, transient failures retried with backoff.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::{Client, Error as KubeError};
+use serde_json::json;
+
+use crate::crd::{HOST_ID_ANNOTATION, Host, HostStatus, OWNED_LABELS, labels, object_name};
+use crate::error::ProjectorError;
+use crate::fold::HostRecord;
+
+/// The one field manager the projector writes with.
+pub const FIELD_MANAGER: &str = "hostledger-projector";
+
+/// A host as the projector last wrote (or read) it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredHost {
+    /// The folded record.
+    pub record: HostRecord,
+    /// The projector-owned labels present on the object, to skip metadata writes that would
+    /// change nothing.
+    pub labels: BTreeMap<String, String>,
+}
+
+/// Whether an API error is worth retrying.
+pub fn is_transient(error: &KubeError) -> bool {
+    match error {
+        KubeError::Api(status) => matches!(status.code, 409 | 429 | 500..=599),
+        KubeError::HyperError(_) | KubeError::Service(_) | KubeError::ReadEvents(_) => true,
+        _ => false,
+    }
+}
+
+/// Hosts in one namespace.
+#[derive(Clone)]
+pub struct HostStore {
+    api: Api<Host>,
+    namespace: String,
+}
+
+impl HostStore {
+    /// Hosts in `namespace`.
+    pub fn new(client: Client, namespace: &str) -> Self {
+        HostStore {
+            api: Api::namespaced(client, namespace),
+            namespace: namespace.to_owned(),
+        }
+    }
+
+    /// The namespace written to.
+    pub fn namespace(&self) -> &str {
+        &self.namespace
+    }
+
+    /// The typed API handle.
+    pub fn api(&self) -> &Api<Host> {
+        &self.api
+    }
+
+    /// Reads every Host in the namespace, keyed by host id. A Host whose status cannot be
+    /// read back is reported and left out (the next event for it starts a fresh record).
+    pub async fn load_all(&self) -> Result<HashMap<String, StoredHost>, ProjectorError> {
+        let mut out = HashMap::new();
+        let mut params = ListParams::default().limit(500);
+        loop {
+            let page = self
+                .api
+                .list(&params)
+                .await
+                .map_err(|e| self.read_error(e))?;
+            for host in page.items {
+                let name = host.metadata.name.clone().unwrap_or_default();
+                let Some(status) = host.status else { continue };
+                match status.to_record() {
+                    Ok(record) => {
+                        let labels = owned_labels(host.metadata.labels.as_ref());
+                        out.insert(record.host_id.clone(), StoredHost { record, labels });
+                    }
+                    Err(error) => {
+                        tracing::warn!(host = %name, %error, "skipping Host with unreadable status")
+                    }
+                }
+            }
+            match page.metadata.continue_ {
+                Some(token) if !token.is_empty() => params = params.continue_token(&token),
+                _ => break,
+            }
+        }
+        Ok(out)
+    }
+
+    fn read_error(&self, error: KubeError) -> ProjectorError {
+        match &error {
+            KubeError::Api(status) if status.code == 404 => ProjectorError::NotInstalled {
+                namespace: self.namespace.clone(),
+                detail: status.message.clone(),
+            },
+            _ => ProjectorError::kube(format!("list Hosts in namespace {}", self.namespace), error),
+        }
+    }
+
+    /// Writes one host: its labels and annotation when they differ from `previous_labels`
+    /// (always for a new host), then its status. Transient failures are retried until they
+    /// succeed; the number of requests made is returned.
+    pub async fn write(
+        &self,
+        record: &HostRecord,
+        previous_labels: Option<&BTreeMap<String, String>>,
+    ) -> Result<WriteReport, ProjectorError> {
+        let name = object_name(&record.host_id);
+        let params = PatchParams::apply(FIELD_MANAGER).force();
+        let labels = labels(record);
+        let mut report = WriteReport {
+            requests: 0,
+            labels: labels.clone(),
+        };
+        if previous_labels != Some(&labels) {
+            let object = json!({
+                "apiVersion": "hostledger.dev/v1alpha1",
+                "kind": "Host",
+                "metadata": {
+                    "name": name,
+                    "labels": labels,
+                    "annotations": { HOST_ID_ANNOTATION: record.host_id },
+                },
+                "spec": {},
+            });
+            let patch = Patch::Apply(&object);
+            report.requests += retry(&format!("apply Host {name}"), || {
+                self.api.patch(&name, &params, &patch)
+            })
+            .await?;
+        }
+        let status = json!({
+            "apiVersion": "hostledger.dev/v1alpha1",
+            "kind": "Host",
+            "status": HostStatus::from_record(record),
+        });
+        let patch = Patch::Apply(&status);
+        report.requests += retry(&format!("apply status of Host {name}"), || {
+            self.api.patch_status(&name, &params, &patch)
+        })
+        .await?;
+        Ok(report)
+    }
+}
+
+/// What one host write did.
+#[derive(Debug, Clone)]
+pub struct WriteReport {
+    /// API requests made, retries included.
+    pub requests: u64,
+    /// The labels now on the object.
+    pub labels: BTreeMap<String, String>,
+}
+
+/// The projector-owned subset of an object's labels.
+pub fn owned_labels(labels: Option<&BTreeMap<String, String>>) -> BTreeMap<String, String> {
+    labels
+        .map(|l| {
+            l.iter()
+                .filter(|(k, _)| OWNED_LABELS.contains(&k.as_str()))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Runs `op` until it succeeds or fails with a non-transient error, backing off from 100 ms
+/// to 10 s between attempts. Returns the number of attempts.
+async fn retry<T, F, Fut>(action: &str, mut op: F) -> Result<u64, ProjectorError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, KubeError>>,
+{
+    let mut delay = Duration::from_millis(100);
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        match op().await {
+            Ok(_) => return Ok(attempts),
+            Err(error) if is_transient(&error) => {
+                tracing::warn!(%error, attempt = attempts, "could not {action}; retrying in {delay:?}");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(10));
+            }
+            Err(error) => return Err(ProjectorError::kube(action, error)),
+        }
+    }
+}

@@ -1,0 +1,42 @@
+//! The CRD YAML in deploy/crds/ is generated from the Rust type; this fails when it is stale.
+
+#[test]
+fn committed_crd_matches_the_rust_type() {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../deploy/crds/hosts.hostledger.dev.yaml"
+    );
+    let committed = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    assert!(
+        committed == hostledger_projector::crd::crd_yaml(),
+        "deploy/crds/hosts.hostledger.dev.yaml is stale: regenerate it with \
+         `cargo run -p hostledger-cli -- crd > deploy/crds/hosts.hostledger.dev.yaml`"
+    );
+}
+
+#[test]
+fn crd_has_status_subresource_and_printer_columns() {
+    use kube::CustomResourceExt;
+    let crd = hostledger_projector::Host::crd();
+    let version = &crd.spec.versions[0];
+    assert_eq!(crd.spec.group, "hostledger.dev");
+    assert_eq!(version.name, "v1alpha1");
+    assert_eq!(crd.spec.scope, "Namespaced");
+    assert!(
+        version
+            .subresources
+            .as_ref()
+            .and_then(|s| s.status.as_ref())
+            .is_some()
+    );
+    let columns: Vec<&str> = version
+        .additional_printer_columns
+        .as_ref()
+        .expect("printer columns")
+        .iter()
+        .map(|c| c.name.as_str())
+        .collect();
+    for wanted in ["Hostname", "Provider", "Region", "Role", "Phase"] {
+        assert!(columns.contains(&wanted), "{columns:?}");
+    }
+}
