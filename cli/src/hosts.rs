@@ -95,7 +95,7 @@ pub async fn run(args: HostsArgs) -> Result<ExitCode> {
                     })
                 })
                 .collect();
-            println!("{}", serde_json::to_string_pretty(&items)?);
+            crate::print_out(&format!("{}\n", serde_json::to_string_pretty(&items)?))?;
         }
         Output::Table => {
             let header = [
@@ -134,19 +134,26 @@ pub async fn run(args: HostsArgs) -> Result<ExitCode> {
                     *w = (*w).max(cell.chars().count());
                 }
             }
-            let line = |cells: Vec<&str>| {
+            let mut out = String::new();
+            let mut line = |cells: Vec<&str>| {
                 let padded: Vec<String> = cells
                     .iter()
                     .zip(widths)
                     .map(|(c, w)| format!("{c:<w$}"))
                     .collect();
-                println!("{}", padded.join("  ").trim_end());
+                out.push_str(padded.join("  ").trim_end());
+                out.push('\n');
             };
             line(header.to_vec());
             for row in &table {
                 line(row.iter().map(String::as_str).collect());
             }
-            println!("{} hosts in namespace {}", table.len(), args.namespace);
+            out.push_str(&format!(
+                "{} hosts in namespace {}\n",
+                table.len(),
+                args.namespace
+            ));
+            crate::print_out(&out)?;
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -201,6 +201,23 @@ pub async fn shutdown_signal() {
     }
 }
 
+/// Writes `text` to stdout. A closed pipe (`hostledger hosts | head`) is an
+/// [`std::io::ErrorKind::BrokenPipe`] error, which the binary treats as a normal end.
+pub fn print_out(text: &str) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())?;
+    out.flush()
+}
+
+/// Whether an error is only a closed stdout pipe.
+pub fn is_broken_pipe(error: &anyhow::Error) -> bool {
+    error
+        .chain()
+        .filter_map(|e| e.downcast_ref::<std::io::Error>())
+        .any(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+}
+
 /// Runs one command line.
 pub async fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
@@ -208,7 +225,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Project(args) => project(args).await,
         Command::Hosts(args) => hosts::run(args).await,
         Command::Crd => {
-            print!("{}", hostledger_projector::crd::crd_yaml());
+            print_out(&hostledger_projector::crd::crd_yaml())?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Topics(TopicsArgs {

@@ -10,6 +10,7 @@ async fn main() -> ExitCode {
     hostledger_cli::init_logging(&cli);
     match hostledger_cli::run(cli).await {
         Ok(code) => code,
+        Err(error) if hostledger_cli::is_broken_pipe(&error) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("error: {error:#}");
             ExitCode::from(1)

@@ -3,15 +3,41 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use rdkafka::ClientContext;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
-use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
-use rdkafka::error::RDKafkaErrorCode;
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, StreamConsumer};
+use rdkafka::error::{KafkaError as RdError, RDKafkaErrorCode};
 use rdkafka::producer::FutureProducer;
 
 use crate::error::KafkaError;
 use crate::settings::KafkaSettings;
+
+/// The client context of every hostledger Kafka client: librdkafka's errors go to
+/// `tracing` with the standard field names, except partition-end markers, which are not
+/// errors (consumers ask for them to know when they have caught up).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct KafkaContext;
+
+impl ClientContext for KafkaContext {
+    fn error(&self, error: RdError, reason: &str) {
+        if matches!(error, RdError::PartitionEOF(_))
+            || error.rdkafka_error_code() == Some(RDKafkaErrorCode::PartitionEOF)
+        {
+            return;
+        }
+        tracing::error!(%error, reason, "librdkafka error");
+    }
+}
+
+impl ConsumerContext for KafkaContext {}
+
+/// A group consumer as built by [`KafkaClients::consumer`].
+pub type GroupConsumer = StreamConsumer<KafkaContext>;
+/// A group-less consumer as built by [`KafkaClients::reader`].
+pub type Reader = BaseConsumer<KafkaContext>;
+/// A producer as built by [`KafkaClients::producer`].
+pub type Producer = FutureProducer<KafkaContext>;
 
 /// What a client is for; decides the role-specific librdkafka options.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -119,35 +145,35 @@ impl KafkaClients {
     }
 
     /// An idempotent (optionally transactional) producer.
-    pub fn producer(&self, transactional_id: Option<&str>) -> Result<FutureProducer, KafkaError> {
+    pub fn producer(&self, transactional_id: Option<&str>) -> Result<Producer, KafkaError> {
         let role = ClientRole::Producer {
             transactional_id: transactional_id.map(str::to_owned),
         };
         self.config(&role)
-            .create()
+            .create_with_context(KafkaContext)
             .map_err(|e| KafkaError::client("create the producer", e))
     }
 
     /// A group consumer with manual commits.
-    pub fn consumer(&self, group_id: &str) -> Result<StreamConsumer, KafkaError> {
+    pub fn consumer(&self, group_id: &str) -> Result<GroupConsumer, KafkaError> {
         let role = ClientRole::Consumer {
             group_id: group_id.to_owned(),
         };
         self.config(&role)
-            .create()
+            .create_with_context(KafkaContext)
             .map_err(|e| KafkaError::client(format!("create the consumer for group {group_id}"), e))
     }
 
     /// A group-less consumer for reading partitions by assignment.
-    pub fn reader(&self) -> Result<BaseConsumer, KafkaError> {
+    pub fn reader(&self) -> Result<Reader, KafkaError> {
         self.config(&ClientRole::Reader)
-            .create()
+            .create_with_context(KafkaContext)
             .map_err(|e| KafkaError::client("create a reader", e))
     }
 
-    fn admin(&self) -> Result<AdminClient<DefaultClientContext>, KafkaError> {
+    fn admin(&self) -> Result<AdminClient<KafkaContext>, KafkaError> {
         self.config(&ClientRole::Admin)
-            .create()
+            .create_with_context(KafkaContext)
             .map_err(|e| KafkaError::client("create the admin client", e))
     }
 
@@ -172,7 +198,7 @@ impl KafkaClients {
             }
             Some(e) => Err(KafkaError::client(
                 format!("read metadata of topic {topic:?}"),
-                rdkafka::error::KafkaError::MetadataFetch(e.into()),
+                RdError::MetadataFetch(e.into()),
             )),
             None if t.partitions().is_empty() => Err(missing()),
             None => Ok(t.partitions().len() as i32),

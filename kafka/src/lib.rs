@@ -11,6 +11,6 @@ pub mod client;
 pub mod error;
 pub mod settings;
 
-pub use client::{ClientRole, KafkaClients};
+pub use client::{ClientRole, GroupConsumer, KafkaClients, KafkaContext, Producer, Reader};
 pub use error::{ErrorClass, KafkaError};
 pub use settings::{KafkaSettings, SecurityProtocol, Topics};

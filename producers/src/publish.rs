@@ -3,9 +3,9 @@
 
 use std::time::Duration;
 
-use hostledger_kafka::{KafkaClients, KafkaError};
+use hostledger_kafka::{KafkaClients, KafkaError, Producer as KafkaProducer};
 use hostledger_schemas::{Codec, HostEvent};
-use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::producer::{FutureRecord, Producer};
 
 use crate::error::FetchError;
 
@@ -19,7 +19,7 @@ pub fn state_key(source: &str, host_id: &str) -> String {
 
 /// A transactional publisher for one fetcher instance (`source`).
 pub struct Publisher {
-    producer: FutureProducer,
+    producer: KafkaProducer,
     codec: Codec,
     source: String,
     events_topic: String,

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use hostledger_kafka::{KafkaClients, KafkaError};
 use hostledger_schemas::Codec;
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::Consumer;
 use rdkafka::error::KafkaError as RdError;
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
@@ -25,7 +25,7 @@ pub fn restore(
 ) -> Result<HashMap<String, KnownHost>, FetchError> {
     let topic = kafka.settings().topics.fetcher_state.clone();
     let partitions = kafka.partition_count(&topic, timeout)?;
-    let reader: BaseConsumer = kafka.reader()?;
+    let reader = kafka.reader()?;
     let mut assignment = TopicPartitionList::new();
     for p in 0..partitions {
         assignment

@@ -177,9 +177,9 @@ pub struct HostStatus {
     pub service_intervals: Vec<ServiceIntervalStatus>,
     /// Older intervals not listed above (still counted in the total; see HostHistory).
     #[serde(default)]
-    pub service_intervals_dropped: u64,
+    pub service_intervals_dropped: i64,
     /// Number of events applied.
-    pub event_count: u64,
+    pub event_count: i64,
     /// The last event applied.
     pub last_event: LastEventStatus,
     /// Conditions (`InService`).
@@ -239,8 +239,8 @@ impl HostStatus {
                     end: i.end.map(format_time),
                 })
                 .collect(),
-            service_intervals_dropped: r.intervals_dropped,
-            event_count: r.event_count,
+            service_intervals_dropped: i64::try_from(r.intervals_dropped).unwrap_or(i64::MAX),
+            event_count: i64::try_from(r.event_count).unwrap_or(i64::MAX),
             last_event: LastEventStatus {
                 id: r.last_event.event_id.clone(),
                 kind: r.last_event.kind.to_string(),
@@ -310,8 +310,8 @@ impl HostStatus {
                 .transpose()?,
             closed_in_service_micros: self.closed_in_service_micros,
             intervals,
-            intervals_dropped: self.service_intervals_dropped,
-            event_count: self.event_count,
+            intervals_dropped: u64::try_from(self.service_intervals_dropped).unwrap_or(0),
+            event_count: u64::try_from(self.event_count).unwrap_or(0),
             last_event: AppliedEvent {
                 event_id: self.last_event.id.clone(),
                 kind,

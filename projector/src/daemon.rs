@@ -7,12 +7,12 @@ use std::future::Future;
 use std::time::{Duration, Instant};
 
 use futures::{StreamExt, TryStreamExt};
-use hostledger_kafka::{KafkaClients, KafkaError};
+use hostledger_kafka::{GroupConsumer, KafkaClients, KafkaError, Producer};
 use hostledger_schemas::{Codec, HostEvent};
-use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::error::KafkaError as RdError;
 use rdkafka::message::{Header, Message, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::FutureRecord;
 use rdkafka::{Offset, TopicPartitionList};
 
 use crate::error::ProjectorError;
@@ -159,7 +159,7 @@ impl Projector {
     /// is over. Partition-end markers are recorded in `at_end`.
     async fn next_batch(
         &self,
-        consumer: &StreamConsumer,
+        consumer: &GroupConsumer,
         at_end: &mut HashSet<i32>,
     ) -> Result<Vec<Item>, ProjectorError> {
         let mut batch = Vec::new();
@@ -234,8 +234,8 @@ impl Projector {
 
     async fn process(
         &mut self,
-        consumer: &StreamConsumer,
-        dead_letters: &FutureProducer,
+        consumer: &GroupConsumer,
+        dead_letters: &Producer,
         topic: &str,
         batch: Vec<Item>,
     ) -> Result<(), ProjectorError> {

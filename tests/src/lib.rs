@@ -12,7 +12,7 @@ use hostledger_projector::Host;
 use hostledger_schemas::{Codec, HostEvent};
 use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{Api, ListParams, PostParams};
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::Consumer;
 use rdkafka::error::KafkaError as RdError;
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
@@ -187,7 +187,7 @@ pub fn read_topic(kafka: &KafkaClients, topic: &str) -> Vec<(Vec<u8>, Vec<u8>)> 
     let partitions = kafka
         .partition_count(topic, Duration::from_secs(10))
         .expect("topic exists");
-    let reader: BaseConsumer = kafka.reader().expect("reader");
+    let reader = kafka.reader().expect("reader");
     let mut tpl = TopicPartitionList::new();
     for p in 0..partitions {
         tpl.add_partition_offset(topic, p, Offset::Beginning)
