@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# Generates the certificates of the local stack (scripts/stack) into CERT_DIR, skipping those
+# that already exist. Two separate CAs, so a Kafka client certificate is not also a Kubernetes
+# identity:
+#
+#   kube-ca.{crt,key}              CA for kube-apiserver serving and client certificates
+#   kube-apiserver.{crt,key}       serving cert: 127.0.0.1, localhost, 10.0.0.1, kubernetes.default…
+#   kube-admin.{crt,key}           client cert CN=hostledger-admin, O=system:masters
+#   service-account.{key,pub}      RSA key pair that signs and verifies service-account tokens
+#   kafka-ca.{crt,key}             CA for the Kafka SSL listener (both directions)
+#   kafka-broker.{crt,key}         broker serving cert: 127.0.0.1, localhost
+#   kafka-broker.p12               PKCS#12 keystore (broker key + chain), password in kafka-store.pass
+#   kafka-truststore.p12           PKCS#12 truststore holding kafka-ca.crt (made with keytool)
+#   kafka-client.{crt,key}         client cert CN=hostledger-client for mTLS tests (PEM, PKCS#8 key)
+#
+# usage: certs.sh CERT_DIR
+set -euo pipefail
+
+dir=${1:?usage: certs.sh CERT_DIR}
+mkdir -p "$dir"
+chmod 700 "$dir"
+cd "$dir"
+umask 077
+
+days=3650
+store_pass=hostledger-stack   # local throw-away stores; the password only satisfies the JVM.
+
+new_key() { # FILE
+  openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$1" 2>/dev/null
+}
+
+new_ca() { # NAME CN
+  [ -s "$1.crt" ] && [ -s "$1.key" ] && return 0
+  new_key "$1.key"
+  openssl req -x509 -new -key "$1.key" -sha256 -days "$days" -subj "/CN=$2" \
+    -addext "basicConstraints=critical,CA:TRUE" \
+    -addext "keyUsage=critical,keyCertSign,cRLSign" \
+    -out "$1.crt"
+}
+
+new_cert() { # NAME CA SUBJECT EXT_KEY_USAGE [SAN]
+  local name=$1 ca=$2 subject=$3 eku=$4 san=${5:-}
+  [ -s "$name.crt" ] && [ -s "$name.key" ] && return 0
+  new_key "$name.key"
+  {
+    echo "basicConstraints=critical,CA:FALSE"
+    echo "keyUsage=critical,digitalSignature,keyEncipherment"
+    echo "extendedKeyUsage=$eku"
+    [ -n "$san" ] && echo "subjectAltName=$san"
+  } > "$name.ext"
+  openssl req -new -key "$name.key" -subj "$subject" -out "$name.csr"
+  openssl x509 -req -in "$name.csr" -CA "$ca.crt" -CAkey "$ca.key" -CAcreateserial \
+    -sha256 -days "$days" -extfile "$name.ext" -out "$name.crt" 2>/dev/null
+  rm -f "$name.csr" "$name.ext"
+}
+
+# Kubernetes.
+new_ca kube-ca "hostledger-stack kube CA"
+new_cert kube-apiserver kube-ca "/CN=kube-apiserver" serverAuth \
+  "IP:127.0.0.1,DNS:localhost,IP:10.0.0.1,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local"
+new_cert kube-admin kube-ca "/O=system:masters/CN=hostledger-admin" clientAuth
+if [ ! -s service-account.key ] || [ ! -s service-account.pub ]; then
+  new_key service-account.key
+  openssl pkey -in service-account.key -pubout -out service-account.pub
+fi
+
+# Kafka.
+new_ca kafka-ca "hostledger-stack kafka CA"
+new_cert kafka-broker kafka-ca "/CN=localhost" "serverAuth,clientAuth" "IP:127.0.0.1,DNS:localhost"
+new_cert kafka-client kafka-ca "/CN=hostledger-client" clientAuth
+[ -s kafka-store.pass ] || printf '%s' "$store_pass" > kafka-store.pass
+pass=$(cat kafka-store.pass)
+if [ ! -s kafka-broker.p12 ]; then
+  openssl pkcs12 -export -name broker -in kafka-broker.crt -inkey kafka-broker.key \
+    -certfile kafka-ca.crt -passout "pass:$pass" -out kafka-broker.p12.partial
+  mv kafka-broker.p12.partial kafka-broker.p12
+fi
+if [ ! -s kafka-truststore.p12 ]; then
+  rm -f kafka-truststore.p12.partial
+  keytool -importcert -noprompt -alias hostledger-kafka-ca -file kafka-ca.crt \
+    -storetype PKCS12 -keystore kafka-truststore.p12.partial -storepass "$pass" >/dev/null 2>&1 \
+    || { echo "error: keytool could not create kafka-truststore.p12" >&2; exit 1; }
+  mv kafka-truststore.p12.partial kafka-truststore.p12
+fi
+
+# Readable by the user's tools; the directory itself stays private.
+chmod 600 ./*.key
+chmod 644 ./*.crt ./*.pub
