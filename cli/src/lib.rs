@@ -15,7 +15,7 @@ use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use hostledger_kafka::{KafkaClients, KafkaSettings, Topics};
 use hostledger_producers::FetcherConfig;
-use hostledger_projector::{HostStore, Projector, ProjectorSettings};
+use hostledger_projector::{HistoryStore, HostStore, Projector, ProjectorSettings, ReplaySettings};
 
 /// hostledger: an event-sourced inventory of machines.
 ///
@@ -56,10 +56,17 @@ pub enum Command {
     Fetch(FetchArgs),
     /// Consume host events and maintain Host objects in the Kubernetes API server.
     Project(ProjectArgs),
+    /// Rebuild Hosts and their history from offset 0 (optionally as of a time, into any
+    /// namespace), with the live projector's fold and writes.
+    Replay(ReplayArgs),
     /// Show the Hosts in a namespace with their time in service.
     Hosts(hosts::HostsArgs),
-    /// Print the CustomResourceDefinition of Host as YAML (what deploy/crds/ holds).
-    Crd,
+    /// Print the CustomResourceDefinitions (Host, HostHistory) as YAML, or write them.
+    Crd {
+        /// Write one file per CRD into this directory (deploy/crds/ in the repository).
+        #[arg(long, value_name = "DIR")]
+        write: Option<PathBuf>,
+    },
     /// Manage hostledger's Kafka topics.
     Topics(TopicsArgs),
 }
@@ -134,9 +141,63 @@ pub struct ProjectArgs {
     #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub max_in_flight: u32,
 
+    /// Where to serve /metrics, /healthz and /readyz (port 0 picks a free port).
+    #[arg(long, default_value = "127.0.0.1:9464")]
+    pub metrics_addr: std::net::SocketAddr,
+
     /// Kafka connection.
     #[command(flatten)]
     pub kafka: KafkaArgs,
+}
+
+/// `hostledger replay`.
+#[derive(Debug, Args)]
+pub struct ReplayArgs {
+    /// Namespace to build the Hosts in (it must exist). Replaying into the live namespace
+    /// writes only what is missing; another namespace gives an isolated rebuild.
+    #[arg(
+        long,
+        short,
+        env = "HOSTLEDGER_NAMESPACE",
+        default_value = "hostledger"
+    )]
+    pub namespace: String,
+
+    /// Only events observed at or before this time (RFC 3339, e.g. 2026-06-30T00:00:00Z, or a
+    /// date, 2026-06-30, meaning its start in UTC): the inventory as it stood then. Use a
+    /// fresh namespace for it.
+    #[arg(long, value_parser = parse_time)]
+    pub until: Option<hostledger_schemas::Timestamp>,
+
+    /// Events folded in memory between writes; each touched host is written once per batch.
+    #[arg(long, default_value_t = 1_000_000, value_parser = clap::value_parser!(u32).range(1..))]
+    pub batch_size: u32,
+
+    /// Most writes in flight at once.
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub max_in_flight: u32,
+
+    /// No progress bar.
+    #[arg(long)]
+    pub quiet: bool,
+
+    /// Kafka connection.
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
+}
+
+/// Parses an RFC 3339 time or a `YYYY-MM-DD` date (midnight UTC).
+pub fn parse_time(value: &str) -> Result<hostledger_schemas::Timestamp, String> {
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(value) {
+        return Ok(hostledger_schemas::Timestamp(t.timestamp_micros()));
+    }
+    if let Ok(d) = chrono::NaiveDate::parse_from_str(value, "%Y-%m-%d") {
+        let t = d.and_hms_opt(0, 0, 0).expect("midnight exists").and_utc();
+        return Ok(hostledger_schemas::Timestamp(t.timestamp_micros()));
+    }
+    Err(format!(
+        "{value:?} is neither an RFC 3339 time (2026-06-30T12:00:00Z) nor a date (2026-06-30)"
+    ))
 }
 
 /// `hostledger topics`.
@@ -223,9 +284,19 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Fetch(args) => fetch(args).await,
         Command::Project(args) => project(args).await,
+        Command::Replay(args) => replay(args).await,
         Command::Hosts(args) => hosts::run(args).await,
-        Command::Crd => {
+        Command::Crd { write: None } => {
             print_out(&hostledger_projector::crd::crd_yaml())?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Crd { write: Some(dir) } => {
+            for (file, yaml) in hostledger_projector::crd::crd_documents() {
+                let path = dir.join(file);
+                std::fs::write(&path, yaml)
+                    .with_context(|| format!("cannot write {}", path.display()))?;
+                println!("wrote {}", path.display());
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Topics(TopicsArgs {
@@ -289,7 +360,15 @@ async fn project(args: ProjectArgs) -> Result<ExitCode> {
     let client = kube::Client::try_default()
         .await
         .context("cannot build a Kubernetes client: set KUBECONFIG (eval \"$(scripts/stack env)\" for the local stack)")?;
-    let store = HostStore::new(client, &args.namespace);
+    let store = HostStore::new(client.clone(), &args.namespace);
+    let history = HistoryStore::new(client, &args.namespace);
+    let metrics = std::sync::Arc::new(hostledger_projector::metrics::Metrics::default());
+    let listener = hostledger_projector::metrics::bind(args.metrics_addr).await?;
+    tracing::info!(addr = %listener.local_addr()?, "serving /metrics, /healthz and /readyz");
+    let server = tokio::spawn(hostledger_projector::metrics::serve(
+        listener,
+        metrics.clone(),
+    ));
     let settings = ProjectorSettings {
         group_id: args.group,
         batch_max_events: args.batch_size as usize,
@@ -297,9 +376,12 @@ async fn project(args: ProjectArgs) -> Result<ExitCode> {
         max_in_flight: args.max_in_flight as usize,
         until_caught_up: args.until_caught_up,
     };
-    let stats = Projector::new(kafka, store, settings)
+    let stats = Projector::new(kafka, store, history, settings)
+        .with_metrics(metrics)
         .run(shutdown_signal())
-        .await?;
+        .await;
+    server.abort();
+    let stats = stats?;
     if args.until_caught_up {
         println!(
             "caught up: {} events consumed, {} applied, {} already applied, {} dead-lettered; {} host writes, {} API requests",
@@ -311,5 +393,41 @@ async fn project(args: ProjectArgs) -> Result<ExitCode> {
             stats.api_writes
         );
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn replay(args: ReplayArgs) -> Result<ExitCode> {
+    let kafka = KafkaClients::new(args.kafka.apply(KafkaSettings::default()))?;
+    let client = kube::Client::try_default()
+        .await
+        .context("cannot build a Kubernetes client: set KUBECONFIG (eval \"$(scripts/stack env)\" for the local stack)")?;
+    let settings = ReplaySettings {
+        until: args.until,
+        batch_max_events: args.batch_size as usize,
+        max_in_flight: args.max_in_flight as usize,
+        progress: !args.quiet,
+    };
+    let started = std::time::Instant::now();
+    let stats = hostledger_projector::replay(
+        &kafka,
+        HostStore::new(client.clone(), &args.namespace),
+        HistoryStore::new(client, &args.namespace),
+        &settings,
+    )
+    .await?;
+    let a = &stats.apply;
+    print_out(&format!(
+        "replayed {} events in {:.1} s into namespace {}: {} applied, {} already applied or after --until, {} unusable; {} hosts written with {} API writes ({} Host, {} HostHistory)\n",
+        stats.events,
+        started.elapsed().as_secs_f64(),
+        args.namespace,
+        a.applied,
+        a.skipped,
+        stats.poison,
+        a.hosts_written,
+        a.api_writes(),
+        a.host_requests,
+        a.history_requests,
+    ))?;
     Ok(ExitCode::SUCCESS)
 }

@@ -16,8 +16,18 @@ use crate::settings::KafkaSettings;
 /// The client context of every hostledger Kafka client: librdkafka's errors go to
 /// `tracing` with the standard field names, except partition-end markers, which are not
 /// errors (consumers ask for them to know when they have caught up).
-#[derive(Debug, Clone, Copy, Default)]
-pub struct KafkaContext;
+#[derive(Debug, Clone, Default)]
+pub struct KafkaContext {
+    assignments: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl KafkaContext {
+    /// How many partition assignments this consumer has received. A change means another
+    /// group member may have written state for partitions this one now owns.
+    pub fn assignments(&self) -> u64 {
+        self.assignments.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
 
 impl ClientContext for KafkaContext {
     fn error(&self, error: RdError, reason: &str) {
@@ -30,7 +40,29 @@ impl ClientContext for KafkaContext {
     }
 }
 
-impl ConsumerContext for KafkaContext {}
+impl ConsumerContext for KafkaContext {
+    fn pre_rebalance(
+        &self,
+        _consumer: &BaseConsumer<Self>,
+        rebalance: &rdkafka::consumer::Rebalance<'_>,
+    ) {
+        if let rdkafka::consumer::Rebalance::Revoke(partitions) = rebalance {
+            tracing::info!(partitions = partitions.count(), "partitions revoked");
+        }
+    }
+
+    fn post_rebalance(
+        &self,
+        _consumer: &BaseConsumer<Self>,
+        rebalance: &rdkafka::consumer::Rebalance<'_>,
+    ) {
+        if let rdkafka::consumer::Rebalance::Assign(partitions) = rebalance {
+            tracing::info!(partitions = partitions.count(), "partitions assigned");
+            self.assignments
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+}
 
 /// A group consumer as built by [`KafkaClients::consumer`].
 pub type GroupConsumer = StreamConsumer<KafkaContext>;
@@ -150,7 +182,7 @@ impl KafkaClients {
             transactional_id: transactional_id.map(str::to_owned),
         };
         self.config(&role)
-            .create_with_context(KafkaContext)
+            .create_with_context(KafkaContext::default())
             .map_err(|e| KafkaError::client("create the producer", e))
     }
 
@@ -160,20 +192,20 @@ impl KafkaClients {
             group_id: group_id.to_owned(),
         };
         self.config(&role)
-            .create_with_context(KafkaContext)
+            .create_with_context(KafkaContext::default())
             .map_err(|e| KafkaError::client(format!("create the consumer for group {group_id}"), e))
     }
 
     /// A group-less consumer for reading partitions by assignment.
     pub fn reader(&self) -> Result<Reader, KafkaError> {
         self.config(&ClientRole::Reader)
-            .create_with_context(KafkaContext)
+            .create_with_context(KafkaContext::default())
             .map_err(|e| KafkaError::client("create a reader", e))
     }
 
     fn admin(&self) -> Result<AdminClient<KafkaContext>, KafkaError> {
         self.config(&ClientRole::Admin)
-            .create_with_context(KafkaContext)
+            .create_with_context(KafkaContext::default())
             .map_err(|e| KafkaError::client("create the admin client", e))
     }
 

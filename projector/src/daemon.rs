@@ -1,13 +1,13 @@
-//! The projector loop: consume the events topic in batches, fold per host, write each touched
-//! host once per batch, dead-letter what cannot be used, then commit the offsets the writes
-//! covered.
+//! The live projector: consume the events topic in batches as a consumer-group member, fold
+//! per host, write each touched host once per batch, dead-letter what cannot be used, then
+//! commit the offsets the writes covered.
 
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures::{StreamExt, TryStreamExt};
-use hostledger_kafka::{GroupConsumer, KafkaClients, KafkaError, Producer};
+use hostledger_kafka::{ErrorClass, GroupConsumer, KafkaClients, KafkaError, Producer};
 use hostledger_schemas::{Codec, HostEvent};
 use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::error::KafkaError as RdError;
@@ -15,9 +15,12 @@ use rdkafka::message::{Header, Message, OwnedHeaders};
 use rdkafka::producer::FutureRecord;
 use rdkafka::{Offset, TopicPartitionList};
 
+use crate::apply::Applier;
 use crate::error::ProjectorError;
-use crate::fold::{Outcome, Position, apply};
-use crate::k8s::{HostStore, StoredHost};
+use crate::fold::Position;
+use crate::history::HistoryStore;
+use crate::k8s::HostStore;
+use crate::metrics::Metrics;
 
 /// How the projector runs.
 #[derive(Debug, Clone)]
@@ -59,14 +62,14 @@ pub struct ProjectorStats {
     pub dead_lettered: u64,
     /// Hosts written (one per touched host per batch).
     pub hosts_written: u64,
-    /// API write requests made (metadata and status, retries included).
+    /// API write requests made (Hosts and HostHistory, retries included).
     pub api_writes: u64,
     /// Batches processed.
     pub batches: u64,
 }
 
 /// Something read from the topic.
-enum Item {
+pub(crate) enum Item {
     Event(Box<HostEvent>, Position),
     Poison {
         reason: String,
@@ -84,27 +87,68 @@ impl Item {
     }
 }
 
-/// The projector: one consumer, one Host store, one dead-letter producer.
+/// Decodes and checks one message; anything unusable becomes poison with its reason.
+pub(crate) fn decode(codec: &Codec, message: &impl Message, position: Position) -> Item {
+    let poison = |reason: String| Item::Poison {
+        reason,
+        key: message.key().map(<[u8]>::to_vec),
+        payload: message.payload().map(<[u8]>::to_vec),
+        position,
+    };
+    let Some(payload) = message.payload() else {
+        return poison("message has no payload".into());
+    };
+    let event = match codec.decode(payload) {
+        Ok(event) => event,
+        Err(error) => return poison(format!("undecodable: {error}")),
+    };
+    if let Err(error) = event.validate() {
+        return poison(format!("invalid event: {error}"));
+    }
+    if message.key() != Some(event.host_id.as_bytes()) {
+        return poison(format!(
+            "message key {:?} is not the event's host id {:?}",
+            message.key().map(String::from_utf8_lossy),
+            event.host_id
+        ));
+    }
+    Item::Event(Box::new(event), position)
+}
+
+/// The projector: one consumer, one applier, one dead-letter producer.
 pub struct Projector {
     kafka: KafkaClients,
     store: HostStore,
+    history: HistoryStore,
     settings: ProjectorSettings,
     codec: Codec,
-    hosts: HashMap<String, StoredHost>,
+    metrics: Arc<Metrics>,
     stats: ProjectorStats,
 }
 
 impl Projector {
-    /// A projector writing Hosts through `store`.
-    pub fn new(kafka: KafkaClients, store: HostStore, settings: ProjectorSettings) -> Self {
+    /// A projector writing Hosts through `store` and their history through `history`.
+    pub fn new(
+        kafka: KafkaClients,
+        store: HostStore,
+        history: HistoryStore,
+        settings: ProjectorSettings,
+    ) -> Self {
         Projector {
             kafka,
             store,
+            history,
             settings,
             codec: Codec::new(),
-            hosts: HashMap::new(),
+            metrics: Arc::new(Metrics::default()),
             stats: ProjectorStats::default(),
         }
+    }
+
+    /// Shares counters with a metrics endpoint.
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     /// Runs until `shutdown` resolves, or, with `until_caught_up`, until every partition has
@@ -117,12 +161,17 @@ impl Projector {
         let partitions = self
             .kafka
             .partition_count(&topic, Duration::from_secs(10))?;
-        self.hosts = self.store.load_all().await?;
+        let mut applier = Applier::load(
+            self.store.clone(),
+            self.history.clone(),
+            self.settings.max_in_flight,
+        )
+        .await?;
         tracing::info!(
             topic = %topic,
             partitions,
             namespace = %self.store.namespace(),
-            hosts = self.hosts.len(),
+            hosts = applier.hosts().len(),
             "projector starting"
         );
         let consumer = self.kafka.consumer(&self.settings.group_id)?;
@@ -130,21 +179,31 @@ impl Projector {
             .subscribe(&[&topic])
             .map_err(|e| KafkaError::client(format!("subscribe to {topic}"), e))?;
         let dead_letters = self.kafka.producer(None)?;
+        let releaser = tokio::spawn(release_deleted_hosts(self.store.clone()));
+        self.metrics.set_ready(true);
 
         tokio::pin!(shutdown);
         let mut at_end: HashSet<i32> = HashSet::new();
+        let mut seen_assignments = consumer.context().assignments();
         loop {
             let mut stopping = false;
             let batch = tokio::select! {
                 batch = self.next_batch(&consumer, &mut at_end) => batch?,
                 () = &mut shutdown => { stopping = true; Vec::new() }
             };
+            let assignments = consumer.context().assignments();
+            if assignments != seen_assignments && seen_assignments != 0 {
+                // Another member may have written hosts of partitions this one now owns.
+                tracing::info!("partition assignment changed; reloading Hosts");
+                applier.reload().await?;
+            }
+            seen_assignments = assignments;
             if !batch.is_empty() {
-                self.process(&consumer, &dead_letters, &topic, batch)
+                self.process(&consumer, &dead_letters, &topic, &mut applier, batch)
                     .await?;
             }
             if stopping {
-                tracing::info!("shutdown requested; offsets of applied batches are committed");
+                tracing::info!("shutdown requested; every applied batch is committed");
                 break;
             }
             if self.settings.until_caught_up && at_end.len() as i32 >= partitions {
@@ -152,6 +211,8 @@ impl Projector {
                 break;
             }
         }
+        self.metrics.set_ready(false);
+        releaser.abort();
         Ok(self.stats)
     }
 
@@ -164,11 +225,10 @@ impl Projector {
     ) -> Result<Vec<Item>, ProjectorError> {
         let mut batch = Vec::new();
         let mut deadline: Option<Instant> = None;
-        let caught_up_check = Duration::from_millis(200);
         while batch.len() < self.settings.batch_max_events {
             let wait = match deadline {
                 Some(d) => d.saturating_duration_since(Instant::now()),
-                None if self.settings.until_caught_up => caught_up_check,
+                None if self.settings.until_caught_up => Duration::from_millis(200),
                 None => Duration::from_secs(3600),
             };
             let received = match tokio::time::timeout(wait, consumer.recv()).await {
@@ -182,7 +242,7 @@ impl Projector {
                         offset: message.offset(),
                     };
                     at_end.remove(&position.partition);
-                    batch.push(self.decode(&message, position));
+                    batch.push(decode(&self.codec, &message, position));
                     deadline.get_or_insert_with(|| Instant::now() + self.settings.batch_max_wait);
                 }
                 Err(RdError::PartitionEOF(partition)) => {
@@ -192,7 +252,7 @@ impl Projector {
                     }
                 }
                 Err(error) => match hostledger_kafka::error::classify(&error) {
-                    hostledger_kafka::ErrorClass::Fatal => {
+                    ErrorClass::Fatal => {
                         return Err(KafkaError::client("consume host events", error).into());
                     }
                     _ => {
@@ -205,42 +265,18 @@ impl Projector {
         Ok(batch)
     }
 
-    fn decode(&self, message: &impl Message, position: Position) -> Item {
-        let poison = |reason: String| Item::Poison {
-            reason,
-            key: message.key().map(<[u8]>::to_vec),
-            payload: message.payload().map(<[u8]>::to_vec),
-            position,
-        };
-        let Some(payload) = message.payload() else {
-            return poison("message has no payload".into());
-        };
-        let event = match self.codec.decode(payload) {
-            Ok(event) => event,
-            Err(error) => return poison(format!("undecodable: {error}")),
-        };
-        if let Err(error) = event.validate() {
-            return poison(format!("invalid event: {error}"));
-        }
-        if message.key() != Some(event.host_id.as_bytes()) {
-            return poison(format!(
-                "message key {:?} is not the event's host id {:?}",
-                message.key().map(String::from_utf8_lossy),
-                event.host_id
-            ));
-        }
-        Item::Event(Box::new(event), position)
-    }
-
     async fn process(
         &mut self,
         consumer: &GroupConsumer,
         dead_letters: &Producer,
         topic: &str,
+        applier: &mut Applier,
         batch: Vec<Item>,
     ) -> Result<(), ProjectorError> {
+        let started = Instant::now();
         self.stats.batches += 1;
         self.stats.consumed += batch.len() as u64;
+        self.metrics.consumed.add(batch.len() as u64);
         let mut next_offsets: HashMap<i32, i64> = HashMap::new();
         for item in &batch {
             let p = item.position();
@@ -248,28 +284,12 @@ impl Projector {
             *next = (*next).max(p.offset + 1);
         }
 
-        // Fold every event into its host's record; remember which hosts changed.
-        let mut touched: Vec<String> = Vec::new();
-        let mut touched_set: HashSet<String> = HashSet::new();
+        let before = applier.stats.clone();
         let mut poison = Vec::new();
         for item in batch {
             match item {
                 Item::Event(event, position) => {
-                    let stored = self.hosts.get(&event.host_id);
-                    let mut record = stored.map(|s| s.record.clone());
-                    match apply(&mut record, &event, position) {
-                        Outcome::Applied => {
-                            self.stats.applied += 1;
-                            let record = record.expect("apply always leaves a record");
-                            let labels = stored.map(|s| s.labels.clone()).unwrap_or_default();
-                            if touched_set.insert(event.host_id.clone()) {
-                                touched.push(event.host_id.clone());
-                            }
-                            self.hosts
-                                .insert(event.host_id.clone(), StoredHost { record, labels });
-                        }
-                        Outcome::Duplicate | Outcome::OtherHost => self.stats.skipped += 1,
-                    }
+                    applier.fold(&event, position);
                 }
                 Item::Poison {
                     reason,
@@ -279,68 +299,42 @@ impl Projector {
                 } => poison.push((reason, key, payload, position)),
             }
         }
+        applier.flush().await?;
+        let after = &applier.stats;
+        self.stats.applied += after.applied - before.applied;
+        self.stats.skipped += after.skipped - before.skipped;
+        self.stats.hosts_written += after.hosts_written - before.hosts_written;
+        self.stats.api_writes += after.api_writes() - before.api_writes();
+        self.metrics.applied.add(after.applied - before.applied);
+        self.metrics.skipped.add(after.skipped - before.skipped);
+        self.metrics
+            .hosts_written
+            .add(after.hosts_written - before.hosts_written);
+        self.metrics
+            .api_writes
+            .add(after.api_writes() - before.api_writes());
 
-        // Write each touched host once, a bounded number at a time.
-        let store = &self.store;
-        let hosts = &self.hosts;
-        let writes: Vec<(String, crate::k8s::WriteReport)> = futures::stream::iter(touched)
-            .map(|host_id| async move {
-                let stored = &hosts[&host_id];
-                let previous = (!stored.labels.is_empty()).then_some(&stored.labels);
-                store
-                    .write(&stored.record, previous)
-                    .await
-                    .map(|report| (host_id, report))
-            })
-            .buffer_unordered(self.settings.max_in_flight)
-            .try_collect()
-            .await?;
-        for (host_id, report) in writes {
-            self.stats.hosts_written += 1;
-            self.stats.api_writes += report.requests;
-            if let Some(stored) = self.hosts.get_mut(&host_id) {
-                stored.labels = report.labels;
-            }
-        }
-
-        // Dead-letter what could not be used, and wait until the broker has it.
         let dlq_topic = self.kafka.settings().topics.dead_letter.clone();
         for (reason, key, payload, position) in poison {
-            tracing::warn!(topic, partition = position.partition, offset = position.offset, error = %reason, "dead-lettering message");
-            let partition = position.partition.to_string();
-            let offset = position.offset.to_string();
-            let headers = OwnedHeaders::new()
-                .insert(Header {
-                    key: "hostledger.reason",
-                    value: Some(reason.as_str()),
-                })
-                .insert(Header {
-                    key: "hostledger.source.topic",
-                    value: Some(topic),
-                })
-                .insert(Header {
-                    key: "hostledger.source.partition",
-                    value: Some(partition.as_str()),
-                })
-                .insert(Header {
-                    key: "hostledger.source.offset",
-                    value: Some(offset.as_str()),
-                });
-            let mut record: FutureRecord<'_, [u8], [u8]> =
-                FutureRecord::to(&dlq_topic).headers(headers);
-            if let Some(k) = key.as_deref() {
-                record = record.key(k);
-            }
-            if let Some(p) = payload.as_deref() {
-                record = record.payload(p);
-            }
-            dead_letters
-                .send(record, Duration::from_secs(30))
-                .await
-                .map_err(|(e, _)| {
-                    KafkaError::client(format!("dead-letter a message to {dlq_topic}"), e)
-                })?;
+            tracing::warn!(
+                topic,
+                partition = position.partition,
+                offset = position.offset,
+                error = %reason,
+                "dead-lettering message"
+            );
+            send_dead_letter(
+                dead_letters,
+                &dlq_topic,
+                topic,
+                &reason,
+                key.as_deref(),
+                payload.as_deref(),
+                position,
+            )
+            .await?;
             self.stats.dead_lettered += 1;
+            self.metrics.dead_lettered.add(1);
         }
 
         // Everything the batch covers is durable: commit.
@@ -351,10 +345,110 @@ impl Projector {
                 .map_err(|e| KafkaError::client("build the offset list", e))?;
         }
         if let Err(error) = consumer.commit(&offsets, CommitMode::Sync) {
-            // The writes are idempotent: if this commit is lost the events are skipped when
-            // they come back.
-            tracing::warn!(%error, "offset commit failed; events will be redelivered and skipped");
+            // Writes are idempotent: if this commit is lost, the events come back and are
+            // skipped by their offsets.
+            tracing::warn!(%error, "offset commit failed; the batch will be redelivered and skipped");
         }
+        self.metrics.batch_seconds.observe(started.elapsed());
         Ok(())
+    }
+}
+
+/// Sends one message to the dead-letter topic with its reason and origin in headers,
+/// retrying transient failures until the broker has it.
+async fn send_dead_letter(
+    producer: &Producer,
+    dlq_topic: &str,
+    source_topic: &str,
+    reason: &str,
+    key: Option<&[u8]>,
+    payload: Option<&[u8]>,
+    position: Position,
+) -> Result<(), ProjectorError> {
+    let partition = position.partition.to_string();
+    let offset = position.offset.to_string();
+    let mut delay = Duration::from_millis(100);
+    loop {
+        let headers = OwnedHeaders::new()
+            .insert(Header {
+                key: "hostledger.reason",
+                value: Some(reason),
+            })
+            .insert(Header {
+                key: "hostledger.source.topic",
+                value: Some(source_topic),
+            })
+            .insert(Header {
+                key: "hostledger.source.partition",
+                value: Some(partition.as_str()),
+            })
+            .insert(Header {
+                key: "hostledger.source.offset",
+                value: Some(offset.as_str()),
+            });
+        let mut record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(dlq_topic).headers(headers);
+        if let Some(k) = key {
+            record = record.key(k);
+        }
+        if let Some(p) = payload {
+            record = record.payload(p);
+        }
+        match producer.send(record, Duration::from_secs(30)).await {
+            Ok(_) => return Ok(()),
+            Err((error, _))
+                if hostledger_kafka::error::classify(&error) == ErrorClass::Transient =>
+            {
+                tracing::warn!(%error, "could not dead-letter a message; retrying in {delay:?}");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(10));
+            }
+            Err((error, _)) => {
+                return Err(KafkaError::client(
+                    format!("dead-letter a message to {dlq_topic}"),
+                    error,
+                )
+                .into());
+            }
+        }
+    }
+}
+
+/// Watches Hosts and lets those that people delete go (see [`HostStore::release`]); their
+/// HostHistory stays, and a replay brings the Host back.
+async fn release_deleted_hosts(store: HostStore) {
+    use futures::StreamExt as _;
+    use kube::runtime::{WatchStreamExt as _, watcher};
+    let stream = watcher(store.api().clone(), watcher::Config::default())
+        .default_backoff()
+        .applied_objects();
+    futures::pin_mut!(stream);
+    while let Some(next) = stream.next().await {
+        let host = match next {
+            Ok(host) => host,
+            Err(error) => {
+                tracing::warn!(%error, "watching Hosts for deletions failed; retrying");
+                continue;
+            }
+        };
+        let ours = host
+            .metadata
+            .finalizers
+            .as_ref()
+            .is_some_and(|f| f.iter().any(|f| f == crate::crd::HISTORY_FINALIZER));
+        if host.metadata.deletion_timestamp.is_none() || !ours {
+            continue;
+        }
+        let name = host.metadata.name.clone().unwrap_or_default();
+        let host_id = host
+            .status
+            .as_ref()
+            .map(|s| s.host_id.clone())
+            .unwrap_or_default();
+        match store.release(&name).await {
+            Ok(()) => {
+                tracing::info!(%host_id, host = %name, "Host deleted by a person; its HostHistory is kept")
+            }
+            Err(error) => tracing::warn!(%host_id, %error, "could not release a deleted Host"),
+        }
     }
 }

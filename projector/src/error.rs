@@ -18,6 +18,9 @@ pub enum ProjectorError {
         /// The API server's message.
         detail: String,
     },
+    /// A task failed in a way that is a bug.
+    #[error("internal error: {0}")]
+    Internal(String),
     /// A Kubernetes API call failed with an error that retrying cannot fix.
     #[error("Kubernetes API: could not {action}: {source}")]
     Kube {

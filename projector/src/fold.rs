@@ -86,7 +86,9 @@ pub enum Outcome {
 }
 
 impl HostRecord {
-    fn new(event: &HostEvent, at: Position, t: Timestamp) -> Self {
+    /// The record of a host whose first event is `event`.
+    pub fn first(event: &HostEvent, at: Position) -> Self {
+        let t = event.observed_at;
         let phase = event.state.lifecycle;
         let in_service = phase == Lifecycle::InService;
         HostRecord {
@@ -137,10 +139,17 @@ impl HostRecord {
 
 /// Folds one event into a host's record in place. `None` is a host never seen before.
 pub fn apply(record: &mut Option<HostRecord>, event: &HostEvent, at: Position) -> Outcome {
-    let Some(r) = record else {
-        *record = Some(HostRecord::new(event, at, event.observed_at));
-        return Outcome::Applied;
-    };
+    match record {
+        Some(r) => apply_to(r, event, at),
+        None => {
+            *record = Some(HostRecord::first(event, at));
+            Outcome::Applied
+        }
+    }
+}
+
+/// Folds one event into an existing record in place.
+pub fn apply_to(r: &mut HostRecord, event: &HostEvent, at: Position) -> Outcome {
     if r.host_id != event.host_id {
         return Outcome::OtherHost;
     }

@@ -8,7 +8,9 @@ use kube::api::{Api, ListParams, Patch, PatchParams};
 use kube::{Client, Error as KubeError};
 use serde_json::json;
 
-use crate::crd::{HOST_ID_ANNOTATION, Host, HostStatus, OWNED_LABELS, labels, object_name};
+use crate::crd::{
+    HISTORY_FINALIZER, HOST_ID_ANNOTATION, Host, HostStatus, OWNED_LABELS, labels, object_name,
+};
 use crate::error::ProjectorError;
 use crate::fold::HostRecord;
 
@@ -102,49 +104,96 @@ impl HostStore {
         }
     }
 
-    /// Writes one host: its labels and annotation when they differ from `previous_labels`
-    /// (always for a new host), then its status. Transient failures are retried until they
-    /// succeed; the number of requests made is returned.
+    /// Writes one host: its labels, annotation and finalizer when they differ from
+    /// `previous_labels` (always for a new host), then its status. Transient failures are
+    /// retried until they succeed. A Host that vanished meanwhile (deleted by a person) is
+    /// created again.
     pub async fn write(
         &self,
         record: &HostRecord,
         previous_labels: Option<&BTreeMap<String, String>>,
     ) -> Result<WriteReport, ProjectorError> {
         let name = object_name(&record.host_id);
-        let params = PatchParams::apply(FIELD_MANAGER).force();
         let labels = labels(record);
         let mut report = WriteReport {
             requests: 0,
             labels: labels.clone(),
         };
         if previous_labels != Some(&labels) {
-            let object = json!({
-                "apiVersion": "hostledger.dev/v1alpha1",
-                "kind": "Host",
-                "metadata": {
-                    "name": name,
-                    "labels": labels,
-                    "annotations": { HOST_ID_ANNOTATION: record.host_id },
-                },
-                "spec": {},
-            });
-            let patch = Patch::Apply(&object);
-            report.requests += retry(&format!("apply Host {name}"), || {
-                self.api.patch(&name, &params, &patch)
-            })
-            .await?;
+            report.requests += self.apply_metadata(&name, record, &labels).await?;
         }
+        let params = PatchParams::apply(FIELD_MANAGER).force();
         let status = json!({
             "apiVersion": "hostledger.dev/v1alpha1",
             "kind": "Host",
             "status": HostStatus::from_record(record),
         });
         let patch = Patch::Apply(&status);
-        report.requests += retry(&format!("apply status of Host {name}"), || {
-            self.api.patch_status(&name, &params, &patch)
+        let action = format!("apply status of Host {name}");
+        let (written, requests) = retry(&action, || async {
+            match self.api.patch_status(&name, &params, &patch).await {
+                Ok(_) => Ok(true),
+                Err(KubeError::Api(s)) if s.code == 404 => Ok(false),
+                Err(e) => Err(e),
+            }
         })
         .await?;
+        report.requests += requests;
+        if !written {
+            tracing::info!(host_id = %record.host_id, "Host was deleted; creating it again");
+            report.requests += self.apply_metadata(&name, record, &labels).await?;
+            report.requests += retry(&action, || self.api.patch_status(&name, &params, &patch))
+                .await?
+                .1;
+        }
         Ok(report)
+    }
+
+    async fn apply_metadata(
+        &self,
+        name: &str,
+        record: &HostRecord,
+        labels: &BTreeMap<String, String>,
+    ) -> Result<u64, ProjectorError> {
+        let object = json!({
+            "apiVersion": "hostledger.dev/v1alpha1",
+            "kind": "Host",
+            "metadata": {
+                "name": name,
+                "labels": labels,
+                "annotations": { HOST_ID_ANNOTATION: record.host_id },
+                "finalizers": [HISTORY_FINALIZER],
+            },
+            "spec": {},
+        });
+        let params = PatchParams::apply(FIELD_MANAGER).force();
+        let patch = Patch::Apply(&object);
+        Ok(retry(&format!("apply Host {name}"), || {
+            self.api.patch(name, &params, &patch)
+        })
+        .await?
+        .1)
+    }
+
+    /// Lets a Host that a person deleted go: the projector gives up what it owns in the
+    /// object's metadata, its finalizer included (history is always written before the Host,
+    /// so nothing is pending). Other finalizers, labels and annotations are untouched.
+    pub async fn release(&self, name: &str) -> Result<(), ProjectorError> {
+        let object = json!({
+            "apiVersion": "hostledger.dev/v1alpha1",
+            "kind": "Host",
+            "metadata": { "name": name },
+            "spec": {},
+        });
+        let params = PatchParams::apply(FIELD_MANAGER).force();
+        match self.api.patch(name, &params, &Patch::Apply(&object)).await {
+            Ok(_) => Ok(()),
+            Err(KubeError::Api(s)) if s.code == 404 => Ok(()),
+            Err(e) => Err(ProjectorError::kube(
+                format!("remove the finalizer of Host {name}"),
+                e,
+            )),
+        }
     }
 }
 
@@ -170,8 +219,8 @@ pub fn owned_labels(labels: Option<&BTreeMap<String, String>>) -> BTreeMap<Strin
 }
 
 /// Runs `op` until it succeeds or fails with a non-transient error, backing off from 100 ms
-/// to 10 s between attempts. Returns the number of attempts.
-async fn retry<T, F, Fut>(action: &str, mut op: F) -> Result<u64, ProjectorError>
+/// to 10 s between attempts. Returns the result and the number of attempts.
+pub(crate) async fn retry<T, F, Fut>(action: &str, mut op: F) -> Result<(T, u64), ProjectorError>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T, KubeError>>,
@@ -181,7 +230,7 @@ where
     loop {
         attempts += 1;
         match op().await {
-            Ok(_) => return Ok(attempts),
+            Ok(value) => return Ok((value, attempts)),
             Err(error) if is_transient(&error) => {
                 tracing::warn!(%error, attempt = attempts, "could not {action}; retrying in {delay:?}");
                 tokio::time::sleep(delay).await;

@@ -1,17 +1,15 @@
 //! The CRD YAML in deploy/crds/ is generated from the Rust type; this fails when it is stale.
 
 #[test]
-fn committed_crd_matches_the_rust_type() {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../deploy/crds/hosts.hostledger.dev.yaml"
-    );
-    let committed = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path}: {e}"));
-    assert!(
-        committed == hostledger_projector::crd::crd_yaml(),
-        "deploy/crds/hosts.hostledger.dev.yaml is stale: regenerate it with \
-         `cargo run -p hostledger-cli -- crd > deploy/crds/hosts.hostledger.dev.yaml`"
-    );
+fn committed_crds_match_the_rust_types() {
+    for (file, yaml) in hostledger_projector::crd::crd_documents() {
+        let path = format!("{}/../deploy/crds/{file}", env!("CARGO_MANIFEST_DIR"));
+        let committed = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+        assert!(
+            committed == yaml,
+            "deploy/crds/{file} is stale: regenerate with `cargo run -p hostledger-cli -- crd --write deploy/crds`"
+        );
+    }
 }
 
 #[test]

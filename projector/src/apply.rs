@@ -1,0 +1,199 @@
+//! Folding events into cached host records and writing every touched host once: the part of
+//! the projector that the live daemon and replay share.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use futures::{StreamExt, TryStreamExt};
+use hostledger_schemas::{HostEvent, Timestamp};
+
+use crate::error::ProjectorError;
+use crate::fold::{HostRecord, Outcome, Position, apply_to};
+use crate::history::{HistoryEntry, HistoryStore, chunk_name, chunk_of, entry, entry_key};
+use crate::k8s::{HostStore, StoredHost};
+
+/// Counters of what an [`Applier`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ApplyStats {
+    /// Events folded into a record.
+    pub applied: u64,
+    /// Events already applied (at or below a Host's last position), or filtered by time.
+    pub skipped: u64,
+    /// Hosts written (Host and its new history), one per touched host per flush.
+    pub hosts_written: u64,
+    /// API write requests for Hosts (metadata and status), retries included.
+    pub host_requests: u64,
+    /// API write requests for HostHistory chunks, retries included.
+    pub history_requests: u64,
+}
+
+impl ApplyStats {
+    /// Every API write request.
+    pub fn api_writes(&self) -> u64 {
+        self.host_requests + self.history_requests
+    }
+}
+
+/// Host records cached from the API server, folded forward, and written back in bulk.
+pub struct Applier {
+    store: HostStore,
+    history: HistoryStore,
+    hosts: HashMap<String, StoredHost>,
+    chunks: HashSet<String>,
+    dirty: Vec<String>,
+    dirty_set: HashSet<String>,
+    pending: HashMap<String, BTreeMap<u64, HistoryEntry>>,
+    max_in_flight: usize,
+    until: Option<Timestamp>,
+    /// What this applier has done so far.
+    pub stats: ApplyStats,
+}
+
+impl Applier {
+    /// Loads every Host and HostHistory chunk name of the namespace.
+    pub async fn load(
+        store: HostStore,
+        history: HistoryStore,
+        max_in_flight: usize,
+    ) -> Result<Self, ProjectorError> {
+        let hosts = store.load_all().await?;
+        let chunks = history.existing_chunks().await?;
+        Ok(Applier {
+            store,
+            history,
+            hosts,
+            chunks,
+            dirty: Vec::new(),
+            dirty_set: HashSet::new(),
+            pending: HashMap::new(),
+            max_in_flight: max_in_flight.max(1),
+            until: None,
+            stats: ApplyStats::default(),
+        })
+    }
+
+    /// Ignore events observed after `until` (to build the inventory as it stood then).
+    pub fn with_until(mut self, until: Option<Timestamp>) -> Self {
+        self.until = until;
+        self
+    }
+
+    /// Reads every Host again (after a rebalance, another replica may have written hosts of
+    /// the partitions this one now owns). Must not be called with unwritten changes.
+    pub async fn reload(&mut self) -> Result<(), ProjectorError> {
+        debug_assert!(self.dirty.is_empty(), "reload with unwritten changes");
+        self.hosts = self.store.load_all().await?;
+        self.chunks = self.history.existing_chunks().await?;
+        Ok(())
+    }
+
+    /// Hosts in the cache.
+    pub fn hosts(&self) -> &HashMap<String, StoredHost> {
+        &self.hosts
+    }
+
+    /// Events folded but not yet written.
+    pub fn pending_events(&self) -> usize {
+        self.pending.values().map(BTreeMap::len).sum()
+    }
+
+    /// Hosts with unwritten changes.
+    pub fn dirty_hosts(&self) -> usize {
+        self.dirty.len()
+    }
+
+    /// Folds one event into its host's cached record and queues its history entry.
+    pub fn fold(&mut self, event: &HostEvent, position: Position) -> Outcome {
+        if self.until.is_some_and(|until| event.observed_at > until) {
+            self.stats.skipped += 1;
+            return Outcome::Duplicate;
+        }
+        let (outcome, record) = match self.hosts.get_mut(&event.host_id) {
+            Some(stored) => (
+                apply_to(&mut stored.record, event, position),
+                &stored.record,
+            ),
+            None => {
+                let stored = StoredHost {
+                    record: HostRecord::first(event, position),
+                    labels: BTreeMap::new(),
+                };
+                let stored = self.hosts.entry(event.host_id.clone()).or_insert(stored);
+                (Outcome::Applied, &stored.record)
+            }
+        };
+        if outcome != Outcome::Applied {
+            self.stats.skipped += 1;
+            return outcome;
+        }
+        self.stats.applied += 1;
+        let seq = record.event_count;
+        let entry = entry(event, position, seq, record);
+        self.pending
+            .entry(event.host_id.clone())
+            .or_default()
+            .insert(seq, entry);
+        if self.dirty_set.insert(event.host_id.clone()) {
+            self.dirty.push(event.host_id.clone());
+        }
+        outcome
+    }
+
+    /// Writes every host touched since the last flush: its new history entries first, then
+    /// the Host. Returns once all writes succeeded.
+    pub async fn flush(&mut self) -> Result<(), ProjectorError> {
+        let dirty = std::mem::take(&mut self.dirty);
+        self.dirty_set.clear();
+        let mut pending = std::mem::take(&mut self.pending);
+        let jobs: Vec<(String, BTreeMap<u64, HistoryEntry>)> = dirty
+            .into_iter()
+            .map(|h| {
+                let p = pending.remove(&h).unwrap_or_default();
+                (h, p)
+            })
+            .collect();
+        let store = &self.store;
+        let history = &self.history;
+        let hosts = &self.hosts;
+        let chunks = &self.chunks;
+        let results: Vec<(String, crate::k8s::WriteReport, u64, Vec<String>)> =
+            futures::stream::iter(jobs)
+                .map(|(host_id, entries)| async move {
+                    let stored = &hosts[&host_id];
+                    let mut by_chunk: BTreeMap<u64, BTreeMap<String, HistoryEntry>> =
+                        BTreeMap::new();
+                    for (seq, e) in entries {
+                        by_chunk
+                            .entry(chunk_of(seq))
+                            .or_default()
+                            .insert(entry_key(seq), e);
+                    }
+                    let mut history_requests = 0;
+                    let mut created = Vec::new();
+                    for (chunk, entries) in &by_chunk {
+                        let name = chunk_name(&host_id, *chunk);
+                        let exists = chunks.contains(&name);
+                        history_requests +=
+                            history.append(&host_id, *chunk, entries, exists).await?;
+                        if !exists {
+                            created.push(name);
+                        }
+                    }
+                    let previous = (!stored.labels.is_empty()).then_some(&stored.labels);
+                    let report = store.write(&stored.record, previous).await?;
+                    Ok::<_, ProjectorError>((host_id, report, history_requests, created))
+                })
+                .buffer_unordered(self.max_in_flight)
+                .try_collect()
+                .await?;
+        for (host_id, report, history_requests, created) in results {
+            self.stats.hosts_written += 1;
+            self.stats.host_requests += report.requests;
+            self.stats.history_requests += history_requests;
+            self.chunks.extend(created);
+            if let Some(stored) = self.hosts.get_mut(&host_id) {
+                stored.labels = report.labels;
+            }
+        }
+        Ok(())
+    }
+}
