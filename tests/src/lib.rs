@@ -17,6 +17,9 @@ use rdkafka::error::KafkaError as RdError;
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 
+/// A message as read back: key, payload, headers.
+pub type RawMessage = (Vec<u8>, Vec<u8>, std::collections::BTreeMap<String, String>);
+
 /// One test's private slice of the stack.
 pub struct TestEnv {
     /// Short unique id, used in every name below.
@@ -132,6 +135,8 @@ impl TestEnv {
             &self.topic_prefix,
             "--kafka-bootstrap",
             &self.bootstrap,
+            "--metrics-addr",
+            "127.0.0.1:0",
         ])
         .await;
     }
@@ -159,6 +164,125 @@ impl TestEnv {
         path
     }
 
+    /// Creates one more namespace for this test (`e2e-ID-SUFFIX`).
+    pub async fn extra_namespace(&self, suffix: &str) -> String {
+        let name = format!("{}-{suffix}", self.namespace);
+        let ns: Namespace = serde_json::from_value(serde_json::json!({
+            "apiVersion": "v1", "kind": "Namespace", "metadata": { "name": name }
+        }))
+        .expect("namespace object");
+        Api::<Namespace>::all(self.kube.clone())
+            .create(&PostParams::default(), &ns)
+            .await
+            .expect("create namespace");
+        name
+    }
+
+    /// Publishes events to this test's events topic, keyed by host id, and waits for each.
+    pub async fn produce(&self, events: &[HostEvent]) {
+        let producer = self.kafka.producer(None).expect("producer");
+        let codec = Codec::new();
+        let topic = self.kafka.settings().topics.events.clone();
+        let mut deliveries = Vec::with_capacity(events.len());
+        for event in events {
+            let payload = codec.encode(event).expect("encodes");
+            loop {
+                let record = rdkafka::producer::FutureRecord::to(&topic)
+                    .key(event.host_id.as_str())
+                    .payload(&payload);
+                match producer.send_result(record) {
+                    Ok(d) => {
+                        deliveries.push(d);
+                        break;
+                    }
+                    Err((e, _)) => {
+                        assert_eq!(
+                            e.rdkafka_error_code(),
+                            Some(rdkafka::types::RDKafkaErrorCode::QueueFull),
+                            "{e}"
+                        );
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                }
+            }
+        }
+        for d in deliveries {
+            d.await.expect("delivery future").expect("delivered");
+        }
+    }
+
+    /// Publishes raw bytes to this test's events topic.
+    pub async fn produce_raw(&self, key: &str, payload: &[u8]) {
+        let producer = self.kafka.producer(None).expect("producer");
+        let topic = self.kafka.settings().topics.events.clone();
+        let record = rdkafka::producer::FutureRecord::to(&topic)
+            .key(key)
+            .payload(payload);
+        producer
+            .send(record, Duration::from_secs(30))
+            .await
+            .expect("delivered");
+    }
+
+    /// `hostledger replay` of this test's topics into `namespace`, with extra arguments.
+    pub async fn replay_into(&self, namespace: &str, extra: &[&str]) {
+        let mut args = vec![
+            "replay",
+            "--quiet",
+            "--namespace",
+            namespace,
+            "--topic-prefix",
+            &self.topic_prefix,
+            "--kafka-bootstrap",
+            &self.bootstrap,
+        ];
+        args.extend_from_slice(extra);
+        self.hostledger(&args).await;
+    }
+
+    /// Every Host status in `namespace`, by host id.
+    pub async fn statuses(
+        &self,
+        namespace: &str,
+    ) -> std::collections::BTreeMap<String, hostledger_projector::HostStatus> {
+        Api::<Host>::namespaced(self.kube.clone(), namespace)
+            .list(&ListParams::default())
+            .await
+            .expect("list Hosts")
+            .items
+            .into_iter()
+            .filter_map(|h| h.status)
+            .map(|s| (s.host_id.clone(), s))
+            .collect()
+    }
+
+    /// Every history entry in `namespace`, by host id, in order.
+    pub async fn histories(
+        &self,
+        namespace: &str,
+    ) -> std::collections::BTreeMap<String, Vec<hostledger_projector::history::HistoryEntry>> {
+        let mut out: std::collections::BTreeMap<String, Vec<_>> = std::collections::BTreeMap::new();
+        let chunks =
+            Api::<hostledger_projector::HostHistory>::namespaced(self.kube.clone(), namespace)
+                .list(&ListParams::default())
+                .await
+                .expect("list HostHistory");
+        for chunk in chunks.items {
+            out.entry(chunk.spec.host_id.clone())
+                .or_default()
+                .extend(chunk.spec.entries.into_values());
+        }
+        for entries in out.values_mut() {
+            entries.sort_by_key(|e| e.seq);
+        }
+        out
+    }
+
+    /// Every committed message of the dead-letter topic: key, payload and headers.
+    pub fn read_dead_letters(&self) -> Vec<RawMessage> {
+        read_topic_with_headers(&self.kafka, &self.kafka.settings().topics.dead_letter)
+    }
+
     /// Every committed event on this test's events topic, in partition order.
     pub fn read_events(&self) -> Vec<HostEvent> {
         read_topic(&self.kafka, &self.kafka.settings().topics.events)
@@ -184,6 +308,15 @@ impl TestEnv {
 
 /// Reads every committed message of `topic` from the beginning: (key, payload).
 pub fn read_topic(kafka: &KafkaClients, topic: &str) -> Vec<(Vec<u8>, Vec<u8>)> {
+    read_topic_with_headers(kafka, topic)
+        .into_iter()
+        .map(|(k, v, _)| (k, v))
+        .collect()
+}
+
+/// Reads every committed message of `topic` from the beginning: (key, payload, headers).
+pub fn read_topic_with_headers(kafka: &KafkaClients, topic: &str) -> Vec<RawMessage> {
+    use rdkafka::message::Headers as _;
     let partitions = kafka
         .partition_count(topic, Duration::from_secs(10))
         .expect("topic exists");
@@ -203,10 +336,21 @@ pub fn read_topic(kafka: &KafkaClients, topic: &str) -> Vec<(Vec<u8>, Vec<u8>)> 
             "reading {topic} timed out"
         );
         match reader.poll(Duration::from_millis(200)) {
-            Some(Ok(m)) => out.push((
-                m.key().unwrap_or_default().to_vec(),
-                m.payload().unwrap_or_default().to_vec(),
-            )),
+            Some(Ok(m)) => {
+                let headers = m
+                    .headers()
+                    .map(|h| {
+                        h.iter()
+                            .map(|h| {
+                                let value = String::from_utf8_lossy(h.value.unwrap_or_default());
+                                (h.key.to_owned(), value.into_owned())
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                let key = m.key().unwrap_or_default().to_vec();
+                out.push((key, m.payload().unwrap_or_default().to_vec(), headers));
+            }
             Some(Err(RdError::PartitionEOF(p))) => {
                 at_end.insert(p);
             }
@@ -215,4 +359,55 @@ pub fn read_topic(kafka: &KafkaClients, topic: &str) -> Vec<(Vec<u8>, Vec<u8>)> 
         }
     }
     out
+}
+
+/// A host event for tests: host `host`, its `n`-th observation at `minutes` past a fixed
+/// start, in `lifecycle`, with `role`.
+pub fn event(
+    host: &str,
+    n: u64,
+    minutes: i64,
+    lifecycle: hostledger_schemas::Lifecycle,
+    role: &str,
+) -> HostEvent {
+    use hostledger_schemas::{EventKind, HostState, Timestamp};
+    let mut state = HostState::new(
+        host.rsplit('/').next().unwrap_or(host),
+        lifecycle,
+        lifecycle.as_str(),
+    );
+    state.region = Some("test-1".into());
+    state.role = Some(role.into());
+    state.team = Some("sre".into());
+    state.addresses = vec![format!("10.0.{}.{}", n % 250, n % 200)];
+    HostEvent {
+        event_id: format!("{host}#{n}"),
+        host_id: host.to_owned(),
+        kind: if n == 0 {
+            EventKind::HostDiscovered
+        } else {
+            EventKind::HostChanged
+        },
+        provider: "test".into(),
+        source: "e2e".into(),
+        observed_at: Timestamp(1_767_225_600_000_000 + minutes * 60_000_000),
+        state,
+        changes: Vec::new(),
+    }
+}
+
+/// Where the `hostledger` binary of this build is (next to the test executable's folder).
+pub fn hostledger_binary() -> std::path::PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>/deps");
+    let bin = dir.join("hostledger");
+    assert!(
+        bin.exists(),
+        "{} not built: run cargo test --workspace (or cargo build -p hostledger-cli)",
+        bin.display()
+    );
+    bin
 }
