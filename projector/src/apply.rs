@@ -167,19 +167,28 @@ impl Applier {
                             .or_default()
                             .insert(entry_key(seq), e);
                     }
-                    let mut history_requests = 0;
-                    let mut created = Vec::new();
-                    for (chunk, entries) in &by_chunk {
-                        let name = chunk_name(&host_id, *chunk);
-                        let exists = chunks.contains(&name);
-                        history_requests +=
-                            history.append(&host_id, *chunk, entries, exists).await?;
-                        if !exists {
-                            created.push(name);
-                        }
-                    }
+                    // History first (concurrently with creating the object), then the status
+                    // that claims it: a crash in between leaves history the status does not
+                    // count yet, which the next write rewrites idempotently.
                     let previous = (!stored.labels.is_empty()).then_some(&stored.labels);
-                    let report = store.write(&stored.record, previous).await?;
+                    let write_history = async {
+                        let mut requests = 0;
+                        let mut created = Vec::new();
+                        for (chunk, entries) in &by_chunk {
+                            let name = chunk_name(&host_id, *chunk);
+                            let exists = chunks.contains(&name);
+                            requests += history.append(&host_id, *chunk, entries, exists).await?;
+                            if !exists {
+                                created.push(name);
+                            }
+                        }
+                        Ok::<_, ProjectorError>((requests, created))
+                    };
+                    let ((history_requests, created), mut report) = futures::try_join!(
+                        write_history,
+                        store.write_metadata(&stored.record, previous)
+                    )?;
+                    report.requests += store.write_status(&stored.record, &report.labels).await?;
                     Ok::<_, ProjectorError>((host_id, report, history_requests, created))
                 })
                 .buffer_unordered(self.max_in_flight)

@@ -104,24 +104,43 @@ impl HostStore {
         }
     }
 
-    /// Writes one host: its labels, annotation and finalizer when they differ from
-    /// `previous_labels` (always for a new host), then its status. Transient failures are
-    /// retried until they succeed. A Host that vanished meanwhile (deleted by a person) is
-    /// created again.
+    /// Writes one host: [`HostStore::write_metadata`], then [`HostStore::write_status`].
     pub async fn write(
         &self,
         record: &HostRecord,
         previous_labels: Option<&BTreeMap<String, String>>,
     ) -> Result<WriteReport, ProjectorError> {
-        let name = object_name(&record.host_id);
+        let mut report = self.write_metadata(record, previous_labels).await?;
+        report.requests += self.write_status(record, &report.labels).await?;
+        Ok(report)
+    }
+
+    /// Applies the host's labels, annotation and finalizer when they differ from
+    /// `previous_labels` (always for a new host, which creates it). Transient failures are
+    /// retried until they succeed.
+    pub async fn write_metadata(
+        &self,
+        record: &HostRecord,
+        previous_labels: Option<&BTreeMap<String, String>>,
+    ) -> Result<WriteReport, ProjectorError> {
         let labels = labels(record);
-        let mut report = WriteReport {
-            requests: 0,
-            labels: labels.clone(),
-        };
+        let mut requests = 0;
         if previous_labels != Some(&labels) {
-            report.requests += self.apply_metadata(&name, record, &labels).await?;
+            requests += self
+                .apply_metadata(&object_name(&record.host_id), record, &labels)
+                .await?;
         }
+        Ok(WriteReport { requests, labels })
+    }
+
+    /// Applies the host's status; the object must exist. A Host that vanished meanwhile
+    /// (deleted by a person) is created again. Returns the number of requests made.
+    pub async fn write_status(
+        &self,
+        record: &HostRecord,
+        labels: &BTreeMap<String, String>,
+    ) -> Result<u64, ProjectorError> {
+        let name = object_name(&record.host_id);
         let params = PatchParams::apply(FIELD_MANAGER).force();
         let status = json!({
             "apiVersion": "hostledger.dev/v1alpha1",
@@ -130,7 +149,7 @@ impl HostStore {
         });
         let patch = Patch::Apply(&status);
         let action = format!("apply status of Host {name}");
-        let (written, requests) = retry(&action, || async {
+        let (written, mut requests) = retry(&action, || async {
             match self.api.patch_status(&name, &params, &patch).await {
                 Ok(_) => Ok(true),
                 Err(KubeError::Api(s)) if s.code == 404 => Ok(false),
@@ -138,15 +157,14 @@ impl HostStore {
             }
         })
         .await?;
-        report.requests += requests;
         if !written {
             tracing::info!(host_id = %record.host_id, "Host was deleted; creating it again");
-            report.requests += self.apply_metadata(&name, record, &labels).await?;
-            report.requests += retry(&action, || self.api.patch_status(&name, &params, &patch))
+            requests += self.apply_metadata(&name, record, labels).await?;
+            requests += retry(&action, || self.api.patch_status(&name, &params, &patch))
                 .await?
                 .1;
         }
-        Ok(report)
+        Ok(requests)
     }
 
     async fn apply_metadata(

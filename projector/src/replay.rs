@@ -57,6 +57,8 @@ pub struct ReplayStats {
     pub poison: u64,
     /// What the applier did.
     pub apply: ApplyStats,
+    /// Time spent writing (the rest is loading, reading, decoding and folding).
+    pub write_time: Duration,
 }
 
 /// Reads the events topic from the beginning up to its end as of the start, folds it, and
@@ -105,9 +107,11 @@ pub async fn replay(
 
     let started = Instant::now();
     let mut stats = ReplayStats::default();
+    let mut write_time = Duration::ZERO;
     while let Some(chunk) = rx.recv().await {
         for item in chunk {
             stats.events += 1;
+            bar.inc(1);
             match item {
                 Item::Event(event, position) => {
                     applier.fold(&event, position);
@@ -119,22 +123,27 @@ pub async fn replay(
                     tracing::warn!(partition = position.partition, offset = position.offset, error = %reason, "skipping unusable message");
                 }
             }
-            bar.inc(1);
-        }
-        if applier.pending_events() >= settings.batch_max_events {
-            bar.set_message(format!("writing {} hosts", applier.dirty_hosts()));
-            applier.flush().await?;
-            bar.set_message(String::new());
+            if applier.pending_events() >= settings.batch_max_events {
+                bar.set_message(format!("writing {} hosts", applier.dirty_hosts()));
+                let t = Instant::now();
+                applier.flush().await?;
+                write_time += t.elapsed();
+                bar.set_message(String::new());
+            }
         }
     }
     reader
         .await
         .map_err(|e| ProjectorError::Internal(format!("replay reader task: {e}")))??;
+    let read_time = started.elapsed();
     bar.set_message(format!("writing {} hosts", applier.dirty_hosts()));
+    let t = Instant::now();
     applier.flush().await?;
+    write_time += t.elapsed();
     bar.finish_and_clear();
     stats.apply = applier.stats.clone();
-    tracing::info!(elapsed = ?started.elapsed(), ?stats, "replay done");
+    stats.write_time = write_time;
+    tracing::info!(elapsed = ?started.elapsed(), ?read_time, ?write_time, ?stats, "replay done");
     Ok(stats)
 }
 
