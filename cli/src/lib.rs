@@ -82,6 +82,19 @@ pub struct KafkaArgs {
     /// instead of the hostledger.* defaults. Overrides the config file.
     #[arg(long, value_name = "PREFIX")]
     pub topic_prefix: Option<String>,
+
+    /// Extra librdkafka option, passed through (repeatable), e.g.
+    /// --kafka-option session.timeout.ms=10000. Overrides the config file.
+    #[arg(long = "kafka-option", value_name = "KEY=VALUE", value_parser = parse_key_value)]
+    pub kafka_options: Vec<(String, String)>,
+}
+
+/// Parses `KEY=VALUE`.
+fn parse_key_value(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_owned(), v.to_owned())),
+        _ => Err(format!("{s:?} is not KEY=VALUE")),
+    }
 }
 
 impl KafkaArgs {
@@ -93,6 +106,7 @@ impl KafkaArgs {
         if let Some(prefix) = &self.topic_prefix {
             settings.topics = Topics::with_prefix(prefix);
         }
+        settings.options.extend(self.kafka_options.iter().cloned());
         settings
     }
 }

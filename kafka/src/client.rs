@@ -36,7 +36,12 @@ impl ClientContext for KafkaContext {
         {
             return;
         }
-        tracing::error!(%error, reason, "librdkafka error");
+        match crate::error::classify(&error) {
+            crate::ErrorClass::Transient => {
+                tracing::warn!(%error, reason, "Kafka unavailable; retrying")
+            }
+            _ => tracing::error!(%error, reason, "librdkafka error"),
+        }
     }
 }
 
