@@ -518,6 +518,59 @@ mod tests {
         assert!(!labels(&record).contains_key("role"));
     }
 
+    /// The Host object must stay small however long its history: after 10,000 events of
+    /// one host (with the largest realistic attributes), the status is far below 10 KiB.
+    #[test]
+    fn host_stays_small_after_ten_thousand_events() {
+        let mut record = None;
+        for n in 0..10_000i64 {
+            let lifecycle = if n % 2 == 0 {
+                Lifecycle::InService
+            } else {
+                Lifecycle::OutOfService
+            };
+            let mut state = HostState::new("db-pdx1-042.prod.example.com", lifecycle, "running");
+            state.region = Some("us-east-1".into());
+            state.zone = Some("us-east-1c".into());
+            state.role = Some("database".into());
+            state.team = Some("data-platform".into());
+            state.addresses = vec!["10.20.30.40".into(), "2001:db8::2a".into()];
+            state.machine_type = Some("r6i.4xlarge".into());
+            for k in 0..20 {
+                state
+                    .attributes
+                    .insert(format!("tag:example.com/key-{k}"), format!("value-{k}-{n}"));
+            }
+            let event = HostEvent {
+                event_id: format!("0190f0e4-8d2c-7a3b-9c1e-{n:012}"),
+                host_id: "aws/123456789012/us-east-1/i-0123456789abcdef0".into(),
+                kind: EventKind::HostLifecycleChanged,
+                provider: "aws".into(),
+                source: "aws-prod".into(),
+                observed_at: Timestamp(1_767_225_600_000_000 + n * 60_000_000),
+                state,
+                changes: vec![],
+            };
+            record = fold(
+                record,
+                &event,
+                Position {
+                    partition: 3,
+                    offset: n,
+                },
+            );
+        }
+        let record = record.expect("record");
+        assert_eq!(record.event_count, 10_000);
+        let size = serde_json::to_vec(&HostStatus::from_record(&record))
+            .expect("serializes")
+            .len();
+        assert!(
+            size <= 8 * 1024,
+            "status is {size} bytes after 10,000 events"
+        );
+    }
+
     #[test]
     fn unreadable_status_is_an_error_not_a_panic() {
         let mut status = HostStatus::from_record(

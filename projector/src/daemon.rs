@@ -185,6 +185,7 @@ impl Projector {
         tokio::pin!(shutdown);
         let mut at_end: HashSet<i32> = HashSet::new();
         let mut seen_assignments = consumer.context().assignments();
+        let mut lag_measured = Instant::now();
         loop {
             let mut stopping = false;
             let batch = tokio::select! {
@@ -201,6 +202,14 @@ impl Projector {
             if !batch.is_empty() {
                 self.process(&consumer, &dead_letters, &topic, &mut applier, batch)
                     .await?;
+            }
+            if lag_measured.elapsed() >= Duration::from_secs(5) {
+                lag_measured = Instant::now();
+                if let Some(lag) = tokio::task::block_in_place(|| measure_lag(&consumer, &topic)) {
+                    self.metrics
+                        .lag_events
+                        .store(lag, std::sync::atomic::Ordering::Relaxed);
+                }
             }
             if stopping {
                 tracing::info!("shutdown requested; every applied batch is committed");
@@ -451,4 +460,22 @@ async fn release_deleted_hosts(store: HostStore) {
             Err(error) => tracing::warn!(%host_id, %error, "could not release a deleted Host"),
         }
     }
+}
+
+/// Events between this consumer's position and the end of each assigned partition, summed.
+/// `None` when it cannot be measured right now (no assignment yet, broker unreachable).
+fn measure_lag(consumer: &GroupConsumer, topic: &str) -> Option<u64> {
+    let positions = consumer.position().ok()?;
+    let mut lag = 0u64;
+    for element in positions.elements_for_topic(topic) {
+        let (_, high) = consumer
+            .fetch_watermarks(topic, element.partition(), Duration::from_secs(1))
+            .ok()?;
+        let position = match element.offset() {
+            Offset::Offset(o) => o,
+            _ => continue,
+        };
+        lag += u64::try_from(high - position).unwrap_or(0);
+    }
+    Some(lag)
 }
