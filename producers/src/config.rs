@@ -8,6 +8,7 @@ use serde::Deserialize;
 
 use crate::error::FetchError;
 use crate::provider::dcexport::DcExportConfig;
+use crate::provider::exec::ExecConfig;
 
 fn default_interval_secs() -> u64 {
     60
@@ -23,6 +24,8 @@ fn default_missing_grace_secs() -> u64 {
 pub enum ProviderConfig {
     /// A data-centre inventory export (CSV, YAML or JSON file or directory).
     DcExport(DcExportConfig),
+    /// Any program printing hosts as JSON.
+    Exec(ExecConfig),
 }
 
 impl ProviderConfig {
@@ -30,6 +33,7 @@ impl ProviderConfig {
     pub fn name(&self) -> &str {
         match self {
             ProviderConfig::DcExport(c) => &c.name,
+            ProviderConfig::Exec(c) => &c.name,
         }
     }
 }

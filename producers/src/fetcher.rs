@@ -12,6 +12,7 @@ use crate::diff::{KnownHost, advance, diff};
 use crate::error::FetchError;
 use crate::provider::Provider;
 use crate::provider::dcexport::DcExport;
+use crate::provider::exec::ExecProvider;
 use crate::publish::Publisher;
 use crate::state::restore;
 
@@ -118,6 +119,7 @@ fn kind_name(kind: EventKind) -> &'static str {
 fn build_provider(config: &ProviderConfig) -> Box<dyn Provider> {
     match config {
         ProviderConfig::DcExport(c) => Box::new(DcExport::new(c.clone())),
+        ProviderConfig::Exec(c) => Box::new(ExecProvider::new(c.clone())),
     }
 }
 

@@ -32,7 +32,9 @@ fn every_example_fetcher_config_parses() {
 #[test]
 fn bundled_export_is_clean_and_realistic() {
     let config = FetcherConfig::from_file(&examples().join("fetcher-dc.yaml")).expect("parses");
-    let ProviderConfig::DcExport(mut dc) = config.providers[0].clone();
+    let ProviderConfig::DcExport(mut dc) = config.providers[0].clone() else {
+        panic!("fetcher-dc.yaml's first provider is a dc-export");
+    };
     dc.path = examples().join("..").join("..").join(&dc.path);
     let listing = DcExport::new(dc)
         .read(Timestamp(0))

@@ -2,6 +2,7 @@
 //! failed, timed-out or partial listing must never look like an empty one.
 
 pub mod dcexport;
+pub mod exec;
 
 use std::future::Future;
 use std::pin::Pin;
