@@ -11,7 +11,11 @@ use hostledger_producers::diff::{KnownHost, ListedHost, Listing, diff};
 use hostledger_schemas::{HostState, Lifecycle, Timestamp};
 
 fn state(i: usize, role: &str) -> HostState {
-    let mut s = HostState::new(format!("host-{i:06}.example.com"), Lifecycle::InService, "running");
+    let mut s = HostState::new(
+        format!("host-{i:06}.example.com"),
+        Lifecycle::InService,
+        "running",
+    );
     s.region = Some(format!("region-{}", i % 7));
     s.zone = Some(format!("zone-{}", i % 21));
     s.role = Some(role.to_owned());
@@ -35,7 +39,15 @@ fn main() {
         .map(|v| v.parse().expect("--hosts takes a number"))
         .unwrap_or(100_000);
     let known: HashMap<String, KnownHost> = (0..hosts)
-        .map(|i| (format!("aws/1234/eu-1/i-{i:08x}"), KnownHost { state: state(i, "web"), absent_since: None }))
+        .map(|i| {
+            (
+                format!("aws/1234/eu-1/i-{i:08x}"),
+                KnownHost {
+                    state: state(i, "web"),
+                    absent_since: None,
+                },
+            )
+        })
         .collect();
     let mut listed: Vec<ListedHost> = (0..hosts)
         .filter(|i| i % 1000 != 7) // 0.1% gone
@@ -44,8 +56,15 @@ fn main() {
             state: state(i, if i % 100 == 3 { "db" } else { "web" }), // 1% changed
         })
         .collect();
-    listed.extend((hosts..hosts + hosts / 1000).map(|i| ListedHost { host_id: format!("aws/1234/eu-1/i-{i:08x}"), state: state(i, "web") }));
-    let listing = Listing { hosts: listed, observed_at: Timestamp(1_767_225_600_000_000), problems: Vec::new() };
+    listed.extend((hosts..hosts + hosts / 1000).map(|i| ListedHost {
+        host_id: format!("aws/1234/eu-1/i-{i:08x}"),
+        state: state(i, "web"),
+    }));
+    let listing = Listing {
+        hosts: listed,
+        observed_at: Timestamp(1_767_225_600_000_000),
+        problems: Vec::new(),
+    };
 
     let mut best = Duration::MAX;
     let mut changes = 0;
@@ -69,7 +88,9 @@ fn main() {
         let mut n = 0;
         for h in &listing.hosts {
             match sorted.binary_search_by(|(id, _)| id.as_str().cmp(&h.host_id)) {
-                Ok(i) if sorted[i].1.state != h.state => n += h.state.changes_from(&sorted[i].1.state).len().min(1),
+                Ok(i) if sorted[i].1.state != h.state => {
+                    n += h.state.changes_from(&sorted[i].1.state).len().min(1)
+                }
                 Ok(_) => {}
                 Err(_) => n += 1,
             }
@@ -86,7 +107,11 @@ fn main() {
     println!(
         "  hostledger diff: {:>8.1} ms  ({changes} events)   target <= 100 ms: {}",
         best.as_secs_f64() * 1e3,
-        if best <= Duration::from_millis(100) { "met" } else { "NOT met" }
+        if best <= Duration::from_millis(100) {
+            "met"
+        } else {
+            "NOT met"
+        }
     );
     println!(
         "  sorted-search baseline: {:>8.1} ms  ({baseline_changes} changes)   hostledger is {:.1}x faster",
