@@ -74,8 +74,9 @@ pub enum Command {
 /// Kafka connection flags shared by subcommands.
 #[derive(Debug, Clone, Args)]
 pub struct KafkaArgs {
-    /// Kafka bootstrap servers (host:port,...). Overrides the config file.
-    #[arg(long, env = "HOSTLEDGER_KAFKA_BOOTSTRAP")]
+    /// Kafka bootstrap servers (host:port,...). Overrides the config file, which overrides
+    /// $HOSTLEDGER_KAFKA_BOOTSTRAP, which overrides 127.0.0.1:19092.
+    #[arg(long)]
     pub kafka_bootstrap: Option<String>,
 
     /// Use topics PREFIX.host-events, PREFIX.host-events.dlq and PREFIX.fetcher-state

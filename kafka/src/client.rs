@@ -19,9 +19,15 @@ use crate::settings::KafkaSettings;
 #[derive(Debug, Clone, Default)]
 pub struct KafkaContext {
     assignments: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    last_error: std::sync::Arc<std::sync::Mutex<Option<String>>>,
 }
 
 impl KafkaContext {
+    /// The last error librdkafka reported for this client (connection, TLS, authentication).
+    pub fn last_error(&self) -> Option<String> {
+        self.last_error.lock().map(|e| e.clone()).unwrap_or(None)
+    }
+
     /// How many partition assignments this consumer has received. A change means another
     /// group member may have written state for partitions this one now owns.
     pub fn assignments(&self) -> u64 {
@@ -30,11 +36,32 @@ impl KafkaContext {
 }
 
 impl ClientContext for KafkaContext {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
+        use RDKafkaLogLevel as L;
+        match level {
+            L::Emerg | L::Alert | L::Critical | L::Error | L::Warning => {
+                if let Ok(mut last) = self.last_error.lock() {
+                    *last = Some(message.to_owned());
+                }
+                tracing::warn!(target: "librdkafka", facility = fac, "{message}")
+            }
+            L::Notice | L::Info => {
+                tracing::info!(target: "librdkafka", facility = fac, "{message}")
+            }
+            L::Debug => tracing::debug!(target: "librdkafka", facility = fac, "{message}"),
+        }
+    }
+
     fn error(&self, error: RdError, reason: &str) {
         if matches!(error, RdError::PartitionEOF(_))
             || error.rdkafka_error_code() == Some(RDKafkaErrorCode::PartitionEOF)
         {
             return;
+        }
+        if error.rdkafka_error_code() != Some(RDKafkaErrorCode::AllBrokersDown) {
+            if let Ok(mut last) = self.last_error.lock() {
+                *last = Some(reason.to_owned());
+            }
         }
         match crate::error::classify(&error) {
             crate::ErrorClass::Transient => {
@@ -212,6 +239,47 @@ impl KafkaClients {
         self.config(&ClientRole::Admin)
             .create_with_context(KafkaContext::default())
             .map_err(|e| KafkaError::client("create the admin client", e))
+    }
+
+    /// Connects to the brokers and reads the cluster metadata, so that a wrong address, a
+    /// refused certificate or failed authentication is reported at start-up, clearly.
+    pub fn check_connection(&self, timeout: Duration) -> Result<(), KafkaError> {
+        let reader = self.reader()?;
+        let deadline = std::time::Instant::now() + timeout;
+        // Short attempts, polling in between, so that librdkafka's reports of why it cannot
+        // connect (delivered through the client's queue) are seen before giving up.
+        let result = loop {
+            let attempt = reader.fetch_metadata(None, Duration::from_secs(1));
+            let _ = reader.poll(Duration::ZERO);
+            match attempt {
+                Ok(_) => break Ok(()),
+                Err(e) if std::time::Instant::now() >= deadline => break Err(e),
+                Err(_) => {}
+            }
+        };
+        match result {
+            Ok(()) => Ok(()),
+            Err(error) => {
+                let detail = reader
+                    .context()
+                    .last_error()
+                    .unwrap_or_else(|| error.to_string());
+                let lower = detail.to_ascii_lowercase();
+                let hint = if lower.contains("certificate") && self.settings.cert_file.is_none() {
+                    " (the broker asks for a client certificate: set kafka.cert_file and kafka.key_file for mutual TLS)"
+                } else if lower.contains("certificate") || lower.contains("ssl") {
+                    " (TLS failed: check kafka.ca_file, kafka.cert_file and kafka.key_file, and that the broker's certificate names this host)"
+                } else if lower.contains("sasl") || lower.contains("authentication") {
+                    " (authentication failed: check kafka.sasl_mechanism, sasl_username and sasl_password)"
+                } else {
+                    " (is the broker running and the address right?)"
+                };
+                Err(KafkaError::Connect {
+                    bootstrap: self.settings.bootstrap_servers.clone(),
+                    detail: format!("{detail}{hint}"),
+                })
+            }
+        }
     }
 
     /// The partition count of `topic`, or [`KafkaError::MissingTopic`].

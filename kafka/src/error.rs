@@ -29,6 +29,14 @@ pub enum KafkaError {
         /// Where we looked.
         bootstrap: String,
     },
+    /// The brokers could not be reached or refused us.
+    #[error("cannot connect to Kafka at {bootstrap}: {detail}")]
+    Connect {
+        /// Where we tried.
+        bootstrap: String,
+        /// What librdkafka said, and a hint.
+        detail: String,
+    },
     /// A client operation failed.
     #[error("Kafka: could not {action}: {source}")]
     Client {
@@ -62,7 +70,8 @@ impl KafkaError {
         match self {
             KafkaError::Config(_)
             | KafkaError::MissingTopic { .. }
-            | KafkaError::CreateTopic { .. } => ErrorClass::Fatal,
+            | KafkaError::CreateTopic { .. }
+            | KafkaError::Connect { .. } => ErrorClass::Fatal,
             KafkaError::Client { source, .. } => classify(source),
         }
     }

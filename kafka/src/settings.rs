@@ -8,9 +8,17 @@ use serde::Deserialize;
 
 use crate::error::KafkaError;
 
-/// Default bootstrap servers: the local stack's plaintext listener.
+/// Environment variable naming the bootstrap servers when a config file or flag does not
+/// (`scripts/stack env` sets it for the local stack).
+pub const BOOTSTRAP_ENV: &str = "HOSTLEDGER_KAFKA_BOOTSTRAP";
+
+/// Default bootstrap servers: `$HOSTLEDGER_KAFKA_BOOTSTRAP`, else the local stack's
+/// plaintext listener. A value in a config file or on the command line wins over both.
 pub fn default_bootstrap_servers() -> String {
-    "127.0.0.1:19092".to_owned()
+    std::env::var(BOOTSTRAP_ENV)
+        .ok()
+        .filter(|v| !v.trim().is_empty())
+        .unwrap_or_else(|| "127.0.0.1:19092".to_owned())
 }
 
 /// How clients talk to the brokers.
@@ -315,7 +323,7 @@ mod tests {
     #[test]
     fn defaults_point_at_the_local_stack() {
         let s = parse("{}").expect("empty config parses");
-        assert_eq!(s.bootstrap_servers, "127.0.0.1:19092");
+        assert_eq!(s.bootstrap_servers, default_bootstrap_servers());
         assert_eq!(s.topics.events, "hostledger.host-events");
         s.validate().expect("defaults are valid");
     }

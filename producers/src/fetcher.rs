@@ -132,6 +132,10 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> Result<Vec<PassReport>, FetchError> {
     let kafka = KafkaClients::new(config.kafka.clone())?;
+    let k = kafka.clone();
+    tokio::task::spawn_blocking(move || k.check_connection(Duration::from_secs(15)))
+        .await
+        .map_err(|e| FetchError::Internal(format!("connection check task: {e}")))??;
     let mut fetchers = Vec::new();
     for p in &config.providers {
         fetchers.push(Fetcher::start(&kafka, build_provider(p), config.missing_grace_secs).await?);
