@@ -58,10 +58,10 @@ impl ClientContext for KafkaContext {
         {
             return;
         }
-        if error.rdkafka_error_code() != Some(RDKafkaErrorCode::AllBrokersDown) {
-            if let Ok(mut last) = self.last_error.lock() {
-                *last = Some(reason.to_owned());
-            }
+        if error.rdkafka_error_code() != Some(RDKafkaErrorCode::AllBrokersDown)
+            && let Ok(mut last) = self.last_error.lock()
+        {
+            *last = Some(reason.to_owned());
         }
         match crate::error::classify(&error) {
             crate::ErrorClass::Transient => {
