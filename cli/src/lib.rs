@@ -123,6 +123,11 @@ pub struct FetchArgs {
     #[arg(long)]
     pub once: bool,
 
+    /// Where to serve /metrics, /healthz and /readyz while running (not with --once; port 0
+    /// picks a free port).
+    #[arg(long, default_value = "127.0.0.1:9465")]
+    pub metrics_addr: std::net::SocketAddr,
+
     /// Kafka connection.
     #[command(flatten)]
     pub kafka: KafkaArgs,
@@ -294,8 +299,16 @@ pub fn is_broken_pipe(error: &anyhow::Error) -> bool {
         .any(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
 }
 
+/// Picks the TLS crypto provider for the process. Two TLS stacks meet in hostledger (the
+/// Kubernetes client's and the AWS SDK's), so rustls cannot choose by itself; call this before
+/// building either client. Calling it again does nothing.
+pub fn init_tls() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 /// Runs one command line.
 pub async fn run(cli: Cli) -> Result<ExitCode> {
+    init_tls();
     match cli.command {
         Command::Fetch(args) => fetch(args).await,
         Command::Project(args) => project(args).await,
@@ -340,7 +353,22 @@ async fn fetch(args: FetchArgs) -> Result<ExitCode> {
     let mut config = FetcherConfig::from_file(&args.config)?;
     config.kafka = args.kafka.apply(config.kafka);
     config.validate()?;
-    let reports = hostledger_producers::run(&config, args.once, shutdown_signal()).await?;
+    let metrics = std::sync::Arc::new(hostledger_producers::metrics::FetcherMetrics::default());
+    let server = if args.once {
+        None
+    } else {
+        let listener = hostledger_projector::metrics::bind(args.metrics_addr).await?;
+        tracing::info!(addr = %listener.local_addr()?, "serving /metrics, /healthz and /readyz");
+        Some(tokio::spawn(hostledger_projector::metrics::serve(
+            listener,
+            metrics.clone(),
+        )))
+    };
+    let reports = hostledger_producers::run(&config, args.once, metrics, shutdown_signal()).await;
+    if let Some(server) = server {
+        server.abort();
+    }
+    let reports = reports?;
     for r in &reports {
         let kinds: Vec<String> = r
             .published

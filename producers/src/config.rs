@@ -7,6 +7,7 @@ use hostledger_kafka::KafkaSettings;
 use serde::Deserialize;
 
 use crate::error::FetchError;
+use crate::provider::aws::AwsEc2Config;
 use crate::provider::dcexport::DcExportConfig;
 use crate::provider::exec::ExecConfig;
 
@@ -26,6 +27,8 @@ pub enum ProviderConfig {
     DcExport(DcExportConfig),
     /// Any program printing hosts as JSON.
     Exec(ExecConfig),
+    /// AWS EC2 instances of one account, in one or more regions.
+    AwsEc2(AwsEc2Config),
 }
 
 impl ProviderConfig {
@@ -34,6 +37,7 @@ impl ProviderConfig {
         match self {
             ProviderConfig::DcExport(c) => &c.name,
             ProviderConfig::Exec(c) => &c.name,
+            ProviderConfig::AwsEc2(c) => &c.name,
         }
     }
 }

@@ -11,6 +11,7 @@ use crate::config::{FetcherConfig, ProviderConfig};
 use crate::diff::{KnownHost, advance, diff};
 use crate::error::FetchError;
 use crate::provider::Provider;
+use crate::provider::aws::AwsEc2;
 use crate::provider::dcexport::DcExport;
 use crate::provider::exec::ExecProvider;
 use crate::publish::Publisher;
@@ -120,6 +121,7 @@ fn build_provider(config: &ProviderConfig) -> Box<dyn Provider> {
     match config {
         ProviderConfig::DcExport(c) => Box::new(DcExport::new(c.clone())),
         ProviderConfig::Exec(c) => Box::new(ExecProvider::new(c.clone())),
+        ProviderConfig::AwsEc2(c) => Box::new(AwsEc2::new(c.clone())),
     }
 }
 
@@ -129,6 +131,7 @@ fn build_provider(config: &ProviderConfig) -> Box<dyn Provider> {
 pub async fn run(
     config: &FetcherConfig,
     once: bool,
+    metrics: std::sync::Arc<crate::metrics::FetcherMetrics>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<Vec<PassReport>, FetchError> {
     let kafka = KafkaClients::new(config.kafka.clone())?;
@@ -143,26 +146,45 @@ pub async fn run(
     if once {
         let mut reports = Vec::new();
         for fetcher in &mut fetchers {
-            reports.push(fetcher.pass().await?);
+            let started = std::time::Instant::now();
+            let report = fetcher.pass().await?;
+            metrics.pass_ok(
+                report.listed,
+                report.total_published(),
+                report.problems.len(),
+                started.elapsed(),
+            );
+            reports.push(report);
         }
         return Ok(reports);
     }
     let interval = Duration::from_secs(config.interval_secs);
-    let loops = fetchers.into_iter().map(|mut fetcher| async move {
+    metrics.set_ready(true);
+    let loops = fetchers.into_iter().map(|mut fetcher| {
+        let metrics = metrics.clone();
+        async move {
         let mut ticker = tokio::time::interval(interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             ticker.tick().await;
+            let started = std::time::Instant::now();
             match fetcher.pass().await {
-                Ok(report) => tracing::info!(
+                Ok(report) => {
+                    metrics.pass_ok(report.listed, report.total_published(), report.problems.len(), started.elapsed());
+                    tracing::info!(
                     provider = %report.provider,
                     listed = report.listed,
                     published = report.total_published(),
                     problems = report.problems.len(),
                     "pass done"
-                ),
-                Err(error) => tracing::error!(provider = %fetcher.provider.name(), %error, "pass failed; will retry"),
+                    );
+                }
+                Err(error) => {
+                    metrics.passes_failed.add(1);
+                    tracing::error!(provider = %fetcher.provider.name(), %error, "pass failed; will retry");
+                }
             }
+        }
         }
     });
     tokio::select! {

@@ -8,12 +8,14 @@
 //! - [`state`]: restoring that state from the compacted fetcher-state topic.
 //! - [`fetcher`]: the list → diff → publish → advance loop.
 //! - [`config`]: the fetcher's YAML configuration.
+//! - [`metrics`]: the fetcher's Prometheus metrics.
 //! - [`error`]: fetcher errors.
 
 pub mod config;
 pub mod diff;
 pub mod error;
 pub mod fetcher;
+pub mod metrics;
 pub mod provider;
 pub mod publish;
 pub mod state;

@@ -50,6 +50,7 @@ fn stack_var(name: &str) -> String {
 impl TestEnv {
     /// Creates this test's topics (with `partitions` partitions) and namespace.
     pub async fn new(name: &str, partitions: i32) -> TestEnv {
+        hostledger_cli::init_tls();
         let bootstrap = stack_var("HOSTLEDGER_KAFKA_BOOTSTRAP");
         stack_var("KUBECONFIG");
         let id = format!("{name}-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);

@@ -1,6 +1,7 @@
 //! Providers: where hosts come from. A provider returns a complete listing or an error; a
 //! failed, timed-out or partial listing must never look like an empty one.
 
+pub mod aws;
 pub mod dcexport;
 pub mod exec;
 

@@ -1,0 +1,209 @@
+//! AWS EC2 through the official SDK against moto's EC2-compatible endpoint on loopback:
+//! instances launched, stopped, started, terminated and re-tagged become the right events
+//! and Hosts.
+
+use std::time::{Duration, Instant};
+
+use aws_sdk_ec2::types::{Filter, InstanceType, ResourceType, Tag, TagSpecification};
+use hostledger_e2e::TestEnv;
+use hostledger_schemas::EventKind;
+
+/// moto's EC2 endpoint on a free loopback port, stopped when dropped.
+struct Moto {
+    url: String,
+    _child: tokio::process::Child,
+}
+
+async fn start_moto() -> Moto {
+    let tools = std::env::var("HOSTLEDGER_PYTHON_TOOLS")
+        .expect("HOSTLEDGER_PYTHON_TOOLS is not set: run under scripts/test (it installs moto)");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("free port")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let child = tokio::process::Command::new(format!("{tools}/moto_server"))
+        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start moto_server");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .is_err()
+    {
+        assert!(Instant::now() < deadline, "moto_server did not start");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    Moto {
+        url: format!("http://127.0.0.1:{port}"),
+        _child: child,
+    }
+}
+
+async fn ec2(url: &str, region: &str) -> aws_sdk_ec2::Client {
+    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new(region.to_owned()))
+        .endpoint_url(url)
+        .load()
+        .await;
+    aws_sdk_ec2::Client::new(&config)
+}
+
+async fn launch(client: &aws_sdk_ec2::Client, name: &str, role: &str) -> String {
+    let image = client
+        .describe_images()
+        .filters(Filter::builder().name("name").values("*").build())
+        .send()
+        .await
+        .expect("describe images")
+        .images()
+        .first()
+        .and_then(|i| i.image_id().map(str::to_owned))
+        .expect("moto has images");
+    let tags = TagSpecification::builder()
+        .resource_type(ResourceType::Instance)
+        .tags(Tag::builder().key("Name").value(name).build())
+        .tags(Tag::builder().key("role").value(role).build())
+        .tags(Tag::builder().key("team").value("platform").build())
+        .build();
+    let out = client
+        .run_instances()
+        .image_id(image)
+        .instance_type(InstanceType::T3Micro)
+        .min_count(1)
+        .max_count(1)
+        .tag_specifications(tags)
+        .send()
+        .await
+        .expect("run instance");
+    out.instances()[0].instance_id().expect("id").to_owned()
+}
+
+#[tokio::test]
+async fn ec2_instances_flow_into_hosts() {
+    // moto accepts any credentials; the SDK's default chain reads them from the environment.
+    // SAFETY: set before any thread of this test binary reads the environment.
+    unsafe {
+        std::env::set_var("AWS_ACCESS_KEY_ID", "testing");
+        std::env::set_var("AWS_SECRET_ACCESS_KEY", "testing");
+        std::env::set_var("AWS_EC2_METADATA_DISABLED", "true");
+    }
+    let env = TestEnv::new("aws", 3).await;
+    let moto = start_moto().await;
+    let east = ec2(&moto.url, "us-east-1").await;
+    let west = ec2(&moto.url, "eu-west-1").await;
+    let mut ids = Vec::new();
+    for i in 0..6 {
+        ids.push(launch(&east, &format!("web-{i}"), "web").await);
+    }
+    let db = launch(&west, "db-0", "db").await;
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let t = &env.kafka.settings().topics;
+    let config = dir.path().join("fetcher.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "kafka:\n  bootstrap_servers: {}\n  topics: {{events: {}, dead_letter: {}, fetcher_state: {}}}\n\
+             missing_grace_secs: 0\nproviders:\n  - kind: aws-ec2\n    name: aws-{}\n    account_id: '123456789012'\n    \
+             regions: [us-east-1, eu-west-1]\n    endpoint_url: {}\n    page_size: 5\n",
+            env.bootstrap, t.events, t.dead_letter, t.fetcher_state, env.id, moto.url
+        ),
+    )
+    .expect("write config");
+
+    env.fetch_once(&config).await;
+    env.project_until_caught_up().await;
+    let statuses = env.statuses(&env.namespace).await;
+    assert_eq!(
+        statuses.len(),
+        7,
+        "six instances over two pages in us-east-1, one in eu-west-1"
+    );
+    let id = |region: &str, instance: &str| format!("aws/123456789012/{region}/{instance}");
+    let web0 = &statuses[&id("us-east-1", &ids[0])];
+    assert_eq!(web0.phase, "InService");
+    assert_eq!(web0.hostname, "web-0");
+    assert_eq!(web0.machine_type.as_deref(), Some("t3.micro"));
+    assert_eq!(statuses[&id("eu-west-1", &db)].role.as_deref(), Some("db"));
+    assert_eq!(
+        env.list_hosts(Some("provider=aws,region=eu-west-1,role=db"))
+            .await
+            .len(),
+        1
+    );
+
+    // Stop one, terminate one, re-tag one; stop and start another (no net change).
+    east.stop_instances()
+        .instance_ids(&ids[1])
+        .send()
+        .await
+        .expect("stop");
+    east.terminate_instances()
+        .instance_ids(&ids[2])
+        .send()
+        .await
+        .expect("terminate");
+    east.create_tags()
+        .resources(&ids[3])
+        .tags(Tag::builder().key("role").value("cache").build())
+        .send()
+        .await
+        .expect("tag");
+    env.fetch_once(&config).await;
+    east.start_instances()
+        .instance_ids(&ids[1])
+        .send()
+        .await
+        .expect("start");
+    env.fetch_once(&config).await;
+    env.project_until_caught_up().await;
+
+    let statuses = env.statuses(&env.namespace).await;
+    assert_eq!(
+        statuses[&id("us-east-1", &ids[1])].phase,
+        "InService",
+        "stopped, then started again"
+    );
+    assert_eq!(statuses[&id("us-east-1", &ids[2])].phase, "Retired");
+    assert_eq!(
+        statuses[&id("us-east-1", &ids[3])].role.as_deref(),
+        Some("cache")
+    );
+    assert!(
+        statuses[&id("us-east-1", &ids[1])].closed_in_service_micros > 0,
+        "its first service interval closed"
+    );
+
+    let mut kinds: Vec<(String, EventKind)> = env
+        .read_events()
+        .into_iter()
+        .filter(|e| {
+            e.host_id.ends_with(&ids[1])
+                || e.host_id.ends_with(&ids[2])
+                || e.host_id.ends_with(&ids[3])
+        })
+        .map(|e| {
+            (
+                e.host_id.rsplit('/').next().unwrap_or_default().to_owned(),
+                e.kind,
+            )
+        })
+        .collect();
+    kinds.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.as_str().cmp(b.1.as_str())));
+    let mut expected = vec![
+        (ids[1].clone(), EventKind::HostDiscovered),
+        (ids[1].clone(), EventKind::HostLifecycleChanged),
+        (ids[1].clone(), EventKind::HostLifecycleChanged),
+        (ids[2].clone(), EventKind::HostDiscovered),
+        (ids[2].clone(), EventKind::HostRetired),
+        (ids[3].clone(), EventKind::HostChanged),
+        (ids[3].clone(), EventKind::HostDiscovered),
+    ];
+    expected.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.as_str().cmp(b.1.as_str())));
+    assert_eq!(kinds, expected);
+    env.cleanup().await;
+}
