@@ -82,6 +82,166 @@ async fn launch(client: &aws_sdk_ec2::Client, name: &str, role: &str) -> String 
     out.instances()[0].instance_id().expect("id").to_owned()
 }
 
+/// An HTTP proxy in front of moto that, once `fail_pages` is set, answers every request for
+/// a page after the first (one with a NextToken) with 503, as a flaky endpoint would.
+async fn flaky_proxy(
+    upstream: String,
+    fail_pages: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind proxy");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    let upstream = upstream.trim_start_matches("http://").to_owned();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut client, _)) = listener.accept().await else {
+                continue;
+            };
+            let upstream = upstream.clone();
+            let fail_pages = fail_pages.clone();
+            tokio::spawn(async move {
+                loop {
+                    // One request: headers, then Content-Length bytes of body.
+                    let mut buf = Vec::new();
+                    let mut byte = [0u8; 1];
+                    while !buf.ends_with(b"\r\n\r\n") {
+                        match client.read(&mut byte).await {
+                            Ok(1) => buf.push(byte[0]),
+                            _ => return,
+                        }
+                    }
+                    let head = String::from_utf8_lossy(&buf).to_string();
+                    let length: usize = head
+                        .lines()
+                        .find_map(|l| {
+                            l.to_ascii_lowercase()
+                                .strip_prefix("content-length:")
+                                .map(|v| v.trim().parse().unwrap_or(0))
+                        })
+                        .unwrap_or(0);
+                    let mut body = vec![0u8; length];
+                    if client.read_exact(&mut body).await.is_err() {
+                        return;
+                    }
+                    let page_request = String::from_utf8_lossy(&body).contains("NextToken");
+                    let response = if page_request
+                        && fail_pages.load(std::sync::atomic::Ordering::SeqCst)
+                    {
+                        b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n".to_vec()
+                    } else {
+                        let Ok(mut up) = tokio::net::TcpStream::connect(&upstream).await else {
+                            return;
+                        };
+                        let head = head
+                            .replacen("\r\n\r\n", "\r\nConnection: close\r\n\r\n", 1)
+                            .replace("Connection: keep-alive\r\n", "");
+                        if up.write_all(head.as_bytes()).await.is_err()
+                            || up.write_all(&body).await.is_err()
+                        {
+                            return;
+                        }
+                        let mut response = Vec::new();
+                        if up.read_to_end(&mut response).await.is_err() {
+                            return;
+                        }
+                        response
+                    };
+                    if client.write_all(&response).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    url
+}
+
+#[tokio::test]
+async fn a_listing_that_fails_mid_pagination_publishes_nothing() {
+    // SAFETY: set before any thread of this test binary reads the environment.
+    unsafe {
+        std::env::set_var("AWS_ACCESS_KEY_ID", "testing");
+        std::env::set_var("AWS_SECRET_ACCESS_KEY", "testing");
+        std::env::set_var("AWS_EC2_METADATA_DISABLED", "true");
+    }
+    let env = TestEnv::new("awsflaky", 2).await;
+    let moto = start_moto().await;
+    let fail = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let proxy = flaky_proxy(moto.url.clone(), fail.clone()).await;
+    let east = ec2(&moto.url, "us-east-1").await;
+    let mut ids = Vec::new();
+    for i in 0..7 {
+        ids.push(launch(&east, &format!("api-{i}"), "api").await);
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let t = &env.kafka.settings().topics;
+    let config = dir.path().join("fetcher.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "kafka:\n  bootstrap_servers: {}\n  topics: {{events: {}, dead_letter: {}, fetcher_state: {}}}\n\
+             missing_grace_secs: 0\nproviders:\n  - kind: aws-ec2\n    name: aws-{}\n    account_id: '123456789012'\n    \
+             regions: [us-east-1]\n    endpoint_url: {proxy}\n    page_size: 5\n",
+            env.bootstrap, t.events, t.dead_letter, t.fetcher_state, env.id
+        ),
+    )
+    .expect("write config");
+    env.fetch_once(&config).await;
+    assert_eq!(
+        env.read_events().len(),
+        7,
+        "two pages read through the proxy"
+    );
+
+    // Page 2 now fails: the hosts on page 1 must not be reported changed, and the hosts on
+    // page 2 must not be declared missing. Nothing at all is published.
+    for id in &ids {
+        east.create_tags()
+            .resources(id)
+            .tags(Tag::builder().key("role").value("api-v2").build())
+            .send()
+            .await
+            .expect("tag");
+    }
+    fail.store(true, std::sync::atomic::Ordering::SeqCst);
+    let cli = <hostledger_cli::Cli as clap::Parser>::try_parse_from([
+        "hostledger",
+        "fetch",
+        "--once",
+        "--config",
+        config.to_str().expect("utf-8"),
+    ])
+    .expect("command line");
+    let err = hostledger_cli::run(cli)
+        .await
+        .expect_err("a failed page fails the pass");
+    assert!(
+        format!("{err:#}").contains("DescribeInstances page 2 failed"),
+        "{err:#}"
+    );
+    assert_eq!(
+        env.read_events().len(),
+        7,
+        "nothing published for a partial listing"
+    );
+
+    // The endpoint recovers: every change comes through, once.
+    fail.store(false, std::sync::atomic::Ordering::SeqCst);
+    env.fetch_once(&config).await;
+    let events = env.read_events();
+    assert_eq!(events.len(), 14);
+    let count = |kind: EventKind| events.iter().filter(|e| e.kind == kind).count();
+    assert_eq!(count(EventKind::HostDiscovered), 7);
+    assert_eq!(
+        count(EventKind::HostChanged),
+        7,
+        "each re-tag once; nothing missing, nothing rediscovered"
+    );
+    env.cleanup().await;
+}
+
 #[tokio::test]
 async fn ec2_instances_flow_into_hosts() {
     // moto accepts any credentials; the SDK's default chain reads them from the environment.
