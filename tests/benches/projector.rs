@@ -64,7 +64,12 @@ async fn main() {
         "projector benchmark: {events_n} events over {hosts_n} hosts; naive run over the first {naive_n} events"
     );
     println!(
-        "(release build, real Kafka {} and kube-apiserver from KUBECONFIG; etcd without fsync)",
+        "({}; real Kafka {} and kube-apiserver from KUBECONFIG; etcd without fsync)",
+        if cfg!(debug_assertions) {
+            "dev build: the decode + fold figure is not representative"
+        } else {
+            "release build"
+        },
         std::env::var("HOSTLEDGER_KAFKA_BOOTSTRAP").unwrap_or_default()
     );
 
