@@ -53,9 +53,7 @@ pub fn human_duration(micros: i64) -> String {
 
 /// Lists Hosts and prints them.
 pub async fn run(args: HostsArgs) -> Result<ExitCode> {
-    let client = kube::Client::try_default()
-        .await
-        .context("cannot build a Kubernetes client: set KUBECONFIG (eval \"$(scripts/stack env)\" for the local stack)")?;
+    let client = crate::kube_client().await?;
     let api: Api<Host> = Api::namespaced(client, &args.namespace);
     let mut params = ListParams::default();
     if let Some(selector) = &args.selector {

@@ -306,6 +306,14 @@ pub fn init_tls() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
+/// The Kubernetes client from KUBECONFIG (or the in-cluster config), with an error that says
+/// what to set.
+pub async fn kube_client() -> Result<kube::Client> {
+    kube::Client::try_default()
+        .await
+        .context("cannot build a Kubernetes client: set KUBECONFIG (eval \"$(scripts/stack env)\" for the local stack)")
+}
+
 /// Runs one command line.
 pub async fn run(cli: Cli) -> Result<ExitCode> {
     init_tls();
@@ -400,9 +408,7 @@ async fn fetch(args: FetchArgs) -> Result<ExitCode> {
 
 async fn project(args: ProjectArgs) -> Result<ExitCode> {
     let kafka = KafkaClients::new(args.kafka.apply(KafkaSettings::default()))?;
-    let client = kube::Client::try_default()
-        .await
-        .context("cannot build a Kubernetes client: set KUBECONFIG (eval \"$(scripts/stack env)\" for the local stack)")?;
+    let client = kube_client().await?;
     let store = HostStore::new(client.clone(), &args.namespace);
     let history = HistoryStore::new(client, &args.namespace);
     let metrics = std::sync::Arc::new(hostledger_projector::metrics::Metrics::default());
@@ -441,9 +447,7 @@ async fn project(args: ProjectArgs) -> Result<ExitCode> {
 
 async fn replay(args: ReplayArgs) -> Result<ExitCode> {
     let kafka = KafkaClients::new(args.kafka.apply(KafkaSettings::default()))?;
-    let client = kube::Client::try_default()
-        .await
-        .context("cannot build a Kubernetes client: set KUBECONFIG (eval \"$(scripts/stack env)\" for the local stack)")?;
+    let client = kube_client().await?;
     let settings = ReplaySettings {
         until: args.until,
         batch_max_events: args.batch_size as usize,

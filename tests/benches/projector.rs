@@ -13,7 +13,7 @@
 use std::time::Instant;
 
 use futures::{StreamExt, TryStreamExt};
-use hostledger_e2e::{TestEnv, event};
+use hostledger_e2e::{TestEnv, bench_arg, event};
 use hostledger_projector::fold::{HostRecord, Position, apply};
 use hostledger_projector::{HistoryStore, HostStatus, HostStore, ReplaySettings, replay};
 use hostledger_schemas::{Codec, HostEvent, Lifecycle};
@@ -23,19 +23,6 @@ const PHASES: [Lifecycle; 3] = [
     Lifecycle::OutOfService,
     Lifecycle::InService,
 ];
-
-fn arg(name: &str, default: usize) -> usize {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .map(|v| {
-            v.replace('_', "")
-                .parse()
-                .unwrap_or_else(|_| panic!("{name} takes a number, not {v:?}"))
-        })
-        .unwrap_or(default)
-}
 
 fn log(events: usize, hosts: usize) -> Vec<HostEvent> {
     (0..events)
@@ -56,9 +43,9 @@ fn log(events: usize, hosts: usize) -> Vec<HostEvent> {
 
 #[tokio::main]
 async fn main() {
-    let events_n = arg("--events", 1_000_000);
-    let hosts_n = arg("--hosts", 10_000);
-    let naive_n = arg("--naive-events", events_n);
+    let events_n = bench_arg("--events", 1_000_000);
+    let hosts_n = bench_arg("--hosts", 10_000);
+    let naive_n = bench_arg("--naive-events", events_n);
     let in_flight = 16;
     println!(
         "projector benchmark: {events_n} events over {hosts_n} hosts; naive run over the first {naive_n} events"

@@ -7,27 +7,14 @@
 
 use std::time::Instant;
 
-use hostledger_e2e::{TestEnv, event};
+use hostledger_e2e::{TestEnv, bench_arg, event};
 use hostledger_producers::publish::Publisher;
 use hostledger_schemas::Lifecycle;
 
-fn arg(name: &str, default: usize) -> usize {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .map(|v| {
-            v.replace('_', "")
-                .parse()
-                .unwrap_or_else(|_| panic!("{name} takes a number, not {v:?}"))
-        })
-        .unwrap_or(default)
-}
-
 #[tokio::main]
 async fn main() {
-    let n = arg("--events", 500_000);
-    let baseline_n = arg("--baseline-events", 2_000);
+    let n = bench_arg("--events", 500_000);
+    let baseline_n = bench_arg("--baseline-events", 2_000);
     let env = TestEnv::new("publish", 6).await;
     let events: Vec<_> = (0..n)
         .map(|i| {

@@ -206,21 +206,8 @@ async fn a_listing_that_fails_mid_pagination_publishes_nothing() {
             .expect("tag");
     }
     fail.store(true, std::sync::atomic::Ordering::SeqCst);
-    let cli = <hostledger_cli::Cli as clap::Parser>::try_parse_from([
-        "hostledger",
-        "fetch",
-        "--once",
-        "--config",
-        config.to_str().expect("utf-8"),
-    ])
-    .expect("command line");
-    let err = hostledger_cli::run(cli)
-        .await
-        .expect_err("a failed page fails the pass");
-    assert!(
-        format!("{err:#}").contains("DescribeInstances page 2 failed"),
-        "{err:#}"
-    );
+    let err = env.fetch_once_err(&config).await;
+    assert!(err.contains("DescribeInstances page 2 failed"), "{err}");
     assert_eq!(
         env.read_events().len(),
         7,

@@ -51,18 +51,7 @@ async fn fetcher_with_client_certificate_publishes_and_one_without_is_refused() 
     let dir = tempfile::tempdir().expect("tempdir");
 
     let refused = config(&env, dir.path(), false);
-    let cli = <hostledger_cli::Cli as clap::Parser>::try_parse_from([
-        "hostledger",
-        "fetch",
-        "--once",
-        "--config",
-        refused.to_str().expect("utf-8"),
-    ])
-    .expect("command line");
-    let err = hostledger_cli::run(cli)
-        .await
-        .expect_err("no client certificate, no entry");
-    let text = format!("{err:#}");
+    let text = env.fetch_once_err(&refused).await;
     assert!(text.contains("cannot connect to Kafka"), "{text}");
     assert!(
         text.contains("set kafka.cert_file and kafka.key_file"),

@@ -112,6 +112,24 @@ impl TestEnv {
         assert_eq!(code, std::process::ExitCode::SUCCESS, "hostledger {args:?}");
     }
 
+    /// `hostledger fetch --once` that must fail; returns the error with its causes.
+    pub async fn fetch_once_err(&self, config: &Path) -> String {
+        use clap::Parser as _;
+        let path = config.to_str().expect("utf-8 path");
+        let cli = hostledger_cli::Cli::try_parse_from([
+            "hostledger",
+            "fetch",
+            "--once",
+            "--config",
+            path,
+        ])
+        .expect("command line");
+        let err = hostledger_cli::run(cli)
+            .await
+            .expect_err("this fetch must fail");
+        format!("{err:#}")
+    }
+
     /// `hostledger fetch --once` with a config file.
     pub async fn fetch_once(&self, config: &Path) {
         self.hostledger(&[
@@ -411,4 +429,19 @@ pub fn hostledger_binary() -> std::path::PathBuf {
         bin.display()
     );
     bin
+}
+
+/// The value of `--NAME N` on a benchmark's command line (underscores allowed: 1_000_000),
+/// or `default`.
+pub fn bench_arg(name: &str, default: usize) -> usize {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .map(|v| {
+            v.replace('_', "")
+                .parse()
+                .unwrap_or_else(|_| panic!("{name} takes a number, not {v:?}"))
+        })
+        .unwrap_or(default)
 }
