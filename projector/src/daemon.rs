@@ -205,7 +205,7 @@ impl Projector {
             }
             if lag_measured.elapsed() >= Duration::from_secs(5) {
                 lag_measured = Instant::now();
-                if let Some(lag) = tokio::task::block_in_place(|| measure_lag(&consumer, &topic)) {
+                if let Some(lag) = crate::blocking(|| measure_lag(&consumer, &topic)) {
                     self.metrics.lag_events.set(lag);
                 }
             }

@@ -30,3 +30,13 @@ pub use error::ProjectorError;
 pub use history::{HistoryStore, HostHistory};
 pub use k8s::HostStore;
 pub use replay::{ReplaySettings, ReplayStats, replay};
+
+/// Runs a short blocking call (a Kafka metadata request) from async code: off the worker
+/// thread on a multi-threaded runtime, in place on a current-thread one (where nothing else
+/// can be starved for longer than the call's own timeout).
+pub(crate) fn blocking<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
+        _ => f(),
+    }
+}

@@ -70,7 +70,7 @@ pub async fn replay(
     settings: &ReplaySettings,
 ) -> Result<ReplayStats, ProjectorError> {
     let topic = kafka.settings().topics.events.clone();
-    tokio::task::block_in_place(|| kafka.check_connection(Duration::from_secs(15)))?;
+    crate::blocking(|| kafka.check_connection(Duration::from_secs(15)))?;
     let watermarks = kafka.watermarks(&topic, Duration::from_secs(10))?;
     let total: u64 = watermarks
         .values()
