@@ -158,6 +158,7 @@ impl Projector {
         shutdown: impl Future<Output = ()>,
     ) -> Result<ProjectorStats, ProjectorError> {
         let topic = self.kafka.settings().topics.events.clone();
+        crate::blocking(|| self.kafka.check_connection(Duration::from_secs(15)))?;
         let partitions = self
             .kafka
             .partition_count(&topic, Duration::from_secs(10))?;
