@@ -8,6 +8,21 @@ use aws_sdk_ec2::types::{Filter, InstanceType, ResourceType, Tag, TagSpecificati
 use hostledger_e2e::TestEnv;
 use hostledger_schemas::EventKind;
 
+/// moto accepts any credentials; the SDK's default chain reads them from the environment.
+/// Set once per test binary, before any SDK client exists.
+fn moto_credentials() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // SAFETY: runs once, first thing in each test, before the SDK reads the environment;
+        // nothing in this binary writes these variables anywhere else.
+        unsafe {
+            std::env::set_var("AWS_ACCESS_KEY_ID", "testing");
+            std::env::set_var("AWS_SECRET_ACCESS_KEY", "testing");
+            std::env::set_var("AWS_EC2_METADATA_DISABLED", "true");
+        }
+    });
+}
+
 /// moto's EC2 endpoint on a free loopback port, stopped when dropped.
 struct Moto {
     url: String,
@@ -160,12 +175,7 @@ async fn flaky_proxy(
 
 #[tokio::test]
 async fn a_listing_that_fails_mid_pagination_publishes_nothing() {
-    // SAFETY: set before any thread of this test binary reads the environment.
-    unsafe {
-        std::env::set_var("AWS_ACCESS_KEY_ID", "testing");
-        std::env::set_var("AWS_SECRET_ACCESS_KEY", "testing");
-        std::env::set_var("AWS_EC2_METADATA_DISABLED", "true");
-    }
+    moto_credentials();
     let env = TestEnv::new("awsflaky", 2).await;
     let moto = start_moto().await;
     let fail = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -231,13 +241,7 @@ async fn a_listing_that_fails_mid_pagination_publishes_nothing() {
 
 #[tokio::test]
 async fn ec2_instances_flow_into_hosts() {
-    // moto accepts any credentials; the SDK's default chain reads them from the environment.
-    // SAFETY: set before any thread of this test binary reads the environment.
-    unsafe {
-        std::env::set_var("AWS_ACCESS_KEY_ID", "testing");
-        std::env::set_var("AWS_SECRET_ACCESS_KEY", "testing");
-        std::env::set_var("AWS_EC2_METADATA_DISABLED", "true");
-    }
+    moto_credentials();
     let env = TestEnv::new("aws", 3).await;
     let moto = start_moto().await;
     let east = ec2(&moto.url, "us-east-1").await;
