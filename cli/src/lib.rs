@@ -1,11 +1,13 @@
 //! The `hostledger` command line.
 //!
-//! - [`Cli`]: flags and subcommands (`fetch`, `project`, `hosts`, `crd`, `topics`).
+//! - [`Cli`]: flags and subcommands.
 //! - [`run`]: dispatches a parsed command line; the binary and the end-to-end tests both
 //!   call it.
-//! - [`hosts`]: the `hosts` table.
+//! - [`read`]: flags shared by the commands that read the inventory (selector, as-of, source).
+//! - [`audit`]: `uptime`, `history`, `hosts`.
 
-pub mod hosts;
+pub mod audit;
+pub mod read;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -59,8 +61,13 @@ pub enum Command {
     /// Rebuild Hosts and their history from offset 0 (optionally as of a time, into any
     /// namespace), with the live projector's fold and writes.
     Replay(ReplayArgs),
-    /// Show the Hosts in a namespace with their time in service.
-    Hosts(hosts::HostsArgs),
+    /// The inventory now or as it stood at a past time: one line per host.
+    Hosts(audit::HostsArgs),
+    /// Time in service per host (first seen, in service since, total, share of its life), or
+    /// per provider/region/role/team with totals; now or as of a past time.
+    Uptime(audit::UptimeArgs),
+    /// Every event of one host, with what changed.
+    History(audit::HistoryArgs),
     /// Print the CustomResourceDefinitions (Host, HostHistory) as YAML, or write them.
     Crd {
         /// Write one file per CRD into this directory (deploy/crds/ in the repository).
@@ -321,7 +328,9 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Fetch(args) => fetch(args).await,
         Command::Project(args) => project(args).await,
         Command::Replay(args) => replay(args).await,
-        Command::Hosts(args) => hosts::run(args).await,
+        Command::Hosts(args) => audit::hosts(args).await,
+        Command::Uptime(args) => audit::uptime(args).await,
+        Command::History(args) => audit::history(args).await,
         Command::Crd { write: None } => {
             print_out(&hostledger_projector::crd::crd_yaml())?;
             Ok(ExitCode::SUCCESS)

@@ -107,18 +107,23 @@ impl Applier {
             self.stats.skipped += 1;
             return Outcome::Duplicate;
         }
-        let (outcome, record) = match self.hosts.get_mut(&event.host_id) {
-            Some(stored) => (
-                apply_to(&mut stored.record, event, position),
-                &stored.record,
-            ),
+        let (outcome, record, changes) = match self.hosts.get_mut(&event.host_id) {
+            Some(stored) => {
+                let changes = (!stored.record.has_applied(position))
+                    .then(|| event.state.changes_from(&stored.record.state));
+                (
+                    apply_to(&mut stored.record, event, position),
+                    &stored.record,
+                    changes,
+                )
+            }
             None => {
                 let stored = StoredHost {
                     record: HostRecord::first(event, position),
                     labels: BTreeMap::new(),
                 };
                 let stored = self.hosts.entry(event.host_id.clone()).or_insert(stored);
-                (Outcome::Applied, &stored.record)
+                (Outcome::Applied, &stored.record, None)
             }
         };
         if outcome != Outcome::Applied {
@@ -127,7 +132,7 @@ impl Applier {
         }
         self.stats.applied += 1;
         let seq = record.event_count;
-        let entry = entry(event, position, seq, record);
+        let entry = entry(event, position, seq, record, changes);
         self.pending
             .entry(event.host_id.clone())
             .or_default()

@@ -68,13 +68,19 @@ pub struct ProjectorStats {
     pub batches: u64,
 }
 
-/// Something read from the topic.
-pub(crate) enum Item {
+/// Something read from the events topic.
+pub enum Item {
+    /// A decoded, valid event and where it sits in the log.
     Event(Box<HostEvent>, Position),
+    /// A message that cannot be folded (undecodable, unknown schema, invalid).
     Poison {
+        /// What is wrong with it.
         reason: String,
+        /// The message key.
         key: Option<Vec<u8>>,
+        /// The message payload.
         payload: Option<Vec<u8>>,
+        /// Where it sits in the log.
         position: Position,
     },
 }
@@ -88,7 +94,8 @@ impl Item {
 }
 
 /// Decodes and checks one message; anything unusable becomes poison with its reason.
-pub(crate) fn decode(codec: &Codec, message: &impl Message, position: Position) -> Item {
+/// Decodes and validates one message of the events topic.
+pub fn decode(codec: &Codec, message: &impl Message, position: Position) -> Item {
     let poison = |reason: String| Item::Poison {
         reason,
         key: message.key().map(<[u8]>::to_vec),

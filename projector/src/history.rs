@@ -19,7 +19,7 @@ use crate::crd::{format_time, object_name};
 use crate::error::ProjectorError;
 use crate::fold::{HostRecord, Position};
 use crate::k8s::{FIELD_MANAGER, retry};
-use hostledger_schemas::HostEvent;
+use hostledger_schemas::{FieldChange, HostEvent, HostState, Lifecycle};
 
 /// Events per HostHistory chunk. An entry is a few hundred bytes, so a chunk stays far below
 /// etcd's 1.5 MiB request limit.
@@ -45,11 +45,88 @@ pub struct HistoryEntry {
     pub observed_at: String,
     /// Fetcher instance that observed it.
     pub source: String,
+    /// Provider kind (dc, aws, exec:NAME).
+    #[serde(default)]
+    pub provider: String,
     /// Lifecycle phase after the event.
     pub phase: String,
-    /// What changed: field, old value, new value.
+    /// What changed relative to the host's previous state, as the projector folded it:
+    /// field, old value, new value.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub changes: Vec<HistoryChange>,
+    /// The host's full state after its first event; later states follow from `changes`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<HistoryState>,
+}
+
+/// A host's full state, as recorded with its first event.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct HistoryState {
+    /// Host name as the provider knows it.
+    pub hostname: String,
+    /// Lifecycle phase.
+    pub phase: String,
+    /// The provider's own status word.
+    pub provider_status: String,
+    /// Region or site.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    /// Availability zone, room or rack row.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub zone: Option<String>,
+    /// What the host does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
+    /// Owning team.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub team: Option<String>,
+    /// IP addresses, primary first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub addresses: Vec<String>,
+    /// Instance type or hardware model.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub machine_type: Option<String>,
+    /// Other provider attributes and tags.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub attributes: BTreeMap<String, String>,
+}
+
+impl HistoryState {
+    /// The recorded form of a state.
+    pub fn from_state(s: &HostState) -> Self {
+        HistoryState {
+            hostname: s.name.clone(),
+            phase: s.lifecycle.to_string(),
+            provider_status: s.provider_status.clone(),
+            region: s.region.clone(),
+            zone: s.zone.clone(),
+            role: s.role.clone(),
+            team: s.team.clone(),
+            addresses: s.addresses.clone(),
+            machine_type: s.machine_type.clone(),
+            attributes: s.attributes.clone(),
+        }
+    }
+
+    /// The state back, or what is wrong with the record.
+    pub fn to_state(&self) -> Result<HostState, String> {
+        let lifecycle = Lifecycle::from_symbol(&self.phase)
+            .ok_or_else(|| format!("state.phase: {:?} is not a lifecycle phase", self.phase))?;
+        let mut s = HostState::new(
+            self.hostname.clone(),
+            lifecycle,
+            self.provider_status.clone(),
+        );
+        s.region.clone_from(&self.region);
+        s.zone.clone_from(&self.zone);
+        s.role.clone_from(&self.role);
+        s.team.clone_from(&self.team);
+        s.addresses.clone_from(&self.addresses);
+        s.machine_type.clone_from(&self.machine_type);
+        s.attributes.clone_from(&self.attributes);
+        Ok(s)
+    }
 }
 
 /// One changed field.
@@ -135,7 +212,18 @@ pub fn entry_key(seq: u64) -> String {
 }
 
 /// The history entry of `event`, folded as the host's `seq`-th event into `record`.
-pub fn entry(event: &HostEvent, position: Position, seq: u64, record: &HostRecord) -> HistoryEntry {
+/// `changes` is the difference from the host's previous state (`None` for its first event,
+/// whose entry records the whole state instead).
+pub fn entry(
+    event: &HostEvent,
+    position: Position,
+    seq: u64,
+    record: &HostRecord,
+    changes: Option<Vec<FieldChange>>,
+) -> HistoryEntry {
+    let state = changes
+        .is_none()
+        .then(|| HistoryState::from_state(&record.state));
     HistoryEntry {
         seq: i64::try_from(seq).unwrap_or(i64::MAX),
         event_id: event.event_id.clone(),
@@ -144,16 +232,18 @@ pub fn entry(event: &HostEvent, position: Position, seq: u64, record: &HostRecor
         offset: position.offset,
         observed_at: format_time(event.observed_at),
         source: event.source.clone(),
+        provider: event.provider.clone(),
         phase: record.phase.to_string(),
-        changes: event
-            .changes
-            .iter()
+        changes: changes
+            .unwrap_or_default()
+            .into_iter()
             .map(|c| HistoryChange {
-                field: c.field.clone(),
-                old: c.old.clone(),
-                new: c.new.clone(),
+                field: c.field,
+                old: c.old,
+                new: c.new,
             })
             .collect(),
+        state,
     }
 }
 
@@ -307,7 +397,9 @@ mod tests {
             offset: 123_456_789,
             observed_at: "2026-11-27T06:51:48.438334Z".into(),
             source: "aws-prod-us-east-1".into(),
+            provider: "aws".into(),
             phase: "OutOfService".into(),
+            state: None,
             changes: (0..4)
                 .map(|i| HistoryChange {
                     field: format!("attributes.tag-{i}"),

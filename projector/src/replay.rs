@@ -150,7 +150,7 @@ pub async fn replay(
 
 /// Reads every partition from its low watermark to its high watermark (as measured at the
 /// start), decoding as it goes, in chunks sent to `tx`.
-fn read_to_end(
+pub fn read_to_end(
     kafka: &KafkaClients,
     topic: &str,
     ends: &[(i32, i64, i64)],

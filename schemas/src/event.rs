@@ -248,6 +248,50 @@ impl HostState {
         }
         out
     }
+
+    /// Applies changes made by [`HostState::changes_from`] (new values only): the inverse of
+    /// that diff, so `old.apply_changes(&new.changes_from(&old))` turns `old` into `new`.
+    pub fn apply_changes(&mut self, changes: &[FieldChange]) -> Result<(), String> {
+        fn required(field: &str, value: &Option<String>) -> Result<String, String> {
+            value
+                .clone()
+                .ok_or_else(|| format!("{field}: a change cannot remove a required field"))
+        }
+        for c in changes {
+            match c.field.as_str() {
+                "name" => self.name = required("name", &c.new)?,
+                "lifecycle" => {
+                    let symbol = required("lifecycle", &c.new)?;
+                    self.lifecycle = Lifecycle::from_symbol(&symbol)
+                        .ok_or_else(|| format!("lifecycle: {symbol:?} is not a lifecycle"))?;
+                }
+                "provider_status" => self.provider_status = required("provider_status", &c.new)?,
+                "region" => self.region.clone_from(&c.new),
+                "zone" => self.zone.clone_from(&c.new),
+                "role" => self.role.clone_from(&c.new),
+                "team" => self.team.clone_from(&c.new),
+                "machine_type" => self.machine_type.clone_from(&c.new),
+                "addresses" => {
+                    self.addresses = match c.new.as_deref() {
+                        None | Some("") => Vec::new(),
+                        Some(list) => list.split(',').map(str::to_owned).collect(),
+                    }
+                }
+                other => match other.strip_prefix("attributes.") {
+                    Some(key) => match &c.new {
+                        Some(v) => {
+                            self.attributes.insert(key.to_owned(), v.clone());
+                        }
+                        None => {
+                            self.attributes.remove(key);
+                        }
+                    },
+                    None => return Err(format!("{other:?} is not a host field")),
+                },
+            }
+        }
+        Ok(())
+    }
 }
 
 /// One changed field: its name, old and new value (`None` = absent).

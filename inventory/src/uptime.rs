@@ -1,0 +1,479 @@
+//! Time in service: per host (first seen, in service since, total, share of its life) and
+//! per group (provider, region, role, team) with totals. Pure: given host records and a time.
+
+use std::collections::BTreeMap;
+
+use hostledger_projector::fold::HostRecord;
+use hostledger_schemas::{Lifecycle, Timestamp};
+use serde::Serialize;
+
+use crate::table::{aligned, csv, exact_time, human_duration, short_time};
+
+/// One host's time in service as of some time.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UptimeRow {
+    /// Stable host id.
+    pub host_id: String,
+    /// Host name as the provider knows it.
+    pub hostname: String,
+    /// Provider kind.
+    pub provider: String,
+    /// Region or site.
+    pub region: Option<String>,
+    /// Role.
+    pub role: Option<String>,
+    /// Owning team.
+    pub team: Option<String>,
+    /// Lifecycle phase at that time.
+    pub phase: String,
+    /// First observation (RFC 3339).
+    pub first_seen_at: String,
+    /// Start of the current service interval, if in service (RFC 3339).
+    pub in_service_since: Option<String>,
+    /// Total time in service, in seconds (microsecond precision).
+    pub in_service_seconds: f64,
+    /// Time since first seen, in seconds.
+    pub lifetime_seconds: f64,
+    /// Share of its lifetime spent in service, 0–1.
+    pub in_service_share: f64,
+    #[serde(skip)]
+    in_service_micros: i64,
+    #[serde(skip)]
+    lifetime_micros: i64,
+    #[serde(skip)]
+    first_seen: Timestamp,
+    #[serde(skip)]
+    since: Option<Timestamp>,
+}
+
+fn share(part: i64, whole: i64) -> f64 {
+    if whole > 0 {
+        part as f64 / whole as f64
+    } else {
+        0.0
+    }
+}
+
+impl UptimeRow {
+    /// The row of `record` as of `at`.
+    pub fn new(record: &HostRecord, at: Timestamp) -> Self {
+        let in_service = record.in_service_micros_at(at);
+        let lifetime = at.micros_since(record.first_seen_at);
+        UptimeRow {
+            host_id: record.host_id.clone(),
+            hostname: record.state.name.clone(),
+            provider: record.provider.clone(),
+            region: record.state.region.clone(),
+            role: record.state.role.clone(),
+            team: record.state.team.clone(),
+            phase: record.phase.to_string(),
+            first_seen_at: exact_time(record.first_seen_at),
+            in_service_since: record.in_service_since.map(exact_time),
+            in_service_seconds: in_service as f64 / 1e6,
+            lifetime_seconds: lifetime as f64 / 1e6,
+            in_service_share: share(in_service, lifetime),
+            in_service_micros: in_service,
+            lifetime_micros: lifetime,
+            first_seen: record.first_seen_at,
+            since: record.in_service_since,
+        }
+    }
+
+    fn group_value(&self, by: GroupBy) -> String {
+        match by {
+            GroupBy::Provider => Some(self.provider.clone()),
+            GroupBy::Region => self.region.clone(),
+            GroupBy::Role => self.role.clone(),
+            GroupBy::Team => self.team.clone(),
+        }
+        .unwrap_or_else(|| "(none)".into())
+    }
+}
+
+/// What to group by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GroupBy {
+    /// Provider kind.
+    Provider,
+    /// Region or site.
+    Region,
+    /// Role.
+    Role,
+    /// Team.
+    Team,
+}
+
+impl GroupBy {
+    fn header(self) -> &'static str {
+        match self {
+            GroupBy::Provider => "PROVIDER",
+            GroupBy::Region => "REGION",
+            GroupBy::Role => "ROLE",
+            GroupBy::Team => "TEAM",
+        }
+    }
+
+    fn key(self) -> &'static str {
+        match self {
+            GroupBy::Provider => "provider",
+            GroupBy::Region => "region",
+            GroupBy::Role => "role",
+            GroupBy::Team => "team",
+        }
+    }
+}
+
+/// Totals of a group of hosts.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GroupRow {
+    /// The group's value (`(none)` for hosts without one); `TOTAL` for all.
+    pub group: String,
+    /// Hosts in the group.
+    pub hosts: u64,
+    /// Of those, in service at the time.
+    pub in_service: u64,
+    /// Sum of their time in service, in seconds.
+    pub in_service_seconds: f64,
+    /// Sum of their lifetimes, in seconds.
+    pub lifetime_seconds: f64,
+    /// Time in service over lifetime, 0–1.
+    pub in_service_share: f64,
+    #[serde(skip)]
+    in_service_micros: i64,
+    #[serde(skip)]
+    lifetime_micros: i64,
+}
+
+impl GroupRow {
+    fn new(group: String) -> Self {
+        GroupRow {
+            group,
+            hosts: 0,
+            in_service: 0,
+            in_service_seconds: 0.0,
+            lifetime_seconds: 0.0,
+            in_service_share: 0.0,
+            in_service_micros: 0,
+            lifetime_micros: 0,
+        }
+    }
+
+    fn add(&mut self, row: &UptimeRow) {
+        self.hosts += 1;
+        self.in_service += u64::from(row.phase == Lifecycle::InService.as_str());
+        self.in_service_micros += row.in_service_micros;
+        self.lifetime_micros += row.lifetime_micros;
+        self.in_service_seconds = self.in_service_micros as f64 / 1e6;
+        self.lifetime_seconds = self.lifetime_micros as f64 / 1e6;
+        self.in_service_share = share(self.in_service_micros, self.lifetime_micros);
+    }
+}
+
+/// The uptime report: rows per host, optionally grouped, as of one time.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UptimeReport {
+    /// The time the figures are computed at (RFC 3339).
+    pub as_of: String,
+    /// One row per host, by host id.
+    pub hosts: Vec<UptimeRow>,
+    /// The grouping, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub group_by: Option<String>,
+    /// Per group, by group value, when grouped.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<GroupRow>,
+    /// All hosts together.
+    pub total: GroupRow,
+    #[serde(skip)]
+    group: Option<GroupBy>,
+    #[serde(skip)]
+    at: Timestamp,
+}
+
+impl UptimeReport {
+    /// The report over `records` as of `at`.
+    pub fn new<'a>(
+        records: impl IntoIterator<Item = &'a HostRecord>,
+        at: Timestamp,
+        group: Option<GroupBy>,
+    ) -> Self {
+        let mut hosts: Vec<UptimeRow> =
+            records.into_iter().map(|r| UptimeRow::new(r, at)).collect();
+        hosts.sort_by(|a, b| a.host_id.cmp(&b.host_id));
+        let mut total = GroupRow::new("TOTAL".into());
+        let mut groups: BTreeMap<String, GroupRow> = BTreeMap::new();
+        for row in &hosts {
+            total.add(row);
+            if let Some(by) = group {
+                let value = row.group_value(by);
+                groups
+                    .entry(value.clone())
+                    .or_insert_with(|| GroupRow::new(value))
+                    .add(row);
+            }
+        }
+        UptimeReport {
+            as_of: exact_time(at),
+            hosts,
+            group_by: group.map(|g| g.key().to_owned()),
+            groups: groups.into_values().collect(),
+            total,
+            group,
+            at,
+        }
+    }
+
+    fn host_cells(&self) -> Vec<Vec<String>> {
+        let dash = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
+        self.hosts
+            .iter()
+            .map(|r| {
+                vec![
+                    r.host_id.clone(),
+                    r.hostname.clone(),
+                    r.provider.clone(),
+                    dash(&r.region),
+                    dash(&r.role),
+                    dash(&r.team),
+                    r.phase.clone(),
+                    short_time(r.first_seen),
+                    r.since.map_or_else(|| "-".into(), short_time),
+                    human_duration(r.in_service_micros),
+                    format!("{:.1}%", r.in_service_share * 100.0),
+                ]
+            })
+            .collect()
+    }
+
+    fn group_cells(&self, human: bool) -> Vec<Vec<String>> {
+        self.groups
+            .iter()
+            .chain(std::iter::once(&self.total))
+            .map(|g| {
+                vec![
+                    g.group.clone(),
+                    g.hosts.to_string(),
+                    g.in_service.to_string(),
+                    if human {
+                        human_duration(g.in_service_micros)
+                    } else {
+                        format!("{:.6}", g.in_service_seconds)
+                    },
+                    if human {
+                        format!("{:.1}%", g.in_service_share * 100.0)
+                    } else {
+                        format!("{:.6}", g.in_service_share)
+                    },
+                ]
+            })
+            .collect()
+    }
+
+    /// Aligned columns with human durations, and a summary line.
+    pub fn table(&self) -> String {
+        let mut out = match self.group {
+            None => aligned(
+                &[
+                    "HOST ID",
+                    "HOSTNAME",
+                    "PROVIDER",
+                    "REGION",
+                    "ROLE",
+                    "TEAM",
+                    "PHASE",
+                    "FIRST SEEN",
+                    "IN SERVICE SINCE",
+                    "IN SERVICE",
+                    "SHARE",
+                ],
+                &self.host_cells(),
+            ),
+            Some(by) => aligned(
+                &[
+                    by.header(),
+                    "HOSTS",
+                    "IN SERVICE NOW",
+                    "TIME IN SERVICE",
+                    "SHARE",
+                ],
+                &self.group_cells(true),
+            ),
+        };
+        out.push_str(&format!(
+            "{} hosts as of {} UTC, {} in service; {} in service in all ({:.1}% of their lifetime)\n",
+            self.total.hosts,
+            short_time(self.at),
+            self.total.in_service,
+            human_duration(self.total.in_service_micros),
+            self.total.in_service_share * 100.0
+        ));
+        out
+    }
+
+    /// CSV: one line per host, or per group plus a TOTAL line; exact figures.
+    pub fn csv(&self) -> String {
+        match self.group {
+            None => {
+                let rows: Vec<Vec<String>> = self
+                    .hosts
+                    .iter()
+                    .map(|r| {
+                        let opt = |v: &Option<String>| v.clone().unwrap_or_default();
+                        vec![
+                            r.host_id.clone(),
+                            r.hostname.clone(),
+                            r.provider.clone(),
+                            opt(&r.region),
+                            opt(&r.role),
+                            opt(&r.team),
+                            r.phase.clone(),
+                            r.first_seen_at.clone(),
+                            opt(&r.in_service_since),
+                            format!("{:.6}", r.in_service_seconds),
+                            format!("{:.6}", r.lifetime_seconds),
+                            format!("{:.6}", r.in_service_share),
+                        ]
+                    })
+                    .collect();
+                csv(
+                    &[
+                        "host_id",
+                        "hostname",
+                        "provider",
+                        "region",
+                        "role",
+                        "team",
+                        "phase",
+                        "first_seen_at",
+                        "in_service_since",
+                        "in_service_seconds",
+                        "lifetime_seconds",
+                        "in_service_share",
+                    ],
+                    &rows,
+                )
+            }
+            Some(by) => csv(
+                &[
+                    by.key(),
+                    "hosts",
+                    "in_service",
+                    "in_service_seconds",
+                    "in_service_share",
+                ],
+                &self.group_cells(false),
+            ),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hostledger_projector::fold::{Position, apply};
+    use hostledger_schemas::{EventKind, HostEvent, HostState};
+
+    const HOUR: i64 = 3_600_000_000;
+
+    fn record(id: &str, role: Option<&str>, life: &[(i64, Lifecycle)]) -> HostRecord {
+        let mut r = None;
+        for (i, (hour, lifecycle)) in life.iter().enumerate() {
+            let mut state = HostState::new(id, *lifecycle, "x");
+            state.role = role.map(str::to_owned);
+            let e = HostEvent {
+                event_id: format!("{id}-{i}"),
+                host_id: id.into(),
+                kind: EventKind::HostChanged,
+                provider: "dc".into(),
+                source: "s".into(),
+                observed_at: Timestamp(hour * HOUR),
+                state,
+                changes: Vec::new(),
+            };
+            apply(
+                &mut r,
+                &e,
+                Position {
+                    partition: 0,
+                    offset: i as i64,
+                },
+            );
+        }
+        r.expect("at least one event")
+    }
+
+    #[test]
+    fn per_host_and_per_group_figures() {
+        let a = record(
+            "a",
+            Some("log"),
+            &[
+                (0, Lifecycle::InService),
+                (4, Lifecycle::OutOfService),
+                (6, Lifecycle::InService),
+            ],
+        );
+        let b = record(
+            "b",
+            Some("log"),
+            &[(2, Lifecycle::Provisioning), (3, Lifecycle::InService)],
+        );
+        let c = record("c", None, &[(5, Lifecycle::Retired)]);
+        let report = UptimeReport::new([&c, &a, &b], Timestamp(10 * HOUR), Some(GroupBy::Role));
+        let ids: Vec<_> = report.hosts.iter().map(|r| r.host_id.as_str()).collect();
+        assert_eq!(ids, ["a", "b", "c"]);
+        // a: 4 h + 4 h of 10 h; b: 7 h of 8 h; c: 0 of 5 h.
+        assert_eq!(report.hosts[0].in_service_seconds, 8.0 * 3600.0);
+        assert_eq!(report.hosts[0].in_service_share, 0.8);
+        assert_eq!(report.hosts[1].in_service_seconds, 7.0 * 3600.0);
+        assert_eq!(report.hosts[2].in_service_share, 0.0);
+        let groups: Vec<_> = report
+            .groups
+            .iter()
+            .map(|g| {
+                (
+                    g.group.as_str(),
+                    g.hosts,
+                    g.in_service,
+                    g.in_service_seconds,
+                )
+            })
+            .collect();
+        assert_eq!(
+            groups,
+            [("(none)", 1, 0, 0.0), ("log", 2, 2, 15.0 * 3600.0)]
+        );
+        assert_eq!(report.total.hosts, 3);
+        assert_eq!(report.total.in_service_share, 15.0 / 23.0);
+        let table = report.table();
+        assert!(table.starts_with("ROLE"), "{table}");
+        assert!(table.contains("TOTAL   3"), "{table}");
+        assert!(
+            table.contains("3 hosts as of 1970-01-01 10:00 UTC, 2 in service"),
+            "{table}"
+        );
+        let csv = report.csv();
+        assert!(csv.starts_with("role,hosts,in_service,"), "{csv}");
+        assert!(csv.contains("log,2,2,54000.000000,"), "{csv}");
+    }
+
+    #[test]
+    fn ungrouped_outputs_list_every_host() {
+        let a = record("a", Some("log"), &[(0, Lifecycle::InService)]);
+        let report = UptimeReport::new([&a], Timestamp(25 * HOUR), None);
+        let table = report.table();
+        assert!(table.contains("a        a         dc"), "{table}");
+        assert!(table.contains("1d 1h"), "{table}");
+        let json = serde_json::to_value(&report).expect("serializes");
+        assert_eq!(json["hosts"][0]["inServiceSeconds"], 25.0 * 3600.0);
+        assert_eq!(
+            json["hosts"][0]["inServiceSince"],
+            "1970-01-01T00:00:00.000000Z"
+        );
+        assert!(json.get("groups").is_none());
+        assert_eq!(report.csv().lines().count(), 2);
+    }
+}
