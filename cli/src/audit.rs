@@ -454,3 +454,68 @@ async fn history_from_log(args: &HistoryArgs) -> Result<(String, Vec<HistoryEntr
         .into()),
     }
 }
+
+/// `hostledger report`.
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// Write the page here (one self-contained HTML file).
+    #[arg(long, value_name = "FILE")]
+    pub html: std::path::PathBuf,
+
+    /// Page title.
+    #[arg(long, default_value = "hostledger: time in service")]
+    pub title: String,
+
+    /// Which hosts, as of when, from where.
+    #[command(flatten)]
+    pub read: ReadArgs,
+}
+
+/// Writes the HTML report.
+pub async fn report(args: ReportArgs) -> Result<ExitCode> {
+    use hostledger_inventory::report::{ReportHost, ReportInput, render};
+    let (inventory, at) = args.read.load(true).await?;
+    require_hosts(&inventory, &args.read)?;
+    let hosts: Vec<ReportHost> = inventory
+        .hosts
+        .iter()
+        .map(|h| {
+            let r = &h.record;
+            ReportHost {
+                name: h.name.clone(),
+                host_id: r.host_id.clone(),
+                hostname: r.state.name.clone(),
+                provider: r.provider.clone(),
+                region: r.state.region.clone(),
+                role: r.state.role.clone(),
+                team: r.state.team.clone(),
+                phase: r.phase.to_string(),
+                first_seen_at: r.first_seen_at,
+                intervals: h.intervals.iter().map(|i| (i.start, i.end)).collect(),
+                in_service_micros: r.in_service_micros_at(at),
+                labels: h.labels.clone(),
+            }
+        })
+        .collect();
+    let page = render(&ReportInput {
+        title: args.title.clone(),
+        as_of: at,
+        selector: args
+            .read
+            .selector
+            .as_ref()
+            .map(|s| s.as_str().to_owned())
+            .unwrap_or_default(),
+        source: args.read.describe_source(),
+        hosts,
+    });
+    crate::write_atomically(&args.html, page.as_bytes())?;
+    crate::print_out(&format!(
+        "wrote {} ({} hosts as of {} UTC, {} KiB)\n",
+        args.html.display(),
+        inventory.hosts.len(),
+        short_time(at),
+        page.len().div_ceil(1024)
+    ))?;
+    Ok(ExitCode::SUCCESS)
+}

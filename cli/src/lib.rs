@@ -4,10 +4,16 @@
 //! - [`run`]: dispatches a parsed command line; the binary and the end-to-end tests both
 //!   call it.
 //! - [`read`]: flags shared by the commands that read the inventory (selector, as-of, source).
-//! - [`audit`]: `uptime`, `history`, `hosts`.
+//! - [`audit`]: `uptime`, `history`, `hosts`, `report`.
+//! - [`ansible`]: the Ansible dynamic inventory.
+//! - [`prometheus`]: Prometheus file-based service discovery, kept current from a watch.
+//! - [`watch`]: Host changes as they happen.
 
+pub mod ansible;
 pub mod audit;
+pub mod prometheus;
 pub mod read;
+pub mod watch;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -68,6 +74,17 @@ pub enum Command {
     Uptime(audit::UptimeArgs),
     /// Every event of one host, with what changed.
     History(audit::HistoryArgs),
+    /// One self-contained HTML page: hosts in service over time and a service timeline per
+    /// host, filterable in the browser.
+    Report(audit::ReportArgs),
+    /// Ansible dynamic inventory (`ansible-inventory -i deploy/hostledger-ansible-inventory`
+    /// calls it with --list or --host NAME).
+    Ansible(ansible::AnsibleArgs),
+    /// Prometheus file-based service discovery: write the targets file, and with --watch keep
+    /// it current.
+    PrometheusSd(prometheus::PrometheusSdArgs),
+    /// Print Host changes as they happen, as lines or JSON.
+    Watch(watch::WatchArgs),
     /// Print the CustomResourceDefinitions (Host, HostHistory) as YAML, or write them.
     Crd {
         /// Write one file per CRD into this directory (deploy/crds/ in the repository).
@@ -331,6 +348,10 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Hosts(args) => audit::hosts(args).await,
         Command::Uptime(args) => audit::uptime(args).await,
         Command::History(args) => audit::history(args).await,
+        Command::Report(args) => audit::report(args).await,
+        Command::Ansible(args) => ansible::run(args).await,
+        Command::PrometheusSd(args) => prometheus::run(args).await,
+        Command::Watch(args) => watch::run(args).await,
         Command::Crd { write: None } => {
             print_out(&hostledger_projector::crd::crd_yaml())?;
             Ok(ExitCode::SUCCESS)
@@ -486,4 +507,32 @@ async fn replay(args: ReplayArgs) -> Result<ExitCode> {
         a.history_requests,
     ))?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Writes `bytes` to `path` so that readers see the old content or the new, never a part:
+/// a temporary file in the same directory, flushed, then renamed over `path`.
+pub fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> Result<()> {
+    use std::io::Write as _;
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => std::path::Path::new("."),
+    };
+    let name = path
+        .file_name()
+        .with_context(|| format!("{} is not a file path", path.display()))?;
+    let tmp = dir.join(format!(
+        ".{}.tmp-{}",
+        name.to_string_lossy(),
+        std::process::id()
+    ));
+    let result = (|| -> std::io::Result<()> {
+        let mut file = std::fs::File::create(&tmp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result.with_context(|| format!("cannot write {}", path.display()))
 }

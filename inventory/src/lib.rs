@@ -7,8 +7,10 @@
 //!   as of now or a past time.
 //! - [`uptime`]: time in service per host and per group.
 //! - [`table`]: aligned tables, CSV, human durations.
+//! - [`ansible`]: the Ansible dynamic inventory (`--list`, `--host`).
 //! - [`report`]: the self-contained HTML page: fleet in service over time, per-host timelines.
 
+pub mod ansible;
 pub mod report;
 pub mod selector;
 pub mod source;

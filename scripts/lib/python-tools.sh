@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # Creates (once) a Python virtual environment with the test tools hostledger's end-to-end
 # tests use, and prints its bin directory:
-#   moto[server]  an EC2-compatible endpoint on loopback (the AWS provider's tests)
-# Pinned; cached by the pins under the hostledger cache dir, so a second call is instant.
+#   moto[server]   an EC2-compatible endpoint on loopback (the AWS provider's tests)
+#   ansible-core   ansible-inventory, to check the Ansible inventory hostledger exports
+#                  (2.18 runs on Python 3.11-3.13; from 2.20 on ansible-core needs >= 3.12)
+# Pinned; cached by the pins under the hostledger cache dir, so a second call is instant and
+# changing a pin builds a new venv once (old ones are left in the cache, like other versions).
 #
 # usage: bin=$(scripts/lib/python-tools.sh)
 set -euo pipefail
 
-PINS=("moto[server]==5.2.5")
+PINS=("moto[server]==5.2.5" "ansible-core==2.18.19")
 
 cache=${HOSTLEDGER_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/hostledger}
 key=$(printf '%s\n' "${PINS[@]}" | sha256sum | cut -c1-12)

@@ -431,6 +431,70 @@ pub fn hostledger_binary() -> std::path::PathBuf {
     bin
 }
 
+/// What a run of the `hostledger` binary printed.
+#[derive(Debug)]
+pub struct Output {
+    /// Exit code (`None` if killed by a signal).
+    pub code: Option<i32>,
+    /// Standard output.
+    pub stdout: String,
+    /// Standard error.
+    pub stderr: String,
+}
+
+impl Output {
+    /// Standard output of a run that must have succeeded.
+    pub fn ok(self) -> String {
+        assert_eq!(self.code, Some(0), "hostledger failed: {}", self.stderr);
+        self.stdout
+    }
+
+    /// Standard error of a run that must have failed with exit code 1 and nothing on stdout.
+    pub fn failed(self) -> String {
+        assert_eq!(
+            self.code,
+            Some(1),
+            "hostledger should have failed; stdout: {} stderr: {}",
+            self.stdout,
+            self.stderr
+        );
+        assert!(self.stdout.is_empty(), "a failure printed: {}", self.stdout);
+        assert!(!self.stderr.contains("panicked"), "{}", self.stderr);
+        self.stderr
+    }
+}
+
+/// Runs the `hostledger` binary (stack variables inherited) and collects what it printed.
+pub async fn run_hostledger(args: &[&str]) -> Output {
+    let out = tokio::process::Command::new(hostledger_binary())
+        .args(args)
+        .env("HOSTLEDGER_LOG", "warn")
+        .output()
+        .await
+        .expect("run hostledger");
+    Output {
+        code: out.status.code(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+impl TestEnv {
+    /// `ARGS --namespace NS --topic-prefix P --kafka-bootstrap B` for this test's slice.
+    pub fn scoped<'a>(&'a self, args: &[&'a str]) -> Vec<&'a str> {
+        let mut v = args.to_vec();
+        v.extend_from_slice(&[
+            "--namespace",
+            &self.namespace,
+            "--topic-prefix",
+            &self.topic_prefix,
+            "--kafka-bootstrap",
+            &self.bootstrap,
+        ]);
+        v
+    }
+}
+
 /// The value of `--NAME N` on a benchmark's command line (underscores allowed: 1_000_000),
 /// or `default`.
 pub fn bench_arg(name: &str, default: usize) -> usize {

@@ -1,0 +1,395 @@
+//! Ansible dynamic inventory: the JSON that `ansible-inventory`/`ansible-playbook -i SCRIPT`
+//! read from `SCRIPT --list` and `SCRIPT --host NAME`. Pure: hosts in, JSON out.
+//!
+//! - Inventory host names are the provider's host names (the Host object's name where two
+//!   hosts share one); `ansible_host` is the primary address.
+//! - Groups come from keyed fields: `role_log`, `region_pdx1`, `provider_aws`, ... and one
+//!   group per lifecycle phase (`in_service`, `out_of_service`, `missing`, `retired`,
+//!   `provisioning`), so a retirement playbook can target `retired`.
+//! - Host variables: `hostledger_*` facts from the status, and any annotation
+//!   `ansible.hostledger.dev/VAR: VALUE` as variable `VAR` (VALUE parsed as JSON when it is
+//!   JSON, a string otherwise).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use hostledger_schemas::Lifecycle;
+use serde_json::{Map, Value, json};
+
+use crate::source::HostView;
+use crate::table::exact_time;
+
+/// Annotation prefix for host variables.
+pub const VAR_ANNOTATION_PREFIX: &str = "ansible.hostledger.dev/";
+
+/// A field whose values make groups.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum GroupKey {
+    /// `provider_<kind>`.
+    Provider,
+    /// `region_<region>`.
+    Region,
+    /// `zone_<zone>`.
+    Zone,
+    /// `role_<role>`.
+    Role,
+    /// `team_<team>`.
+    Team,
+    /// `machine_type_<type>`.
+    MachineType,
+    /// `<key>_<value>` of a label of the Host object.
+    Label(String),
+    /// `<key>_<value>` of a provider attribute.
+    Attribute(String),
+}
+
+impl std::str::FromStr for GroupKey {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let s = s.trim();
+        Ok(match s {
+            "provider" => GroupKey::Provider,
+            "region" => GroupKey::Region,
+            "zone" => GroupKey::Zone,
+            "role" => GroupKey::Role,
+            "team" => GroupKey::Team,
+            "machine_type" => GroupKey::MachineType,
+            _ => match s.split_once(':') {
+                Some(("label", key)) if !key.is_empty() => GroupKey::Label(key.to_owned()),
+                Some(("attribute", key)) if !key.is_empty() => GroupKey::Attribute(key.to_owned()),
+                _ => {
+                    return Err(format!(
+                        "{s:?} is not a group key: use provider, region, zone, role, team, machine_type, label:KEY or attribute:KEY"
+                    ));
+                }
+            },
+        })
+    }
+}
+
+impl GroupKey {
+    fn prefix(&self) -> String {
+        match self {
+            GroupKey::Provider => "provider".into(),
+            GroupKey::Region => "region".into(),
+            GroupKey::Zone => "zone".into(),
+            GroupKey::Role => "role".into(),
+            GroupKey::Team => "team".into(),
+            GroupKey::MachineType => "machine_type".into(),
+            GroupKey::Label(k) | GroupKey::Attribute(k) => k.clone(),
+        }
+    }
+
+    fn value(&self, host: &HostView) -> Option<String> {
+        let s = &host.record.state;
+        match self {
+            GroupKey::Provider => Some(host.record.provider.clone()),
+            GroupKey::Region => s.region.clone(),
+            GroupKey::Zone => s.zone.clone(),
+            GroupKey::Role => s.role.clone(),
+            GroupKey::Team => s.team.clone(),
+            GroupKey::MachineType => s.machine_type.clone(),
+            GroupKey::Label(k) => host.labels.get(k).cloned(),
+            GroupKey::Attribute(k) => s.attributes.get(k).cloned(),
+        }
+    }
+}
+
+/// The default groups: provider, region, role and team (phase groups are always made).
+pub fn default_group_keys() -> Vec<GroupKey> {
+    vec![
+        GroupKey::Provider,
+        GroupKey::Region,
+        GroupKey::Role,
+        GroupKey::Team,
+    ]
+}
+
+/// What goes into the inventory.
+#[derive(Debug, Clone)]
+pub struct AnsibleSettings {
+    /// Fields that make groups.
+    pub group_keys: Vec<GroupKey>,
+    /// Phases whose hosts are listed (InService alone by default).
+    pub phases: BTreeSet<Lifecycle>,
+}
+
+impl Default for AnsibleSettings {
+    fn default() -> Self {
+        AnsibleSettings {
+            group_keys: default_group_keys(),
+            phases: BTreeSet::from([Lifecycle::InService]),
+        }
+    }
+}
+
+/// A valid Ansible group or variable name from any text: lower case, runs of other
+/// characters as `_`, never starting with a digit.
+pub fn safe_name(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c.is_ascii_alphanumeric() {
+            out.push(c.to_ascii_lowercase());
+        } else if !out.ends_with('_') {
+            out.push('_');
+        }
+    }
+    let trimmed = out.trim_matches('_');
+    match trimmed.chars().next() {
+        None => "_".into(),
+        Some(c) if c.is_ascii_digit() => format!("_{trimmed}"),
+        Some(_) => trimmed.to_owned(),
+    }
+}
+
+/// The group of hosts in a phase: `in_service`, `out_of_service`, `missing`, `retired`,
+/// `provisioning`.
+pub fn phase_group(phase: Lifecycle) -> &'static str {
+    match phase {
+        Lifecycle::Provisioning => "provisioning",
+        Lifecycle::InService => "in_service",
+        Lifecycle::OutOfService => "out_of_service",
+        Lifecycle::Missing => "missing",
+        Lifecycle::Retired => "retired",
+    }
+}
+
+fn is_identifier(s: &str) -> bool {
+    s.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+        && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// The host variables of one host.
+pub fn host_vars(host: &HostView) -> Map<String, Value> {
+    let r = &host.record;
+    let s = &r.state;
+    let mut vars = Map::new();
+    if let Some(address) = s.addresses.first() {
+        vars.insert("ansible_host".into(), json!(address));
+    }
+    let mut put = |k: &str, v: Value| {
+        if !v.is_null() {
+            vars.insert(format!("hostledger_{k}"), v);
+        }
+    };
+    put("host_id", json!(r.host_id));
+    put("name", json!(host.name));
+    put("hostname", json!(s.name));
+    put("provider", json!(r.provider));
+    put("region", json!(s.region));
+    put("zone", json!(s.zone));
+    put("role", json!(s.role));
+    put("team", json!(s.team));
+    put("phase", json!(r.phase.as_str()));
+    put("provider_status", json!(s.provider_status));
+    put("machine_type", json!(s.machine_type));
+    put("addresses", json!(s.addresses));
+    put("attributes", json!(s.attributes));
+    put("labels", json!(host.labels));
+    put("first_seen_at", json!(exact_time(r.first_seen_at)));
+    put(
+        "in_service_since",
+        json!(r.in_service_since.map(exact_time)),
+    );
+    for (key, value) in &host.annotations {
+        let Some(var) = key.strip_prefix(VAR_ANNOTATION_PREFIX) else {
+            continue;
+        };
+        if !is_identifier(var) {
+            tracing::warn!(host = %host.name, annotation = %key, "not a valid Ansible variable name; ignored");
+            continue;
+        }
+        let parsed = serde_json::from_str(value).unwrap_or_else(|_| json!(value));
+        vars.insert(var.to_owned(), parsed);
+    }
+    vars
+}
+
+/// Inventory host names: the host name, or the Host object's name where host names clash.
+pub fn inventory_names(hosts: &[&HostView]) -> Vec<String> {
+    let mut count: BTreeMap<&str, usize> = BTreeMap::new();
+    for h in hosts {
+        *count.entry(h.record.state.name.as_str()).or_default() += 1;
+    }
+    hosts
+        .iter()
+        .map(|h| {
+            let name = h.record.state.name.as_str();
+            if count[name] > 1 || name.is_empty() {
+                h.name.clone()
+            } else {
+                name.to_owned()
+            }
+        })
+        .collect()
+}
+
+/// The hosts of the phases wanted.
+pub fn included<'a>(hosts: &'a [HostView], settings: &AnsibleSettings) -> Vec<&'a HostView> {
+    hosts
+        .iter()
+        .filter(|h| settings.phases.contains(&h.record.phase))
+        .collect()
+}
+
+/// `--list`: groups, their hosts, and `_meta.hostvars` for every host.
+pub fn list(hosts: &[HostView], settings: &AnsibleSettings) -> Value {
+    let hosts = included(hosts, settings);
+    let names = inventory_names(&hosts);
+    let mut groups: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    let mut hostvars = Map::new();
+    let mut ungrouped = BTreeSet::new();
+    for (host, name) in hosts.iter().zip(&names) {
+        let mut member = false;
+        for key in &settings.group_keys {
+            if let Some(value) = key.value(host) {
+                let group = safe_name(&format!("{}_{}", key.prefix(), value));
+                groups.entry(group).or_default().insert(name.clone());
+                member = true;
+            }
+        }
+        groups
+            .entry(phase_group(host.record.phase).to_owned())
+            .or_default()
+            .insert(name.clone());
+        if !member {
+            ungrouped.insert(name.clone());
+        }
+        hostvars.insert(name.clone(), Value::Object(host_vars(host)));
+    }
+    let mut out = Map::new();
+    let mut children: Vec<String> = groups.keys().cloned().collect();
+    children.push("ungrouped".into());
+    out.insert("_meta".into(), json!({ "hostvars": hostvars }));
+    out.insert("all".into(), json!({ "children": children }));
+    out.insert("ungrouped".into(), json!({ "hosts": ungrouped }));
+    for (group, members) in groups {
+        out.insert(group, json!({ "hosts": members }));
+    }
+    Value::Object(out)
+}
+
+/// `--host NAME`: the variables of one host, by inventory name, Host object name or host id.
+pub fn host(hosts: &[HostView], settings: &AnsibleSettings, wanted: &str) -> Option<Value> {
+    let hosts = included(hosts, settings);
+    let names = inventory_names(&hosts);
+    hosts
+        .iter()
+        .zip(&names)
+        .find(|(h, n)| *n == wanted || h.name == wanted || h.record.host_id == wanted)
+        .map(|(h, _)| Value::Object(host_vars(h)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hostledger_projector::fold::{HostRecord, Position};
+    use hostledger_schemas::{EventKind, HostEvent, HostState, Timestamp};
+
+    fn view(id: &str, name: &str, role: Option<&str>, phase: Lifecycle) -> HostView {
+        let mut state = HostState::new(name, phase, "x");
+        state.role = role.map(str::to_owned);
+        state.region = Some("pdx1".into());
+        state.addresses = vec![format!("10.0.0.{}", id.len())];
+        state.attributes.insert("rack".into(), "A-01".into());
+        let e = HostEvent {
+            event_id: id.into(),
+            host_id: id.into(),
+            kind: EventKind::HostDiscovered,
+            provider: "dc".into(),
+            source: "s".into(),
+            observed_at: Timestamp(0),
+            state,
+            changes: Vec::new(),
+        };
+        let record = HostRecord::first(
+            &e,
+            Position {
+                partition: 0,
+                offset: 0,
+            },
+        );
+        HostView {
+            name: id.replace('/', "."),
+            labels: hostledger_projector::crd::labels(&record),
+            record,
+            annotations: BTreeMap::new(),
+            intervals: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn groups_hosts_and_vars_follow_the_protocol() {
+        let mut web = view("dc/a", "web-1", Some("web"), Lifecycle::InService);
+        web.annotations.insert(
+            "ansible.hostledger.dev/ansible_user".into(),
+            "deploy".into(),
+        );
+        web.annotations
+            .insert("ansible.hostledger.dev/ports".into(), "[80, 443]".into());
+        web.annotations
+            .insert("ansible.hostledger.dev/bad-name".into(), "x".into());
+        let hosts = vec![
+            web,
+            view("dc/b", "db-1", Some("db"), Lifecycle::InService),
+            view("dc/c", "old-1", Some("db"), Lifecycle::Retired),
+            view("dc/d", "spare-1", None, Lifecycle::OutOfService),
+        ];
+        let inv = list(&hosts, &AnsibleSettings::default());
+        assert_eq!(inv["role_web"]["hosts"], json!(["web-1"]));
+        assert_eq!(inv["role_db"]["hosts"], json!(["db-1"]));
+        assert_eq!(inv["region_pdx1"]["hosts"], json!(["db-1", "web-1"]));
+        assert_eq!(inv["in_service"]["hosts"], json!(["db-1", "web-1"]));
+        assert!(
+            inv.get("retired").is_none(),
+            "retired hosts are left out by default"
+        );
+        assert!(inv["_meta"]["hostvars"].get("old-1").is_none());
+        let vars = &inv["_meta"]["hostvars"]["web-1"];
+        assert_eq!(vars["ansible_host"], "10.0.0.4");
+        assert_eq!(vars["ansible_user"], "deploy");
+        assert_eq!(vars["ports"], json!([80, 443]));
+        assert!(vars.get("bad-name").is_none());
+        assert_eq!(vars["hostledger_attributes"]["rack"], "A-01");
+        assert_eq!(vars["hostledger_phase"], "InService");
+        let children = inv["all"]["children"].as_array().expect("children");
+        assert!(children.contains(&json!("ungrouped")));
+
+        // Retired on request, with a group of their own and a keyed attribute group.
+        let settings = AnsibleSettings {
+            group_keys: vec![GroupKey::Role, "attribute:rack".parse().expect("key")],
+            phases: BTreeSet::from([Lifecycle::InService, Lifecycle::Retired]),
+        };
+        let inv = list(&hosts, &settings);
+        assert_eq!(inv["retired"]["hosts"], json!(["old-1"]));
+        assert_eq!(inv["rack_a_01"]["hosts"], json!(["db-1", "old-1", "web-1"]));
+        assert!(inv.get("region_pdx1").is_none());
+
+        assert_eq!(
+            host(&hosts, &AnsibleSettings::default(), "dc/b").expect("found")["hostledger_hostname"],
+            "db-1"
+        );
+        assert!(host(&hosts, &AnsibleSettings::default(), "old-1").is_none());
+    }
+
+    #[test]
+    fn clashing_host_names_fall_back_to_object_names() {
+        let hosts = vec![
+            view("dc/a", "web", None, Lifecycle::InService),
+            view("dc/b", "web", None, Lifecycle::InService),
+            view("dc/c", "db", None, Lifecycle::InService),
+        ];
+        let refs: Vec<&HostView> = hosts.iter().collect();
+        assert_eq!(inventory_names(&refs), ["dc.a", "dc.b", "db"]);
+    }
+
+    #[test]
+    fn names_are_safe_for_ansible() {
+        assert_eq!(safe_name("role_log"), "role_log");
+        assert_eq!(safe_name("region_us-east-1"), "region_us_east_1");
+        assert_eq!(safe_name("rack_A-01"), "rack_a_01");
+        assert_eq!(safe_name("9lives"), "_9lives");
+        assert_eq!(safe_name("--"), "_");
+        assert!("colour".parse::<GroupKey>().is_err());
+    }
+}
