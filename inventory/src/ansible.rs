@@ -374,7 +374,7 @@ mod tests {
 
     #[test]
     fn clashing_host_names_fall_back_to_object_names() {
-        let hosts = vec![
+        let hosts = [
             view("dc/a", "web", None, Lifecycle::InService),
             view("dc/b", "web", None, Lifecycle::InService),
             view("dc/c", "db", None, Lifecycle::InService),
