@@ -1,0 +1,188 @@
+//! The real `ansible-inventory` (PyPI ansible-core) reads hostledger's dynamic inventory
+//! through deploy/hostledger-ansible-inventory, on Hosts that came through the fetcher, Kafka
+//! and the projector: groups from labels, host variables from attributes and annotations,
+//! out-of-service and retired hosts only on request.
+
+use std::path::PathBuf;
+
+use hostledger_e2e::{TestEnv, hostledger_binary};
+use kube::api::{Patch, PatchParams};
+use serde_json::{Value, json};
+
+const HEADER: &str = "serial,hostname,site,zone,status,role,team,ips,model,rack\n";
+
+fn ansible_inventory() -> PathBuf {
+    let dir = std::env::var("HOSTLEDGER_PYTHON_TOOLS").unwrap_or_else(|_| {
+        panic!("HOSTLEDGER_PYTHON_TOOLS is not set: run the tests with scripts/test, which installs ansible-core")
+    });
+    PathBuf::from(dir).join("ansible-inventory")
+}
+
+fn script() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../deploy/hostledger-ansible-inventory")
+}
+
+/// `ansible-inventory -i deploy/hostledger-ansible-inventory ARGS` with settings in `vars`.
+async fn ansible(env: &TestEnv, args: &[&str], vars: &[(&str, &str)]) -> String {
+    let mut cmd = tokio::process::Command::new(ansible_inventory());
+    cmd.arg("-i").arg(script()).args(args);
+    cmd.env("HOSTLEDGER_BIN", hostledger_binary())
+        .env("HOSTLEDGER_NAMESPACE", &env.namespace)
+        .env("HOSTLEDGER_LOG", "warn")
+        .env("ANSIBLE_INVENTORY_UNPARSED_FAILED", "true")
+        .env("ANSIBLE_LOCAL_TEMP", std::env::temp_dir());
+    for (k, v) in vars {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().await.expect("run ansible-inventory");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "ansible-inventory {args:?} failed: {stderr}"
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn hosts_of(inventory: &Value, group: &str) -> Vec<String> {
+    let mut v: Vec<String> = inventory[group]["hosts"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|h| h.as_str().expect("name").to_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+#[tokio::test]
+async fn ansible_inventory_lists_the_in_service_hosts_in_label_groups() {
+    let env = TestEnv::new("ansible", 2).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let export = dir.path().join("inventory.csv");
+    let config = env.dc_fetcher_config(dir.path(), &export, 0);
+    std::fs::write(
+        &export,
+        format!(
+            "{HEADER}\
+             PX1,log-1,pdx1,hall-a,active,log,observability,10.1.0.1,R650,A01\n\
+             PX2,log-2,pdx1,hall-a,active,log,observability,10.1.0.2,R650,A02\n\
+             PX3,db-1,pdx1,hall-b,active,db,data,10.1.0.3,R750,B01\n\
+             FR1,web-1,fra2,hall-1,active,web,storefront,10.2.0.1,R650,C07\n\
+             FR2,web-2,fra2,hall-1,maintenance,web,storefront,10.2.0.2,R650,C08\n\
+             FR3,old-1,fra2,hall-1,decommissioned,web,storefront,10.2.0.3,R630,C09\n"
+        ),
+    )
+    .expect("write export");
+    env.fetch_once(&config).await;
+    env.project_until_caught_up().await;
+
+    // A person sets an Ansible variable on one Host with an annotation.
+    let log1 = env
+        .list_hosts(Some("role=log"))
+        .await
+        .into_iter()
+        .find(|h| h.status.as_ref().is_some_and(|s| s.hostname == "log-1"))
+        .expect("log-1");
+    let name = log1.metadata.name.clone().expect("name");
+    env.hosts()
+        .patch(
+            &name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"annotations": {
+                "ansible.hostledger.dev/ansible_user": "deploy",
+                "ansible.hostledger.dev/log_shards": "[1, 2]"
+            }}})),
+        )
+        .await
+        .expect("annotate");
+
+    let list: Value = serde_json::from_str(&ansible(&env, &["--list"], &[]).await).expect("JSON");
+    assert_eq!(hosts_of(&list, "role_log"), ["log-1", "log-2"]);
+    assert_eq!(
+        hosts_of(&list, "role_web"),
+        ["web-1"],
+        "out-of-service and retired left out"
+    );
+    assert_eq!(hosts_of(&list, "region_fra2"), ["web-1"]);
+    assert_eq!(hosts_of(&list, "team_data"), ["db-1"]);
+    assert_eq!(
+        hosts_of(&list, "provider_dc"),
+        ["db-1", "log-1", "log-2", "web-1"]
+    );
+    assert_eq!(
+        hosts_of(&list, "in_service"),
+        ["db-1", "log-1", "log-2", "web-1"]
+    );
+    assert!(list.get("retired").is_none());
+    let vars = &list["_meta"]["hostvars"]["log-1"];
+    assert_eq!(vars["ansible_host"], "10.1.0.1");
+    assert_eq!(vars["ansible_user"], "deploy");
+    assert_eq!(vars["log_shards"], json!([1, 2]));
+    assert_eq!(vars["hostledger_attributes"]["rack"], "A01");
+    assert_eq!(vars["hostledger_host_id"], "dc/pdx1/PX1");
+
+    let graph = ansible(&env, &["--graph"], &[]).await;
+    for line in ["@role_log:", "|  |--log-1", "@region_pdx1:", "@in_service:"] {
+        assert!(graph.contains(line), "{line:?} not in the graph:\n{graph}");
+    }
+    assert!(
+        !graph.contains("old-1") && !graph.contains("web-2"),
+        "{graph}"
+    );
+
+    // On request: retired hosts in a group of their own, keyed groups, a selector.
+    let retired: Value = serde_json::from_str(
+        &ansible(
+            &env,
+            &["--list"],
+            &[
+                ("HOSTLEDGER_ANSIBLE_INCLUDE", "retired,out-of-service"),
+                (
+                    "HOSTLEDGER_ANSIBLE_GROUPS",
+                    "role,attribute:rack,machine_type",
+                ),
+                ("HOSTLEDGER_ANSIBLE_SELECTOR", "region=fra2"),
+            ],
+        )
+        .await,
+    )
+    .expect("JSON");
+    assert_eq!(hosts_of(&retired, "retired"), ["old-1"]);
+    assert_eq!(hosts_of(&retired, "out_of_service"), ["web-2"]);
+    assert_eq!(hosts_of(&retired, "rack_c09"), ["old-1"]);
+    assert_eq!(hosts_of(&retired, "machine_type_r650"), ["web-1", "web-2"]);
+    assert!(
+        retired.get("region_fra2").is_none(),
+        "only the asked-for groups"
+    );
+    assert!(
+        retired["_meta"]["hostvars"].get("log-1").is_none(),
+        "selector applies"
+    );
+
+    // --host, as ansible calls it without _meta.
+    let one: Value =
+        serde_json::from_str(&ansible(&env, &["--host", "db-1"], &[]).await).expect("JSON");
+    assert_eq!(one["hostledger_role"], "db");
+    assert_eq!(one["ansible_host"], "10.1.0.3");
+
+    // Bad settings fail loudly rather than yield an empty inventory.
+    let out = tokio::process::Command::new(hostledger_binary())
+        .args(["ansible", "--list", "--namespace", &env.namespace])
+        .env("HOSTLEDGER_ANSIBLE_GROUPS", "colour")
+        .output()
+        .await
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("\"colour\" is not a group key"));
+    let out = tokio::process::Command::new(hostledger_binary())
+        .args(["ansible", "--host", "nobody", "--namespace", &env.namespace])
+        .output()
+        .await
+        .expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no host \"nobody\""));
+    env.cleanup().await;
+}
