@@ -13,33 +13,10 @@
 use std::time::Instant;
 
 use futures::{StreamExt, TryStreamExt};
-use hostledger_e2e::{TestEnv, bench_arg, event};
+use hostledger_e2e::{BENCH_PHASES as PHASES, TestEnv, bench_arg, bench_log, event};
 use hostledger_projector::fold::{HostRecord, Position, apply};
 use hostledger_projector::{HistoryStore, HostStatus, HostStore, ReplaySettings, replay};
-use hostledger_schemas::{Codec, HostEvent, Lifecycle};
-
-const PHASES: [Lifecycle; 3] = [
-    Lifecycle::InService,
-    Lifecycle::OutOfService,
-    Lifecycle::InService,
-];
-
-fn log(events: usize, hosts: usize) -> Vec<HostEvent> {
-    (0..events)
-        .map(|i| {
-            let h = i % hosts;
-            let n = (i / hosts) as u64;
-            let role = if n % 5 == 4 { "db" } else { "web" };
-            event(
-                &format!("bench/b1/host-{h:06}"),
-                n,
-                i as i64 / 60,
-                PHASES[(n as usize + h) % 3],
-                role,
-            )
-        })
-        .collect()
-}
+use hostledger_schemas::Codec;
 
 #[tokio::main]
 async fn main() {
@@ -61,7 +38,7 @@ async fn main() {
     );
 
     // Decode + fold on one core.
-    let events = log(events_n, hosts_n);
+    let events = bench_log(events_n, hosts_n);
     let codec = Codec::new();
     let encoded: Vec<Vec<u8>> = events
         .iter()

@@ -415,6 +415,32 @@ pub fn event(
     }
 }
 
+/// The lifecycle cycle of benchmark hosts.
+pub const BENCH_PHASES: [hostledger_schemas::Lifecycle; 3] = [
+    hostledger_schemas::Lifecycle::InService,
+    hostledger_schemas::Lifecycle::OutOfService,
+    hostledger_schemas::Lifecycle::InService,
+];
+
+/// A benchmark log: `events` events spread evenly over `hosts` hosts, a minute apart per 60
+/// events, cycling in service / out of service, with a role change every fifth observation.
+pub fn bench_log(events: usize, hosts: usize) -> Vec<HostEvent> {
+    (0..events)
+        .map(|i| {
+            let h = i % hosts;
+            let n = (i / hosts) as u64;
+            let role = if n % 5 == 4 { "db" } else { "web" };
+            event(
+                &format!("bench/b1/host-{h:06}"),
+                n,
+                i as i64 / 60,
+                BENCH_PHASES[(n as usize + h) % 3],
+                role,
+            )
+        })
+        .collect()
+}
+
 /// Where the `hostledger` binary of this build is (next to the test executable's folder).
 pub fn hostledger_binary() -> std::path::PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
