@@ -145,9 +145,11 @@ impl Axis {
         if input.hosts.is_empty() {
             t0 = t1.saturating_sub(30 * DAY);
         }
-        if t1.saturating_sub(t0) < HOUR {
-            t0 = t1.saturating_sub(HOUR);
+        // At least a minute, and a little room before the first point.
+        if t1.saturating_sub(t0) < MINUTE {
+            t0 = t1.saturating_sub(MINUTE);
         }
+        t0 = t0.saturating_sub((t1 - t0) / 50);
         Axis { t0, t1 }
     }
 
@@ -160,7 +162,11 @@ impl Axis {
     /// Tick times with their labels: 4 to 10 of them, at round UTC times.
     fn ticks(&self) -> Vec<(i64, String)> {
         let span = self.t1 - self.t0;
-        const FIXED: [i64; 14] = [
+        const FIXED: [i64; 18] = [
+            5 * SECOND,
+            10 * SECOND,
+            15 * SECOND,
+            30 * SECOND,
             MINUTE,
             5 * MINUTE,
             15 * MINUTE,
@@ -188,8 +194,10 @@ impl Axis {
         let offset = if step >= 7 * DAY { 4 * DAY } else { 0 };
         let format = if step >= DAY {
             "%Y-%m-%d"
-        } else {
+        } else if step >= MINUTE {
             "%m-%d %H:%M"
+        } else {
+            "%H:%M:%S"
         };
         let mut t = (self.t0 - offset).div_euclid(step) * step + offset;
         if t < self.t0 {
