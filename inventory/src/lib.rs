@@ -8,9 +8,11 @@
 //! - [`uptime`]: time in service per host and per group.
 //! - [`table`]: aligned tables, CSV, human durations.
 //! - [`ansible`]: the Ansible dynamic inventory (`--list`, `--host`).
+//! - [`prometheus`]: Prometheus file-based service discovery: Hosts to target groups. Pure.
 //! - [`report`]: the self-contained HTML page: fleet in service over time, per-host timelines.
 
 pub mod ansible;
+pub mod prometheus;
 pub mod report;
 pub mod selector;
 pub mod source;
