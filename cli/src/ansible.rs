@@ -2,15 +2,15 @@
 //! the Host objects. Ansible passes no other arguments to an inventory script, so every
 //! setting also comes from an environment variable (see deploy/hostledger-ansible-inventory).
 
-use std::collections::BTreeSet;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
-use clap::{Args, ValueEnum};
+use clap::Args;
 use hostledger_inventory::ansible::{self, AnsibleSettings, GroupKey};
 use hostledger_inventory::source::{self, InventoryError};
 use hostledger_inventory::{LabelSelector, Query};
-use hostledger_schemas::Lifecycle;
+
+use crate::read::{PhaseArg, included_phases, parse_selector};
 
 /// `hostledger ansible`.
 #[derive(Debug, Args)]
@@ -59,45 +59,9 @@ pub struct AnsibleArgs {
     pub include: Vec<PhaseArg>,
 }
 
-/// A lifecycle phase on the command line.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum PhaseArg {
-    /// Being set up.
-    Provisioning,
-    /// Stopped or in maintenance.
-    OutOfService,
-    /// Gone from the provider's listing.
-    Missing,
-    /// Terminated or decommissioned.
-    Retired,
-    /// Every phase.
-    All,
-}
-
-fn parse_selector(text: &str) -> Result<LabelSelector, String> {
-    LabelSelector::parse(text).map_err(|e| e.reason)
-}
-
 impl AnsibleArgs {
     fn settings(&self) -> AnsibleSettings {
-        let mut phases = BTreeSet::from([Lifecycle::InService]);
-        for p in &self.include {
-            match p {
-                PhaseArg::Provisioning => {
-                    phases.insert(Lifecycle::Provisioning);
-                }
-                PhaseArg::OutOfService => {
-                    phases.insert(Lifecycle::OutOfService);
-                }
-                PhaseArg::Missing => {
-                    phases.insert(Lifecycle::Missing);
-                }
-                PhaseArg::Retired => {
-                    phases.insert(Lifecycle::Retired);
-                }
-                PhaseArg::All => phases.extend(Lifecycle::ALL),
-            }
-        }
+        let phases = included_phases(&self.include);
         AnsibleSettings {
             group_keys: self.groups.clone(),
             phases,

@@ -3,24 +3,24 @@
 //! the file is decided in [`hostledger_inventory::prometheus`]; this module reads the Hosts
 //! and writes the file (atomically, and only when its content changes).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use clap::{Args, ValueEnum};
+use clap::Args;
 use hostledger_inventory::LabelSelector;
 use hostledger_inventory::prometheus::{
     Discovery, PORT_ANNOTATION, SdSettings, TargetGroup, discover, to_json,
 };
 use hostledger_projector::Host;
-use hostledger_schemas::Lifecycle;
 use kube::api::{Api, ListParams};
 use kube::runtime::watcher::Event;
 use tokio::time::Instant;
 
-use crate::watch::{error_text, host_watch, name_of, next, parse_selector};
+use crate::read::{PhaseArg, included_phases, parse_selector};
+use crate::watch::{error_text, host_watch, name_of, next};
 
 /// How long a burst of changes is collected before the file is written.
 const DEBOUNCE: Duration = Duration::from_millis(200);
@@ -73,26 +73,11 @@ pub struct PrometheusSdArgs {
 
     /// Also list hosts in these phases (comma-separated); only in-service hosts by default.
     #[arg(long, value_delimiter = ',', value_enum, value_name = "PHASES")]
-    pub include: Vec<IncludePhase>,
+    pub include: Vec<PhaseArg>,
 
     /// Keep running: watch the Hosts and rewrite the file when its content changes.
     #[arg(long)]
     pub watch: bool,
-}
-
-/// A phase whose hosts are listed besides those in service.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum IncludePhase {
-    /// Being set up.
-    Provisioning,
-    /// Stopped or in maintenance.
-    OutOfService,
-    /// Gone from the provider's listing.
-    Missing,
-    /// Terminated or decommissioned.
-    Retired,
-    /// Every phase.
-    All,
 }
 
 /// The file's format, from its name.
@@ -130,19 +115,7 @@ impl Format {
 
 impl PrometheusSdArgs {
     fn settings(&self) -> SdSettings {
-        let mut phases = BTreeSet::from([Lifecycle::InService]);
-        for p in &self.include {
-            match p {
-                IncludePhase::Provisioning => phases.insert(Lifecycle::Provisioning),
-                IncludePhase::OutOfService => phases.insert(Lifecycle::OutOfService),
-                IncludePhase::Missing => phases.insert(Lifecycle::Missing),
-                IncludePhase::Retired => phases.insert(Lifecycle::Retired),
-                IncludePhase::All => {
-                    phases.extend(Lifecycle::ALL);
-                    true
-                }
-            };
-        }
+        let phases = included_phases(&self.include);
         SdSettings {
             port: self.port,
             phases,
@@ -236,8 +209,10 @@ impl Targets {
 
     /// Logs what could not be listed, once per distinct set of problems.
     fn warn(&mut self, d: &Discovery) {
+        // Hosts without a status are only between the projector's two writes: not a problem.
         let problems = Discovery {
             groups: Vec::new(),
+            without_status: 0,
             ..d.clone()
         };
         if self.warned.as_ref() == Some(&problems) {
@@ -352,6 +327,8 @@ async fn watch(args: PrometheusSdArgs, api: Api<Host>) -> Result<ExitCode> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use hostledger_schemas::Lifecycle;
+    use std::collections::BTreeSet;
 
     #[test]
     fn format_follows_the_file_name() {

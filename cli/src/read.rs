@@ -52,8 +52,45 @@ pub struct ReadArgs {
     pub kafka: KafkaArgs,
 }
 
-fn parse_selector(text: &str) -> Result<LabelSelector, String> {
+/// Parses a `--selector` value (clap value parser): a malformed selector is a usage error.
+pub fn parse_selector(text: &str) -> Result<LabelSelector, String> {
     LabelSelector::parse(text).map_err(|e| e.reason)
+}
+
+/// A phase whose hosts are listed besides those in service (`--include`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PhaseArg {
+    /// Being set up.
+    Provisioning,
+    /// Stopped or in maintenance.
+    OutOfService,
+    /// Gone from the provider's listing.
+    Missing,
+    /// Terminated or decommissioned.
+    Retired,
+    /// Every phase.
+    All,
+}
+
+/// In service, plus the phases of `--include`.
+pub fn included_phases(
+    include: &[PhaseArg],
+) -> std::collections::BTreeSet<hostledger_schemas::Lifecycle> {
+    use hostledger_schemas::Lifecycle;
+    let mut phases = std::collections::BTreeSet::from([Lifecycle::InService]);
+    for p in include {
+        match p {
+            PhaseArg::Provisioning => phases.insert(Lifecycle::Provisioning),
+            PhaseArg::OutOfService => phases.insert(Lifecycle::OutOfService),
+            PhaseArg::Missing => phases.insert(Lifecycle::Missing),
+            PhaseArg::Retired => phases.insert(Lifecycle::Retired),
+            PhaseArg::All => {
+                phases.extend(Lifecycle::ALL);
+                true
+            }
+        };
+    }
+    phases
 }
 
 impl ReadArgs {

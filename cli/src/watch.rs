@@ -1,8 +1,9 @@
 //! `hostledger watch`: Host changes as they happen, from a Kubernetes watch, as lines or JSON.
-//! Also the watch plumbing `prometheus-sd --watch` shares ([`host_watch`], [`next`]).
+//! Also the watch plumbing that `prometheus-sd --watch` shares (`host_watch`, `next`).
 //!
-//! A change is what the projector's status or people's labels say differently: the phase,
-//! the fields of the host's state (compared with [`HostState::changes_from`], the same diff the
+//! A change is what the projector's status or people's labels say differently: the phase, the
+//! fields of the host's state (compared with
+//! [`HostState::changes_from`](hostledger_schemas::HostState::changes_from), the diff the
 //! fetchers publish) and labels other than the projector's own (which follow the status and
 //! would only repeat it). A Host is shown once it has a status: the projector creates the
 //! object and then writes its status, and the first is not yet a host anyone can use.
@@ -11,6 +12,7 @@ use std::collections::BTreeMap;
 use std::pin::Pin;
 use std::process::ExitCode;
 
+use crate::read::parse_selector;
 use anyhow::{Result, bail};
 use clap::{Args, ValueEnum};
 use hostledger_inventory::LabelSelector;
@@ -76,13 +78,10 @@ pub struct WatchArgs {
     pub verbose: bool,
 }
 
-pub(crate) fn parse_selector(text: &str) -> Result<LabelSelector, String> {
-    LabelSelector::parse(text).map_err(|e| e.reason)
-}
-
 /// A watch of the Hosts of `api` matching `selector`: the current list (`Init`,
-/// `InitApply`..., `InitDone`), then changes; after an error, it lists again with the
-/// watcher's default backoff. Errors are items of the stream: it never ends by itself.
+/// `InitApply`..., `InitDone`), then changes. After an error it resumes with the watcher's
+/// default backoff, from where it was or, when the API server no longer has that, with a new
+/// list. Errors are items of the stream: it never ends by itself.
 pub(crate) fn host_watch(
     api: Api<Host>,
     selector: Option<&LabelSelector>,
@@ -407,7 +406,7 @@ struct JsonChange<'a> {
     resource_version: Option<&'a str>,
     observed_at: &'a str,
     changes: Vec<JsonField<'a>>,
-    labels: Option<&'a BTreeMap<String, String>>,
+    labels: &'a BTreeMap<String, String>,
 }
 
 /// The change as one JSON object (one line).
@@ -432,7 +431,7 @@ pub fn json(change: &Change, observed_at: &str) -> String {
                 new: c.new.as_deref(),
             })
             .collect(),
-        labels: Some(change.host.metadata.labels.as_ref().unwrap_or(&empty)),
+        labels: change.host.metadata.labels.as_ref().unwrap_or(&empty),
     };
     serde_json::to_string(&value).expect("strings always serialize")
 }

@@ -330,13 +330,7 @@ async fn bad_input_gets_one_clear_line_and_a_failure_code() {
         .failed();
     assert!(e.contains("the inventory is empty"), "{e}");
     // An unreachable API server: one line naming it, exit 1, no panic.
-    let kubeconfig = dir.path().join("kubeconfig");
-    std::fs::write(
-        &kubeconfig,
-        "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: https://127.0.0.1:1\n    insecure-skip-tls-verify: true\n\
-         contexts:\n- name: c\n  context: {cluster: c, user: u}\ncurrent-context: c\nusers:\n- name: u\n  user: {token: x}\n",
-    )
-    .expect("kubeconfig");
+    let kubeconfig = hostledger_e2e::unreachable_kubeconfig(dir.path());
     let out = tokio::process::Command::new(hostledger_e2e::hostledger_binary())
         .args(["uptime", "--namespace", &env.namespace])
         .env("KUBECONFIG", &kubeconfig)

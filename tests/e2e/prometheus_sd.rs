@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use hostledger_e2e::{TestEnv, hostledger_binary, run_hostledger};
+use hostledger_e2e::{TestEnv, hostledger_binary, run_hostledger, unreachable_kubeconfig};
 use hostledger_projector::Host;
 use hostledger_projector::crd::object_name;
 use kube::api::{Patch, PatchParams};
@@ -127,7 +127,74 @@ where
     }
 }
 
-#[tokio::test]
+/// A TCP relay to the API server, which the test can take away (cutting every connection and
+/// refusing new ones) and bring back on the same port.
+struct ApiProxy {
+    port: u16,
+    upstream: String,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl ApiProxy {
+    /// Relays a free loopback port to the API server of KUBECONFIG; returns it with a copy of
+    /// that kubeconfig pointing at it.
+    async fn start(dir: &Path) -> (ApiProxy, PathBuf) {
+        let original = std::env::var("KUBECONFIG").expect("KUBECONFIG is set (scripts/test)");
+        let text = std::fs::read_to_string(&original).expect("read KUBECONFIG");
+        let server = text
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("server: "))
+            .expect("a server in KUBECONFIG")
+            .to_owned();
+        let upstream = server
+            .strip_prefix("https://")
+            .expect("an https server")
+            .trim_end_matches('/')
+            .to_owned();
+        let mut proxy = ApiProxy {
+            port: free_port(),
+            upstream,
+            task: None,
+        };
+        proxy.resume().await;
+        let path = dir.join("kubeconfig-via-proxy");
+        std::fs::write(
+            &path,
+            text.replace(&server, &format!("https://127.0.0.1:{}", proxy.port)),
+        )
+        .expect("write kubeconfig");
+        (proxy, path)
+    }
+
+    async fn resume(&mut self) {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", self.port))
+            .await
+            .expect("bind the proxy port");
+        let upstream = self.upstream.clone();
+        self.task = Some(tokio::spawn(async move {
+            let mut connections = tokio::task::JoinSet::new();
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                let upstream = upstream.clone();
+                connections.spawn(async move {
+                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(&upstream).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+                while connections.try_join_next().is_some() {}
+            }
+        }));
+    }
+
+    /// Cuts every connection and stops listening.
+    async fn stop(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+            let _ = task.await;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prometheus_scrapes_exactly_the_hosts_in_service_and_follows_changes() {
     let prometheus = prometheus_binary();
     let env = TestEnv::new("promsd", 2).await;
@@ -227,9 +294,12 @@ async fn prometheus_scrapes_exactly_the_hosts_in_service_and_follows_changes() {
     // When prometheus-sd --watch keeps a file current,
     let targets = dir.path().join("targets.json");
     let log_path = dir.path().join("prometheus-sd.log");
+    // (through a relay, to take the API server away later)
+    let (mut api, kubeconfig) = ApiProxy::start(dir.path()).await;
     let mut sd = tokio::process::Command::new(hostledger_binary())
         .args(["prometheus-sd", "--watch", "--namespace", ns, "--output"])
         .arg(&targets)
+        .env("KUBECONFIG", &kubeconfig)
         .env("HOSTLEDGER_LOG", "info")
         .env("NO_COLOR", "1")
         .stdout(Stdio::null())
@@ -344,6 +414,35 @@ async fn prometheus_scrapes_exactly_the_hosts_in_service_and_follows_changes() {
         projected.elapsed()
     );
 
+    // When the API server goes away, the file keeps its content;
+    let before = std::fs::read(&targets).expect("targets file");
+    api.stop().await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(std::fs::read(&targets).expect("targets file"), before);
+    // when it comes back, after hosts changed meanwhile, the watch resumes and the file follows.
+    std::fs::write(&csv, export("active", "active")).expect("edit export");
+    env.fetch_once(&config).await;
+    env.project_until_caught_up().await;
+    assert_eq!(std::fs::read(&targets).expect("targets file"), before);
+    api.resume().await;
+    let back = Instant::now();
+    let want_file = set(&[
+        "127.0.1.1:9100",
+        "127.0.1.2:9187",
+        "127.0.2.1:9100",
+        "127.0.2.2:9100",
+    ]);
+    wait_for(
+        "the targets file after the outage",
+        Duration::from_secs(60),
+        || async { file_targets(&targets).filter(|t| *t == want_file) },
+    )
+    .await;
+    println!(
+        "targets file caught up {:?} after the API server came back",
+        back.elapsed()
+    );
+
     // SIGTERM ends the watch with exit code 0 and a complete file.
     let pid = sd.id().expect("prometheus-sd is running");
     let killed = std::process::Command::new("kill")
@@ -358,6 +457,10 @@ async fn prometheus_scrapes_exactly_the_hosts_in_service_and_follows_changes() {
     assert_eq!(status.code(), Some(0));
     assert_eq!(file_targets(&targets), Some(want_file));
     let log = std::fs::read_to_string(&log_path).expect("log");
+    assert!(
+        log.contains("cannot watch Hosts on the Kubernetes API server"),
+        "the outage is reported: {log}"
+    );
     assert!(
         log.contains("is not a port") && log.contains("dc/fra2/FR300"),
         "the bad port annotation is reported: {log}"
@@ -374,17 +477,6 @@ async fn prometheus_scrapes_exactly_the_hosts_in_service_and_follows_changes() {
 }
 
 /// A kubeconfig for an API server that is not there.
-fn unreachable_kubeconfig(dir: &Path) -> PathBuf {
-    let path = dir.join("kubeconfig");
-    std::fs::write(
-        &path,
-        "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: https://127.0.0.1:1\n    insecure-skip-tls-verify: true\n\
-         contexts:\n- name: c\n  context: {cluster: c, user: u}\ncurrent-context: c\nusers:\n- name: u\n  user: {token: x}\n",
-    )
-    .expect("kubeconfig");
-    path
-}
-
 #[tokio::test]
 async fn bad_input_and_an_unreachable_api_server_get_clear_errors() {
     let dir = tempfile::tempdir().expect("tempdir");

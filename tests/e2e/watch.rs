@@ -2,11 +2,10 @@
 //! the fetcher and the projector, and the watch shows the existing Hosts, then exactly the
 //! host that changed, with what changed, as JSON and as lines.
 
-use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
-use hostledger_e2e::{TestEnv, hostledger_binary, run_hostledger};
+use hostledger_e2e::{TestEnv, hostledger_binary, run_hostledger, unreachable_kubeconfig};
 use hostledger_projector::crd::object_name;
 use kube::api::{Patch, PatchParams};
 use serde_json::{Value, json};
@@ -246,17 +245,6 @@ async fn watch_shows_the_hosts_then_exactly_what_changed() {
 }
 
 /// A kubeconfig for an API server that is not there.
-fn unreachable_kubeconfig(dir: &Path) -> PathBuf {
-    let path = dir.join("kubeconfig");
-    std::fs::write(
-        &path,
-        "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: https://127.0.0.1:1\n    insecure-skip-tls-verify: true\n\
-         contexts:\n- name: c\n  context: {cluster: c, user: u}\ncurrent-context: c\nusers:\n- name: u\n  user: {token: x}\n",
-    )
-    .expect("kubeconfig");
-    path
-}
-
 #[tokio::test]
 async fn bad_input_and_an_unreachable_api_server_get_clear_errors() {
     // A malformed selector is refused while the command line is read (clap: exit code 2).

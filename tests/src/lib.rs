@@ -490,6 +490,19 @@ impl Output {
     }
 }
 
+/// Writes a kubeconfig for an API server that cannot be reached (https://127.0.0.1:1) into
+/// `dir` and returns its path.
+pub fn unreachable_kubeconfig(dir: &Path) -> std::path::PathBuf {
+    let path = dir.join("kubeconfig");
+    std::fs::write(
+        &path,
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: https://127.0.0.1:1\n    insecure-skip-tls-verify: true\n\
+         contexts:\n- name: c\n  context: {cluster: c, user: u}\ncurrent-context: c\nusers:\n- name: u\n  user: {token: x}\n",
+    )
+    .expect("kubeconfig");
+    path
+}
+
 /// Runs the `hostledger` binary (stack variables inherited) and collects what it printed.
 pub async fn run_hostledger(args: &[&str]) -> Output {
     let out = tokio::process::Command::new(hostledger_binary())

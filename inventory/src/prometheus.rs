@@ -1,0 +1,424 @@
+//! Prometheus file-based service discovery: the targets file that a scrape job's
+//! `file_sd_configs` reads. Pure: Host objects in, target groups and bytes out.
+//!
+//! - One target group per host in a listed phase (only `InService` by default), sorted by
+//!   host id, so an unchanged inventory always gives the same bytes.
+//! - The target is `ADDRESS:PORT`: the first of the host's addresses (IPv6 in brackets) and
+//!   the port from the Host's annotation `prometheus.hostledger.dev/port`, else the default.
+//! - Labels: `hostname`, `host_id`, `provider`, `region`, `zone`, `role`, `team`, `phase`,
+//!   `machine_type` (those the host has) and `hostledger_namespace`.
+//! - What cannot be listed is reported, not dropped silently: hosts without an address, port
+//!   annotations that are not ports, Hosts whose status is unreadable.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::Ipv6Addr;
+
+use hostledger_projector::Host;
+use hostledger_schemas::Lifecycle;
+use serde::Serialize;
+
+/// Annotation with a host's own scrape port (`"9187"`).
+pub const PORT_ANNOTATION: &str = "prometheus.hostledger.dev/port";
+
+/// Label naming the namespace the Host objects were read from.
+pub const NAMESPACE_LABEL: &str = "hostledger_namespace";
+
+/// What goes into the targets file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SdSettings {
+    /// Port of every target without a port annotation.
+    pub port: u16,
+    /// Phases whose hosts are listed (InService alone by default).
+    pub phases: BTreeSet<Lifecycle>,
+    /// The Hosts' namespace, for the `hostledger_namespace` label.
+    pub namespace: String,
+}
+
+impl SdSettings {
+    /// In-service hosts of `namespace` on port 9100 (node_exporter's).
+    pub fn new(namespace: impl Into<String>) -> Self {
+        SdSettings {
+            port: 9100,
+            phases: BTreeSet::from([Lifecycle::InService]),
+            namespace: namespace.into(),
+        }
+    }
+}
+
+/// One entry of the targets file, as Prometheus reads it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TargetGroup {
+    /// `ADDRESS:PORT` (one: one group per host).
+    pub targets: Vec<String>,
+    /// Labels attached to the target.
+    pub labels: BTreeMap<String, String>,
+}
+
+/// A port annotation that is not a port; the default port is used instead.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BadPort {
+    /// The host.
+    pub host_id: String,
+    /// The annotation's value.
+    pub value: String,
+}
+
+/// The targets, and what could not be turned into one.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Discovery {
+    /// Target groups, by host id.
+    pub groups: Vec<TargetGroup>,
+    /// Hosts in a listed phase that have no address (not listed), by host id.
+    pub without_address: Vec<String>,
+    /// Listed hosts whose port annotation is unusable (listed on the default port).
+    pub bad_ports: Vec<BadPort>,
+    /// Host objects whose status has no known phase (not listed): (object name, phase).
+    pub unreadable: Vec<(String, String)>,
+    /// Host objects without a status yet (created, not yet projected; not listed).
+    pub without_status: usize,
+}
+
+/// Reads a port annotation: a number from 1 to 65535.
+pub fn parse_port(value: &str) -> Option<u16> {
+    value.trim().parse::<u16>().ok().filter(|p| *p != 0)
+}
+
+/// `ADDRESS:PORT`, with an IPv6 address in brackets. `None` for a blank address.
+pub fn target(address: &str, port: u16) -> Option<String> {
+    let address = address.trim();
+    if address.is_empty() {
+        return None;
+    }
+    let bare = address.trim_start_matches('[').trim_end_matches(']');
+    Some(if bare.parse::<Ipv6Addr>().is_ok() {
+        format!("[{bare}]:{port}")
+    } else {
+        format!("{address}:{port}")
+    })
+}
+
+/// Whether `name` is a valid Prometheus label name (`[a-zA-Z_][a-zA-Z0-9_]*`).
+pub fn is_label_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// The target groups of `hosts` (in any order), with what was left out and why.
+pub fn discover<'a>(hosts: impl IntoIterator<Item = &'a Host>, settings: &SdSettings) -> Discovery {
+    let mut out = Discovery::default();
+    let mut groups: Vec<(String, String, TargetGroup)> = Vec::new();
+    for host in hosts {
+        let name = host.metadata.name.clone().unwrap_or_default();
+        let Some(status) = &host.status else {
+            out.without_status += 1;
+            continue;
+        };
+        let Some(phase) = Lifecycle::from_symbol(&status.phase) else {
+            out.unreadable.push((name, status.phase.clone()));
+            continue;
+        };
+        if !settings.phases.contains(&phase) {
+            continue;
+        }
+        let port = match host
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(PORT_ANNOTATION))
+        {
+            None => settings.port,
+            Some(value) => parse_port(value).unwrap_or_else(|| {
+                out.bad_ports.push(BadPort {
+                    host_id: status.host_id.clone(),
+                    value: value.clone(),
+                });
+                settings.port
+            }),
+        };
+        let Some(address) = status.addresses.first().and_then(|a| target(a, port)) else {
+            out.without_address.push(status.host_id.clone());
+            continue;
+        };
+        let mut labels = BTreeMap::new();
+        let fields = [
+            ("hostname", Some(&status.hostname)),
+            ("host_id", Some(&status.host_id)),
+            ("provider", Some(&status.provider)),
+            ("region", status.region.as_ref()),
+            ("zone", status.zone.as_ref()),
+            ("role", status.role.as_ref()),
+            ("team", status.team.as_ref()),
+            ("phase", Some(&status.phase)),
+            ("machine_type", status.machine_type.as_ref()),
+            (NAMESPACE_LABEL, Some(&settings.namespace)),
+        ];
+        for (key, value) in fields {
+            if let Some(v) = value.filter(|v| !v.is_empty()) {
+                labels.insert(key.to_owned(), v.clone());
+            }
+        }
+        groups.push((
+            status.host_id.clone(),
+            name,
+            TargetGroup {
+                targets: vec![address],
+                labels,
+            },
+        ));
+    }
+    groups.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
+    out.groups = groups.into_iter().map(|(_, _, g)| g).collect();
+    out.without_address.sort();
+    out.bad_ports.sort_by(|a, b| a.host_id.cmp(&b.host_id));
+    out.unreadable.sort();
+    out
+}
+
+/// The targets file in JSON: an array of groups, two-space indented, ending in a newline.
+pub fn to_json(groups: &[TargetGroup]) -> Vec<u8> {
+    let mut bytes = serde_json::to_vec_pretty(groups).expect("strings always serialize");
+    bytes.push(b'\n');
+    bytes
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hostledger_projector::fold::{HostRecord, Position};
+    use hostledger_projector::{HostSpec, HostStatus};
+    use hostledger_schemas::{EventKind, HostEvent, HostState, Timestamp};
+    use serde_json::json;
+
+    fn host(id: &str, hostname: &str, phase: Lifecycle, addresses: &[&str]) -> Host {
+        let mut state = HostState::new(hostname, phase, "x");
+        state.region = Some("pdx1".into());
+        state.role = Some("web".into());
+        state.addresses = addresses.iter().map(|a| (*a).to_owned()).collect();
+        let event = HostEvent {
+            event_id: id.into(),
+            host_id: id.into(),
+            kind: EventKind::HostDiscovered,
+            provider: "dc".into(),
+            source: "s".into(),
+            observed_at: Timestamp(0),
+            state,
+            changes: Vec::new(),
+        };
+        let record = HostRecord::first(
+            &event,
+            Position {
+                partition: 0,
+                offset: 0,
+            },
+        );
+        let mut host = Host::new(&id.replace('/', "."), HostSpec::default());
+        host.status = Some(HostStatus::from_record(&record));
+        host
+    }
+
+    fn annotate(mut host: Host, port: &str) -> Host {
+        host.metadata
+            .annotations
+            .get_or_insert_default()
+            .insert(PORT_ANNOTATION.into(), port.into());
+        host
+    }
+
+    fn targets(d: &Discovery) -> Vec<&str> {
+        d.groups.iter().map(|g| g.targets[0].as_str()).collect()
+    }
+
+    #[test]
+    fn in_service_hosts_become_sorted_target_groups_with_their_labels() {
+        let mut full = host(
+            "dc/b",
+            "web-b",
+            Lifecycle::InService,
+            &["10.0.0.2", "10.9.9.9"],
+        );
+        let status = full.status.as_mut().expect("status");
+        status.zone = Some("hall-a".into());
+        status.team = Some("storefront".into());
+        status.machine_type = Some("R650".into());
+        let hosts = [
+            full,
+            host("dc/a", "web-a", Lifecycle::InService, &["10.0.0.1"]),
+            host("dc/c", "web-c", Lifecycle::OutOfService, &["10.0.0.3"]),
+            host("dc/d", "web-d", Lifecycle::Retired, &["10.0.0.4"]),
+        ];
+        let d = discover(&hosts, &SdSettings::new("hostledger"));
+        assert_eq!(targets(&d), ["10.0.0.1:9100", "10.0.0.2:9100"]);
+        assert_eq!(
+            serde_json::to_value(&d.groups[1]).expect("serializes"),
+            json!({
+                "targets": ["10.0.0.2:9100"],
+                "labels": {
+                    "hostname": "web-b",
+                    "host_id": "dc/b",
+                    "provider": "dc",
+                    "region": "pdx1",
+                    "zone": "hall-a",
+                    "role": "web",
+                    "team": "storefront",
+                    "phase": "InService",
+                    "machine_type": "R650",
+                    "hostledger_namespace": "hostledger",
+                }
+            })
+        );
+        // Absent fields make no label.
+        assert!(!d.groups[0].labels.contains_key("zone"));
+        assert_eq!(
+            d,
+            Discovery {
+                groups: d.groups.clone(),
+                ..Discovery::default()
+            }
+        );
+    }
+
+    #[test]
+    fn included_phases_are_listed_too() {
+        let hosts = [
+            host("dc/a", "a", Lifecycle::InService, &["10.0.0.1"]),
+            host("dc/b", "b", Lifecycle::OutOfService, &["10.0.0.2"]),
+            host("dc/c", "c", Lifecycle::Retired, &["10.0.0.3"]),
+            host("dc/d", "d", Lifecycle::Provisioning, &["10.0.0.4"]),
+        ];
+        let mut settings = SdSettings::new("ns");
+        settings.phases.insert(Lifecycle::OutOfService);
+        settings.phases.insert(Lifecycle::Retired);
+        let d = discover(&hosts, &settings);
+        assert_eq!(
+            targets(&d),
+            ["10.0.0.1:9100", "10.0.0.2:9100", "10.0.0.3:9100"]
+        );
+        assert_eq!(d.groups[1].labels["phase"], "OutOfService");
+    }
+
+    #[test]
+    fn ports_come_from_the_annotation_or_the_default() {
+        let hosts = [
+            annotate(
+                host("dc/a", "a", Lifecycle::InService, &["10.0.0.1"]),
+                "9187",
+            ),
+            annotate(
+                host("dc/b", "b", Lifecycle::InService, &["10.0.0.2"]),
+                "http",
+            ),
+            annotate(host("dc/c", "c", Lifecycle::InService, &["10.0.0.3"]), "0"),
+            annotate(
+                host("dc/d", "d", Lifecycle::InService, &["10.0.0.4"]),
+                "70000",
+            ),
+            host("dc/e", "e", Lifecycle::InService, &["10.0.0.5"]),
+        ];
+        let mut settings = SdSettings::new("ns");
+        settings.port = 8080;
+        let d = discover(&hosts, &settings);
+        assert_eq!(
+            targets(&d),
+            [
+                "10.0.0.1:9187",
+                "10.0.0.2:8080",
+                "10.0.0.3:8080",
+                "10.0.0.4:8080",
+                "10.0.0.5:8080"
+            ]
+        );
+        let bad: Vec<(&str, &str)> = d
+            .bad_ports
+            .iter()
+            .map(|b| (b.host_id.as_str(), b.value.as_str()))
+            .collect();
+        assert_eq!(bad, [("dc/b", "http"), ("dc/c", "0"), ("dc/d", "70000")]);
+        assert_eq!(parse_port(" 443 "), Some(443));
+    }
+
+    #[test]
+    fn hosts_without_an_address_or_a_readable_status_are_reported() {
+        let mut odd = host("dc/d", "d", Lifecycle::InService, &["10.0.0.4"]);
+        odd.status.as_mut().expect("status").phase = "Sleeping".into();
+        let hosts = [
+            host("dc/a", "a", Lifecycle::InService, &[]),
+            host("dc/b", "b", Lifecycle::InService, &["  "]),
+            host("dc/c", "c", Lifecycle::OutOfService, &[]),
+            odd,
+            Host::new("dc.e", HostSpec::default()),
+            host("dc/f", "f", Lifecycle::InService, &["10.0.0.6"]),
+        ];
+        let d = discover(&hosts, &SdSettings::new("ns"));
+        assert_eq!(targets(&d), ["10.0.0.6:9100"]);
+        // Only hosts that would have been listed count as skipped for lack of an address.
+        assert_eq!(d.without_address, ["dc/a", "dc/b"]);
+        assert_eq!(d.unreadable, [("dc.d".to_owned(), "Sleeping".to_owned())]);
+        assert_eq!(d.without_status, 1);
+    }
+
+    #[test]
+    fn ipv6_addresses_are_bracketed() {
+        assert_eq!(
+            target("2001:db8::1", 9100).as_deref(),
+            Some("[2001:db8::1]:9100")
+        );
+        assert_eq!(
+            target("[2001:db8::1]", 80).as_deref(),
+            Some("[2001:db8::1]:80")
+        );
+        assert_eq!(target("10.0.0.1", 80).as_deref(), Some("10.0.0.1:80"));
+        assert_eq!(
+            target("web-1.example.com", 80).as_deref(),
+            Some("web-1.example.com:80")
+        );
+        assert_eq!(target("", 80), None);
+    }
+
+    #[test]
+    fn label_names_are_valid_for_prometheus() {
+        let mut h = host("dc/a", "a", Lifecycle::InService, &["10.0.0.1"]);
+        let status = h.status.as_mut().expect("status");
+        status.zone = Some("z".into());
+        status.team = Some("t".into());
+        status.machine_type = Some("m".into());
+        let d = discover([&h], &SdSettings::new("ns"));
+        assert_eq!(d.groups[0].labels.len(), 10);
+        for name in d.groups[0].labels.keys() {
+            assert!(is_label_name(name), "{name}");
+            assert!(!name.starts_with("__"), "{name} is reserved");
+        }
+        for bad in ["", "1a", "a-b", "a.b", "é"] {
+            assert!(!is_label_name(bad), "{bad}");
+        }
+        assert!(is_label_name("_a1"));
+    }
+
+    #[test]
+    fn the_same_inventory_in_any_order_gives_the_same_bytes() {
+        let hosts: Vec<Host> = (0..20)
+            .map(|n| {
+                host(
+                    &format!("dc/{n:02}"),
+                    &format!("h{n}"),
+                    Lifecycle::InService,
+                    &[&format!("10.0.0.{n}")],
+                )
+            })
+            .collect();
+        let settings = SdSettings::new("ns");
+        let forward = to_json(&discover(&hosts, &settings).groups);
+        let backward = to_json(&discover(hosts.iter().rev(), &settings).groups);
+        let shuffled =
+            to_json(&discover(hosts.iter().skip(7).chain(hosts.iter().take(7)), &settings).groups);
+        assert_eq!(forward, backward);
+        assert_eq!(forward, shuffled);
+        assert!(forward.ends_with(b"]\n"));
+        let parsed: serde_json::Value = serde_json::from_slice(&forward).expect("valid JSON");
+        assert_eq!(parsed.as_array().map(Vec::len), Some(20));
+        assert_eq!(parsed[0]["targets"], json!(["10.0.0.0:9100"]));
+        assert_eq!(to_json(&[]), b"[]\n");
+    }
+}
