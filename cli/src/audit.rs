@@ -106,7 +106,7 @@ fn require_hosts(inventory: &Inventory, read: &ReadArgs) -> Result<()> {
         .as_of
         .map(|t| format!(" as of {}", exact_time(t)))
         .unwrap_or_default();
-    match &read.selector {
+    match &read.scope.selector {
         Some(s) if !s.is_empty() => bail!(
             "no host matches the selector {:?}{when} in {}",
             s.as_str(),
@@ -390,7 +390,7 @@ async fn find_host(api: &Api<Host>, wanted: &str, namespace: &str) -> Result<Hos
 
 async fn history_from_objects(args: &HistoryArgs) -> Result<(String, Vec<HistoryEntry>)> {
     let client = crate::kube_client().await?;
-    let ns = &args.read.namespace;
+    let ns = &args.read.scope.namespace;
     let api: Api<Host> = Api::namespaced(client.clone(), ns);
     let host = find_host(&api, &args.host, ns).await?;
     let status = host
@@ -502,6 +502,7 @@ pub async fn report(args: ReportArgs) -> Result<ExitCode> {
         as_of: at,
         selector: args
             .read
+            .scope
             .selector
             .as_ref()
             .map(|s| s.as_str().to_owned())

@@ -19,7 +19,7 @@ use kube::api::{Api, ListParams};
 use kube::runtime::watcher::Event;
 use tokio::time::Instant;
 
-use crate::read::{PhaseArg, included_phases, parse_selector};
+use crate::read::{PhaseArg, Scope, included_phases};
 use crate::watch::{error_text, host_watch, name_of, next};
 
 /// How long a burst of changes is collected before the file is written.
@@ -52,20 +52,9 @@ pub struct PrometheusSdArgs {
     #[arg(long, short, value_name = "FILE")]
     pub output: PathBuf,
 
-    /// Namespace of the Host objects.
-    #[arg(
-        long,
-        short,
-        env = "HOSTLEDGER_NAMESPACE",
-        default_value = "hostledger"
-    )]
-    pub namespace: String,
-
-    /// Only hosts whose labels match this selector, in kubectl's syntax: `role=log`,
-    /// `provider in (aws,dc)`, `team!=infra`, `!team`. Projector labels: provider, region,
-    /// role, team, phase.
-    #[arg(long, short = 'l', value_parser = parse_selector)]
-    pub selector: Option<LabelSelector>,
+    /// Which Hosts.
+    #[command(flatten)]
+    pub scope: Scope,
 
     /// Port of the targets whose Host has no prometheus.hostledger.dev/port annotation.
     #[arg(long, default_value_t = 9100, value_parser = clap::value_parser!(u16).range(1..))]
@@ -119,7 +108,7 @@ impl PrometheusSdArgs {
         SdSettings {
             port: self.port,
             phases,
-            namespace: self.namespace.clone(),
+            namespace: self.scope.namespace.clone(),
         }
     }
 }
@@ -127,11 +116,11 @@ impl PrometheusSdArgs {
 /// Writes the targets file, once or (`--watch`) whenever it would change.
 pub async fn run(args: PrometheusSdArgs) -> Result<ExitCode> {
     let client = crate::kube_client().await?;
-    let api: Api<Host> = Api::namespaced(client, &args.namespace);
+    let api: Api<Host> = Api::namespaced(client, &args.scope.namespace);
     if args.watch {
         return watch(args, api).await;
     }
-    let hosts = list_hosts(&api, args.selector.as_ref(), &args.namespace).await?;
+    let hosts = list_hosts(&api, args.scope.selector.as_ref(), &args.scope.namespace).await?;
     let mut targets = Targets::new(&args);
     let discovery = discover(&hosts, &targets.settings);
     targets.warn(&discovery);
@@ -247,7 +236,7 @@ impl Targets {
 
 /// Keeps the file current from a watch until Ctrl-C or SIGTERM.
 async fn watch(args: PrometheusSdArgs, api: Api<Host>) -> Result<ExitCode> {
-    let mut stream = host_watch(api, args.selector.as_ref());
+    let mut stream = host_watch(api, args.scope.selector.as_ref());
     let mut targets = Targets::new(&args);
     let mut hosts: BTreeMap<String, Host> = BTreeMap::new();
     let mut listing: Option<BTreeMap<String, Host>> = None;
@@ -256,7 +245,7 @@ async fn watch(args: PrometheusSdArgs, api: Api<Host>) -> Result<ExitCode> {
     let mut due: Option<Instant> = None;
     let shutdown = crate::shutdown_signal();
     tokio::pin!(shutdown);
-    tracing::info!(namespace = %args.namespace, file = %args.output.display(), "watching Hosts");
+    tracing::info!(namespace = %args.scope.namespace, file = %args.output.display(), "watching Hosts");
     loop {
         let timer = async {
             match due {
@@ -290,7 +279,7 @@ async fn watch(args: PrometheusSdArgs, api: Api<Host>) -> Result<ExitCode> {
                     None => bail!("the watch of Hosts ended"),
                     Some(Err(error)) => {
                         let error = error_text(&error);
-                        tracing::warn!(%error, namespace = %args.namespace, "cannot watch Hosts on the Kubernetes API server{}; retrying with backoff (the file keeps its content)", crate::read::client_url());
+                        tracing::warn!(%error, namespace = %args.scope.namespace, "cannot watch Hosts on the Kubernetes API server{}; retrying with backoff (the file keeps its content)", crate::read::client_url());
                         false
                     }
                     Some(Ok(Event::Init)) => {

@@ -20,9 +20,9 @@ pub enum SourceArg {
     Log,
 }
 
-/// Which hosts, as of when, from where.
+/// The Hosts a command reads: a namespace and a label selector.
 #[derive(Debug, Clone, Args)]
-pub struct ReadArgs {
+pub struct Scope {
     /// Namespace of the Host objects.
     #[arg(
         long,
@@ -37,6 +37,14 @@ pub struct ReadArgs {
     /// role, team, phase.
     #[arg(long, short = 'l', value_parser = parse_selector)]
     pub selector: Option<LabelSelector>,
+}
+
+/// Which hosts, as of when, from where.
+#[derive(Debug, Clone, Args)]
+pub struct ReadArgs {
+    /// Which Hosts.
+    #[command(flatten)]
+    pub scope: Scope,
 
     /// The inventory as it stood at this time (RFC 3339, e.g. 2026-06-30T12:00:00Z, or a date,
     /// 2026-06-30, meaning its start in UTC): events observed up to then. Default: now.
@@ -97,7 +105,7 @@ impl ReadArgs {
     /// The query these flags describe.
     pub fn query(&self, full_intervals: bool) -> Query {
         Query {
-            selector: self.selector.clone().unwrap_or_default(),
+            selector: self.scope.selector.clone().unwrap_or_default(),
             as_of: self.as_of,
             full_intervals,
         }
@@ -113,7 +121,7 @@ impl ReadArgs {
     /// Describes the source for people.
     pub fn describe_source(&self) -> String {
         match self.source {
-            SourceArg::Objects => format!("Host objects in namespace {}", self.namespace),
+            SourceArg::Objects => format!("Host objects in namespace {}", self.scope.namespace),
             SourceArg::Log => {
                 let settings = self.kafka.apply(KafkaSettings::default());
                 format!("the log (topic {})", settings.topics.events)
@@ -133,7 +141,7 @@ impl ReadArgs {
             SourceArg::Objects => {
                 let client = crate::kube_client().await?;
                 let url = client_url();
-                source::from_objects(client, &self.namespace, &query)
+                source::from_objects(client, &self.scope.namespace, &query)
                     .await
                     .with_context(|| {
                         format!("cannot read the inventory from the Kubernetes API server{url}")

@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use std::pin::Pin;
 use std::process::ExitCode;
 
-use crate::read::parse_selector;
+use crate::read::Scope;
 use anyhow::{Result, bail};
 use clap::{Args, ValueEnum};
 use hostledger_inventory::LabelSelector;
@@ -50,20 +50,9 @@ the projector has written its status.
 If the API server cannot be reached at the start, the command fails; if it goes away later, \
 the watch resumes with backoff and reports what changed meanwhile.")]
 pub struct WatchArgs {
-    /// Namespace of the Host objects.
-    #[arg(
-        long,
-        short,
-        env = "HOSTLEDGER_NAMESPACE",
-        default_value = "hostledger"
-    )]
-    pub namespace: String,
-
-    /// Only hosts whose labels match this selector, in kubectl's syntax: `role=log`,
-    /// `provider in (aws,dc)`, `team!=infra`, `!team`. Projector labels: provider, region,
-    /// role, team, phase.
-    #[arg(long, short = 'l', value_parser = parse_selector)]
-    pub selector: Option<LabelSelector>,
+    /// Which Hosts.
+    #[command(flatten)]
+    pub scope: Scope,
 
     /// Output format.
     #[arg(long, short, value_enum, default_value_t = WatchOutput::Line)]
@@ -470,8 +459,8 @@ async fn stdout_closed() {
 /// Prints changes as they happen until Ctrl-C, SIGTERM or a closed stdout.
 pub async fn run(args: WatchArgs) -> Result<ExitCode> {
     let client = crate::kube_client().await?;
-    let api: Api<Host> = Api::namespaced(client, &args.namespace);
-    let mut stream = host_watch(api, args.selector.as_ref());
+    let api: Api<Host> = Api::namespaced(client, &args.scope.namespace);
+    let mut stream = host_watch(api, args.scope.selector.as_ref());
     let mut tracker = Tracker::new(!args.changes_only, args.verbose);
     let shutdown = crate::shutdown_signal();
     tokio::pin!(shutdown);
@@ -488,20 +477,20 @@ pub async fn run(args: WatchArgs) -> Result<ExitCode> {
             Some(Ok(event)) => event,
             Some(Err(error)) if !tracker.synced() => bail!(
                 "cannot watch Hosts in namespace {} on the Kubernetes API server{}: {}",
-                args.namespace,
+                args.scope.namespace,
                 crate::read::client_url(),
                 error_text(&error)
             ),
             Some(Err(error)) => {
                 let error = error_text(&error);
-                tracing::warn!(%error, namespace = %args.namespace, "watch of Hosts interrupted; resuming with backoff");
+                tracing::warn!(%error, namespace = %args.scope.namespace, "watch of Hosts interrupted; resuming with backoff");
                 continue;
             }
         };
         let was_synced = tracker.synced();
         let changes = tracker.handle(event);
         if !was_synced && tracker.synced() {
-            tracing::info!(namespace = %args.namespace, hosts = tracker.len(), "watching Hosts");
+            tracing::info!(namespace = %args.scope.namespace, hosts = tracker.len(), "watching Hosts");
         }
         if changes.is_empty() {
             continue;
