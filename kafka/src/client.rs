@@ -196,7 +196,11 @@ impl KafkaClients {
                     .set("enable.auto.commit", "false")
                     .set("auto.offset.reset", "earliest")
                     .set("isolation.level", "read_committed")
-                    .set("enable.partition.eof", "true");
+                    .set("enable.partition.eof", "true")
+                    // Readers go through whole partitions: fetch big, and do not wait at
+                    // the end of one for data that will not come.
+                    .set("max.partition.fetch.bytes", "8388608")
+                    .set("fetch.wait.max.ms", "20");
             }
             ClientRole::Admin => {
                 config.set("client.id", "hostledger-admin");
