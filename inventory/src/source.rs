@@ -164,32 +164,109 @@ where
     }
 }
 
+/// The parts of a Host object the queries read (its managed fields, the bulk of a listed
+/// object, are skipped rather than parsed).
+#[derive(serde::Deserialize)]
+struct ListedHost {
+    metadata: ListedMeta,
+    status: Option<hostledger_projector::HostStatus>,
+}
+
+#[derive(serde::Deserialize)]
+struct ListedMeta {
+    name: Option<String>,
+    #[serde(default)]
+    labels: Option<BTreeMap<String, String>>,
+    #[serde(default)]
+    annotations: Option<BTreeMap<String, String>>,
+}
+
+#[derive(serde::Deserialize)]
+struct HostPage {
+    items: Vec<ListedHost>,
+}
+
+#[derive(serde::Deserialize, Default)]
+struct PageMeta {
+    #[serde(rename = "continue", default)]
+    continue_: Option<String>,
+}
+
+#[derive(serde::Deserialize)]
+struct PageHeader {
+    #[serde(default)]
+    metadata: PageMeta,
+}
+
+/// Lists Hosts page by page, parsing each page (and reading its statuses back into records)
+/// on a blocking thread while the API server prepares the next one.
+async fn list_hosts(
+    client: &Client,
+    namespace: &str,
+    mut params: ListParams,
+) -> Result<Vec<(ListedMeta, HostRecord)>, ProjectorError> {
+    use kube::Resource as _;
+    let request = kube::core::Request::new(Host::url_path(&(), Some(namespace)));
+    params = params.limit(2000);
+    let mut parsers = Vec::new();
+    loop {
+        let http_request = request
+            .list(&params)
+            .map_err(|e| ProjectorError::Internal(format!("build a list request: {e}")))?;
+        let text = client
+            .request_text(http_request)
+            .await
+            .map_err(|e| list_error(namespace, "Hosts", e))?;
+        let header: PageHeader = serde_json::from_str(&text).map_err(|e| {
+            ProjectorError::Internal(format!("a list of Hosts that is not JSON: {e}"))
+        })?;
+        parsers.push(tokio::task::spawn_blocking(move || {
+            let page: HostPage = serde_json::from_str(&text).map_err(|e| {
+                ProjectorError::Internal(format!("a list of Hosts that cannot be read: {e}"))
+            })?;
+            let mut out = Vec::with_capacity(page.items.len());
+            for host in page.items {
+                let name = host.metadata.name.clone().unwrap_or_default();
+                let Some(status) = &host.status else { continue };
+                match status.to_record() {
+                    Ok(record) => out.push((host.metadata, record)),
+                    Err(error) => {
+                        tracing::warn!(host = %name, %error, "skipping Host with unreadable status")
+                    }
+                }
+            }
+            Ok::<_, ProjectorError>(out)
+        }));
+        match header.metadata.continue_ {
+            Some(token) if !token.is_empty() => params = params.continue_token(&token),
+            _ => break,
+        }
+    }
+    let mut out = Vec::new();
+    for parser in parsers {
+        out.extend(
+            parser
+                .await
+                .map_err(|e| ProjectorError::Internal(format!("Host parser task: {e}")))??,
+        );
+    }
+    Ok(out)
+}
+
 /// Reads the inventory from the Host and HostHistory objects of `namespace`.
 pub async fn from_objects(
     client: Client,
     namespace: &str,
     query: &Query,
 ) -> Result<Inventory, InventoryError> {
-    let hosts_api: Api<Host> = Api::namespaced(client.clone(), namespace);
-    let history_api: Api<HostHistory> = Api::namespaced(client, namespace);
+    let history_api: Api<HostHistory> = Api::namespaced(client.clone(), namespace);
     // Now: the API server selects on the Hosts' labels (people's own labels included).
     // As of a past time, labels must be those the host had then, so selection is local.
     let mut params = ListParams::default();
     if query.as_of.is_none() && !query.selector.is_empty() {
         params = params.labels(query.selector.as_str());
     }
-    let objects = list_all(&hosts_api, params, namespace, "Hosts").await?;
-    let mut current: Vec<(Host, HostRecord)> = Vec::with_capacity(objects.len());
-    for host in objects {
-        let name = host.metadata.name.clone().unwrap_or_default();
-        let Some(status) = &host.status else { continue };
-        match status.to_record() {
-            Ok(record) => current.push((host, record)),
-            Err(error) => {
-                tracing::warn!(host = %name, %error, "skipping Host with unreadable status")
-            }
-        }
-    }
+    let current = list_hosts(&client, namespace, params).await?;
     let first_event_at = current.iter().map(|(_, r)| r.first_seen_at).min();
 
     // Hosts whose status is not the answer: changed after the as-of time, or with service
@@ -233,8 +310,7 @@ pub async fn from_objects(
     }
 
     let mut hosts = Vec::with_capacity(current.len());
-    for (host, record) in current {
-        let meta = host.metadata;
+    for (meta, record) in current {
         let annotations = meta.annotations.unwrap_or_default();
         let (record, intervals, labels) = if needs_history(&record) {
             let mut entries = histories.remove(&record.host_id).unwrap_or_default();
