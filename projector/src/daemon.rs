@@ -201,8 +201,11 @@ impl Projector {
                 () = &mut shutdown => { stopping = true; Vec::new() }
             };
             let assignments = consumer.context().assignments();
-            if assignments != seen_assignments && seen_assignments != 0 {
-                // Another member may have written hosts of partitions this one now owns.
+            if assignments != seen_assignments {
+                // Another member may have written hosts of partitions this one now owns,
+                // also between this one's start-up load and its first assignment (when
+                // replicas start together, the first to join owns every partition for a
+                // moment), so the first assignment reloads too.
                 tracing::info!("partition assignment changed; reloading Hosts");
                 applier.reload().await?;
             }
