@@ -197,54 +197,57 @@ impl HostState {
     /// Field-by-field differences from `old` to `self`, in a stable order. Attributes are
     /// reported per key as `attributes.KEY`.
     pub fn changes_from(&self, old: &HostState) -> Vec<FieldChange> {
+        // Compared borrowed, allocated only when different: the projector diffs every event.
         let mut out = Vec::new();
-        let mut field = |name: &str, old: Option<String>, new: Option<String>| {
+        let mut field = |name: &str, old: Option<&str>, new: Option<&str>| {
             if old != new {
                 out.push(FieldChange {
                     field: name.to_owned(),
-                    old,
-                    new,
+                    old: old.map(str::to_owned),
+                    new: new.map(str::to_owned),
                 });
             }
         };
-        field("name", Some(old.name.clone()), Some(self.name.clone()));
+        field("name", Some(&old.name), Some(&self.name));
         field(
             "lifecycle",
-            Some(old.lifecycle.to_string()),
-            Some(self.lifecycle.to_string()),
+            Some(old.lifecycle.as_str()),
+            Some(self.lifecycle.as_str()),
         );
         field(
             "provider_status",
-            Some(old.provider_status.clone()),
-            Some(self.provider_status.clone()),
+            Some(&old.provider_status),
+            Some(&self.provider_status),
         );
-        field("region", old.region.clone(), self.region.clone());
-        field("zone", old.zone.clone(), self.zone.clone());
-        field("role", old.role.clone(), self.role.clone());
-        field("team", old.team.clone(), self.team.clone());
+        field("region", old.region.as_deref(), self.region.as_deref());
+        field("zone", old.zone.as_deref(), self.zone.as_deref());
+        field("role", old.role.as_deref(), self.role.as_deref());
+        field("team", old.team.as_deref(), self.team.as_deref());
         if old.addresses != self.addresses {
             field(
                 "addresses",
-                Some(old.addresses.join(",")),
-                Some(self.addresses.join(",")),
+                Some(&old.addresses.join(",")),
+                Some(&self.addresses.join(",")),
             );
         }
         field(
             "machine_type",
-            old.machine_type.clone(),
-            self.machine_type.clone(),
+            old.machine_type.as_deref(),
+            self.machine_type.as_deref(),
         );
-        let keys: std::collections::BTreeSet<&String> = old
-            .attributes
-            .keys()
-            .chain(self.attributes.keys())
-            .collect();
-        for key in keys {
-            field(
-                &format!("attributes.{key}"),
-                old.attributes.get(key).cloned(),
-                self.attributes.get(key).cloned(),
-            );
+        if old.attributes != self.attributes {
+            let keys: std::collections::BTreeSet<&String> = old
+                .attributes
+                .keys()
+                .chain(self.attributes.keys())
+                .collect();
+            for key in keys {
+                field(
+                    &format!("attributes.{key}"),
+                    old.attributes.get(key).map(String::as_str),
+                    self.attributes.get(key).map(String::as_str),
+                );
+            }
         }
         out
     }
