@@ -2,6 +2,7 @@
 //! the Host objects. Ansible passes no other arguments to an inventory script, so every
 //! setting also comes from an environment variable (see deploy/hostledger-ansible-inventory).
 
+use hostledger_model::defaults::defaults;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
@@ -29,7 +30,7 @@ pub struct AnsibleArgs {
         long,
         short,
         env = "HOSTLEDGER_NAMESPACE",
-        default_value = "hostledger"
+        default_value = defaults().namespace.as_str()
     )]
     pub namespace: String,
 

@@ -7,6 +7,7 @@ use clap::{Args, ValueEnum};
 use hostledger_inventory::source::{self, check_as_of};
 use hostledger_inventory::{Inventory, LabelSelector, Query};
 use hostledger_kafka::{KafkaClients, KafkaSettings};
+use hostledger_model::defaults::defaults;
 use hostledger_schemas::Timestamp;
 
 use crate::KafkaArgs;
@@ -28,7 +29,7 @@ pub struct Scope {
         long,
         short,
         env = "HOSTLEDGER_NAMESPACE",
-        default_value = "hostledger"
+        default_value = defaults().namespace.as_str()
     )]
     pub namespace: String,
 
@@ -48,7 +49,7 @@ pub struct ReadArgs {
 
     /// The inventory as it stood at this time (RFC 3339, e.g. 2026-06-30T12:00:00Z, or a date,
     /// 2026-06-30, meaning its start in UTC): events observed up to then. Default: now.
-    #[arg(long, value_parser = crate::parse_time)]
+    #[arg(long, value_parser = hostledger_model::time::parse_time)]
     pub as_of: Option<Timestamp>,
 
     /// Where to read: the Host/HostHistory objects, or the log itself.

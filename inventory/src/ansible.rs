@@ -16,7 +16,7 @@ use hostledger_schemas::Lifecycle;
 use serde_json::{Map, Value, json};
 
 use crate::source::HostView;
-use crate::table::exact_time;
+use hostledger_model::time::exact_time;
 
 /// Annotation prefix for host variables.
 pub const VAR_ANNOTATION_PREFIX: &str = "ansible.hostledger.dev/";
@@ -283,7 +283,7 @@ pub fn host(hosts: &[HostView], settings: &AnsibleSettings, wanted: &str) -> Opt
 #[cfg(test)]
 mod tests {
     use super::*;
-    use hostledger_projector::fold::{HostRecord, Position};
+    use hostledger_model::{HostRecord, Position};
     use hostledger_schemas::{EventKind, HostEvent, HostState, Timestamp};
 
     fn view(id: &str, name: &str, role: Option<&str>, phase: Lifecycle) -> HostView {
@@ -311,7 +311,7 @@ mod tests {
         );
         HostView {
             name: id.replace('/', "."),
-            labels: hostledger_projector::crd::labels(&record),
+            labels: hostledger_model::names::labels(&record),
             record,
             annotations: BTreeMap::new(),
             intervals: Vec::new(),

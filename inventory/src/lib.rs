@@ -1,24 +1,31 @@
-//! Reading the inventory: the answers people and tools come to hostledger for.
+//! Reading the inventory: the answers people and tools come to hostledger for. Everything
+//! here reads; nothing writes Hosts (that is the projector's).
 //!
-//! - [`selector`]: Kubernetes label selectors, parsed and matched locally.
-//! - [`timeline`]: a host folded up to any time, with every phase change; rebuilding a
-//!   host's events from its HostHistory. Pure.
-//! - [`source`]: reading the inventory from the Host/HostHistory objects or from the log,
-//!   as of now or a past time.
-//! - [`uptime`]: time in service per host and per group.
-//! - [`table`]: aligned tables, CSV, human durations.
+//! - [`source`]: the inventory now or as of a past time, from the Host/HostHistory objects or
+//!   from the log, folded by the same code either way.
+//! - [`history`]: one host's events with what changed.
+//! - [`HostList`], [`UptimeReport`]: hosts and their time in service, as tables, CSV, JSON.
 //! - [`ansible`]: the Ansible dynamic inventory (`--list`, `--host`).
-//! - [`prometheus`]: Prometheus file-based service discovery: Hosts to target groups. Pure.
+//! - [`prometheus`]: Prometheus file-based service discovery and its targets file.
+//! - [`watch`]: Host changes from a Kubernetes watch (shared by `watch` and
+//!   `prometheus-sd --watch`).
 //! - [`report`]: the self-contained HTML page: fleet in service over time, per-host timelines.
+//! - [`LabelSelector`]: Kubernetes label selectors, parsed and matched locally.
+//! - [`atomic`]: writing output files so readers never see half of one.
 
 pub mod ansible;
+pub mod atomic;
+pub mod history;
+mod hosts;
 pub mod prometheus;
 pub mod report;
-pub mod selector;
+mod selector;
 pub mod source;
-pub mod table;
-pub mod timeline;
-pub mod uptime;
+mod table;
+mod uptime;
+pub mod watch;
 
-pub use selector::LabelSelector;
+pub use hosts::HostList;
+pub use selector::{LabelSelector, SelectorError};
 pub use source::{HostView, Inventory, InventoryError, Query, Source};
+pub use uptime::{GroupBy, GroupRow, UptimeReport, UptimeRow};

@@ -3,11 +3,12 @@
 
 use std::collections::BTreeMap;
 
-use hostledger_projector::fold::HostRecord;
+use hostledger_model::HostRecord;
 use hostledger_schemas::{Lifecycle, Timestamp};
 use serde::Serialize;
 
-use crate::table::{aligned, csv, exact_time, human_duration, short_time};
+use crate::table::{aligned, csv};
+use hostledger_model::time::{exact_time, human_duration, short_time};
 
 /// One host's time in service as of some time.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -373,36 +374,24 @@ impl UptimeReport {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use hostledger_projector::fold::{Position, apply};
-    use hostledger_schemas::{EventKind, HostEvent, HostState};
-
-    const HOUR: i64 = 3_600_000_000;
+    use hostledger_model::fixtures::{EventBuilder, HOUR, fold_events};
 
     fn record(id: &str, role: Option<&str>, life: &[(i64, Lifecycle)]) -> HostRecord {
-        let mut r = None;
-        for (i, (hour, lifecycle)) in life.iter().enumerate() {
-            let mut state = HostState::new(id, *lifecycle, "x");
-            state.role = role.map(str::to_owned);
-            let e = HostEvent {
-                event_id: format!("{id}-{i}"),
-                host_id: id.into(),
-                kind: EventKind::HostChanged,
-                provider: "dc".into(),
-                source: "s".into(),
-                observed_at: Timestamp(hour * HOUR),
-                state,
-                changes: Vec::new(),
-            };
-            apply(
-                &mut r,
-                &e,
-                Position {
-                    partition: 0,
-                    offset: i as i64,
-                },
-            );
-        }
-        r.expect("at least one event")
+        let events: Vec<_> = life
+            .iter()
+            .enumerate()
+            .map(|(i, (hour, lifecycle))| {
+                EventBuilder::new(id)
+                    .id(format!("{id}-{i}"))
+                    .name(id)
+                    .lifecycle(*lifecycle)
+                    .provider_status("x")
+                    .at(Timestamp(hour * HOUR))
+                    .role(role)
+                    .build()
+            })
+            .collect();
+        fold_events(&events)
     }
 
     #[test]

@@ -332,6 +332,46 @@ impl KafkaClients {
             .collect()
     }
 
+    /// Runs a blocking client call on the blocking thread pool, so that async tasks are not
+    /// held up by metadata requests.
+    pub async fn blocking<T, E, F>(&self, f: F) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: From<KafkaError> + Send + 'static,
+        F: FnOnce(&KafkaClients) -> Result<T, E> + Send + 'static,
+    {
+        let clients = self.clone();
+        tokio::task::spawn_blocking(move || f(&clients))
+            .await
+            .map_err(|e| KafkaError::Config(format!("a blocking Kafka call failed: {e}")))?
+    }
+
+    /// [`KafkaClients::check_connection`] without blocking the calling task.
+    pub async fn check_connection_async(&self, timeout: Duration) -> Result<(), KafkaError> {
+        self.blocking(move |k| k.check_connection(timeout)).await
+    }
+
+    /// [`KafkaClients::partition_count`] without blocking the calling task.
+    pub async fn partition_count_async(
+        &self,
+        topic: &str,
+        timeout: Duration,
+    ) -> Result<i32, KafkaError> {
+        let topic = topic.to_owned();
+        self.blocking(move |k| k.partition_count(&topic, timeout))
+            .await
+    }
+
+    /// [`KafkaClients::watermarks`] without blocking the calling task.
+    pub async fn watermarks_async(
+        &self,
+        topic: &str,
+        timeout: Duration,
+    ) -> Result<HashMap<i32, (i64, i64)>, KafkaError> {
+        let topic = topic.to_owned();
+        self.blocking(move |k| k.watermarks(&topic, timeout)).await
+    }
+
     /// The standard topics: events (retained forever), dead letters (forever), fetcher state
     /// (compacted), with `partitions` partitions for the keyed ones.
     pub fn standard_topics(&self, partitions: i32) -> Vec<TopicSpec> {

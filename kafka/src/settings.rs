@@ -1,5 +1,6 @@
 //! Kafka settings as read from config files and flags.
 
+use hostledger_model::defaults::defaults;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::PathBuf;
@@ -97,13 +98,13 @@ pub struct Topics {
 }
 
 fn default_events_topic() -> String {
-    "hostledger.host-events".to_owned()
+    defaults().events_topic.clone()
 }
 fn default_dead_letter_topic() -> String {
-    "hostledger.host-events.dlq".to_owned()
+    defaults().dead_letter_topic.clone()
 }
 fn default_fetcher_state_topic() -> String {
-    "hostledger.fetcher-state".to_owned()
+    defaults().fetcher_state_topic.clone()
 }
 
 impl Default for Topics {

@@ -37,6 +37,13 @@ impl PassReport {
     }
 }
 
+/// A grace period in microseconds, saturating instead of overflowing.
+fn grace_micros(secs: u64) -> i64 {
+    i64::try_from(secs)
+        .unwrap_or(i64::MAX)
+        .saturating_mul(1_000_000)
+}
+
 /// One provider, its publisher and what it has published so far.
 pub struct Fetcher {
     provider: Box<dyn Provider>,
@@ -54,18 +61,16 @@ impl Fetcher {
     ) -> Result<Self, FetchError> {
         let source = provider.name().to_owned();
         let publisher = Publisher::new(kafka, &source).await?;
-        let k = kafka.clone();
-        let s = source.clone();
-        let known = tokio::task::spawn_blocking(move || restore(&k, &s, Duration::from_secs(120)))
-            .await
-            .map_err(|e| FetchError::Internal(format!("restore task: {e}")))??;
+        let state_source = source.clone();
+        let known = kafka
+            .blocking(move |k| restore(k, &state_source, Duration::from_secs(120)))
+            .await?;
         tracing::info!(provider = %source, hosts = known.len(), "fetcher state restored");
         Ok(Fetcher {
             provider,
             publisher,
             known,
-            missing_grace_micros: i64::try_from(missing_grace_secs).unwrap_or(i64::MAX / 1_000_000)
-                * 1_000_000,
+            missing_grace_micros: grace_micros(missing_grace_secs),
         })
     }
 
@@ -135,10 +140,9 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> Result<Vec<PassReport>, FetchError> {
     let kafka = KafkaClients::new(config.kafka.clone())?;
-    let k = kafka.clone();
-    tokio::task::spawn_blocking(move || k.check_connection(Duration::from_secs(15)))
-        .await
-        .map_err(|e| FetchError::Internal(format!("connection check task: {e}")))??;
+    kafka
+        .check_connection_async(Duration::from_secs(15))
+        .await?;
     let mut fetchers = Vec::new();
     for p in &config.providers {
         fetchers.push(Fetcher::start(&kafka, build_provider(p), config.missing_grace_secs).await?);
@@ -160,36 +164,46 @@ pub async fn run(
     }
     let interval = Duration::from_secs(config.interval_secs);
     metrics.set_ready(true);
-    let loops = fetchers.into_iter().map(|mut fetcher| {
-        let metrics = metrics.clone();
-        async move {
-        let mut ticker = tokio::time::interval(interval);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            ticker.tick().await;
-            let started = std::time::Instant::now();
-            match fetcher.pass().await {
-                Ok(report) => {
-                    metrics.pass_ok(report.listed, report.total_published(), report.problems.len(), started.elapsed());
-                    tracing::info!(
-                    provider = %report.provider,
-                    listed = report.listed,
-                    published = report.total_published(),
-                    problems = report.problems.len(),
-                    "pass done"
-                    );
-                }
-                Err(error) => {
-                    metrics.passes_failed.add(1);
-                    tracing::error!(provider = %fetcher.provider.name(), %error, "pass failed; will retry");
-                }
-            }
-        }
-        }
-    });
+    let loops = fetchers
+        .into_iter()
+        .map(|fetcher| run_every(fetcher, interval, metrics.clone()));
     tokio::select! {
         _ = futures::future::join_all(loops) => {}
         () = shutdown => tracing::info!("shutdown requested"),
     }
     Ok(Vec::new())
+}
+
+/// Runs a fetcher's passes every `interval`, for ever; a failed pass is logged, counted and
+/// retried at the next tick.
+async fn run_every(
+    mut fetcher: Fetcher,
+    interval: Duration,
+    metrics: std::sync::Arc<crate::metrics::FetcherMetrics>,
+) {
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        let started = std::time::Instant::now();
+        match fetcher.pass().await {
+            Ok(report) => {
+                let problems = report.problems.len();
+                let published = report.total_published();
+                metrics.pass_ok(report.listed, published, problems, started.elapsed());
+                tracing::info!(
+                    provider = %report.provider,
+                    listed = report.listed,
+                    published,
+                    problems,
+                    "pass done"
+                );
+            }
+            Err(error) => {
+                metrics.passes_failed.add(1);
+                let provider = fetcher.provider.name();
+                tracing::error!(%provider, %error, "pass failed; will retry");
+            }
+        }
+    }
 }

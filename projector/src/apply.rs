@@ -4,12 +4,13 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use futures::{StreamExt, TryStreamExt};
+use hostledger_k8s::{HistoryStore, HostStore, K8sError, StoredHost, WriteReport};
+use hostledger_model::history::{chunk_of, entry_key, first_entry, fold_existing};
+use hostledger_model::names::chunk_name;
+use hostledger_model::{HistoryEntry, Outcome, Position};
 use hostledger_schemas::{HostEvent, Timestamp};
 
 use crate::error::ProjectorError;
-use crate::fold::{HostRecord, Outcome, Position, apply_to};
-use crate::history::{HistoryEntry, HistoryStore, chunk_name, chunk_of, entry, entry_key};
-use crate::k8s::{HostStore, StoredHost};
 
 /// Counters of what an [`Applier`] did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -107,32 +108,22 @@ impl Applier {
             self.stats.skipped += 1;
             return Outcome::Duplicate;
         }
-        let (outcome, record, changes) = match self.hosts.get_mut(&event.host_id) {
-            Some(stored) => {
-                let changes = (!stored.record.has_applied(position))
-                    .then(|| event.state.changes_from(&stored.record.state));
-                (
-                    apply_to(&mut stored.record, event, position),
-                    &stored.record,
-                    changes,
-                )
-            }
+        let entry = match self.hosts.get_mut(&event.host_id) {
+            Some(stored) => fold_existing(&mut stored.record, event, position),
             None => {
-                let stored = StoredHost {
-                    record: HostRecord::first(event, position),
-                    labels: BTreeMap::new(),
-                };
-                let stored = self.hosts.entry(event.host_id.clone()).or_insert(stored);
-                (Outcome::Applied, &stored.record, None)
+                let (record, entry) = first_entry(event, position);
+                let labels = BTreeMap::new();
+                self.hosts
+                    .insert(event.host_id.clone(), StoredHost { record, labels });
+                Some(entry)
             }
         };
-        if outcome != Outcome::Applied {
+        let Some(entry) = entry else {
             self.stats.skipped += 1;
-            return outcome;
-        }
+            return Outcome::Duplicate;
+        };
         self.stats.applied += 1;
-        let seq = record.event_count;
-        let entry = entry(event, position, seq, record, changes);
+        let seq = u64::try_from(entry.seq).unwrap_or(0);
         self.pending
             .entry(event.host_id.clone())
             .or_default()
@@ -140,7 +131,7 @@ impl Applier {
         if self.dirty_set.insert(event.host_id.clone()) {
             self.dirty.push(event.host_id.clone());
         }
-        outcome
+        Outcome::Applied
     }
 
     /// Writes every host touched since the last flush: its new history entries first, then
@@ -160,45 +151,43 @@ impl Applier {
         let history = &self.history;
         let hosts = &self.hosts;
         let chunks = &self.chunks;
-        let results: Vec<(String, crate::k8s::WriteReport, u64, Vec<String>)> =
-            futures::stream::iter(jobs)
-                .map(|(host_id, entries)| async move {
-                    let stored = &hosts[&host_id];
-                    let mut by_chunk: BTreeMap<u64, BTreeMap<String, HistoryEntry>> =
-                        BTreeMap::new();
-                    for (seq, e) in entries {
-                        by_chunk
-                            .entry(chunk_of(seq))
-                            .or_default()
-                            .insert(entry_key(seq), e);
-                    }
-                    // History first (concurrently with creating the object), then the status
-                    // that claims it: a crash in between leaves history the status does not
-                    // count yet, which the next write rewrites idempotently.
-                    let previous = (!stored.labels.is_empty()).then_some(&stored.labels);
-                    let write_history = async {
-                        let mut requests = 0;
-                        let mut created = Vec::new();
-                        for (chunk, entries) in &by_chunk {
-                            let name = chunk_name(&host_id, *chunk);
-                            let exists = chunks.contains(&name);
-                            requests += history.append(&host_id, *chunk, entries, exists).await?;
-                            if !exists {
-                                created.push(name);
-                            }
+        let results: Vec<(String, WriteReport, u64, Vec<String>)> = futures::stream::iter(jobs)
+            .map(|(host_id, entries)| async move {
+                let stored = &hosts[&host_id];
+                let mut by_chunk: BTreeMap<u64, BTreeMap<String, HistoryEntry>> = BTreeMap::new();
+                for (seq, e) in entries {
+                    by_chunk
+                        .entry(chunk_of(seq))
+                        .or_default()
+                        .insert(entry_key(seq), e);
+                }
+                // History first (concurrently with creating the object), then the status
+                // that claims it: a crash in between leaves history the status does not
+                // count yet, which the next write rewrites idempotently.
+                let previous = (!stored.labels.is_empty()).then_some(&stored.labels);
+                let write_history = async {
+                    let mut requests = 0;
+                    let mut created = Vec::new();
+                    for (chunk, entries) in &by_chunk {
+                        let name = chunk_name(&host_id, *chunk);
+                        let exists = chunks.contains(&name);
+                        requests += history.append(&host_id, *chunk, entries, exists).await?;
+                        if !exists {
+                            created.push(name);
                         }
-                        Ok::<_, ProjectorError>((requests, created))
-                    };
-                    let ((history_requests, created), mut report) = futures::try_join!(
-                        write_history,
-                        store.write_metadata(&stored.record, previous)
-                    )?;
-                    report.requests += store.write_status(&stored.record, &report.labels).await?;
-                    Ok::<_, ProjectorError>((host_id, report, history_requests, created))
-                })
-                .buffer_unordered(self.max_in_flight)
-                .try_collect()
-                .await?;
+                    }
+                    Ok::<_, K8sError>((requests, created))
+                };
+                let ((history_requests, created), mut report) = futures::try_join!(
+                    write_history,
+                    store.write_metadata(&stored.record, previous)
+                )?;
+                report.requests += store.write_status(&stored.record, &report.labels).await?;
+                Ok::<_, ProjectorError>((host_id, report, history_requests, created))
+            })
+            .buffer_unordered(self.max_in_flight)
+            .try_collect()
+            .await?;
         for (host_id, report, history_requests, created) in results {
             self.stats.hosts_written += 1;
             self.stats.host_requests += report.requests;

@@ -7,8 +7,14 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use hostledger_k8s::{HistoryStore, HostStore};
+use hostledger_kafka::log::{Item, decode};
 use hostledger_kafka::{ErrorClass, GroupConsumer, KafkaClients, KafkaError, Producer};
-use hostledger_schemas::{Codec, HostEvent};
+use hostledger_model::Position;
+use hostledger_model::backoff::Backoff;
+use hostledger_model::defaults::defaults;
+use hostledger_model::names::HISTORY_FINALIZER;
+use hostledger_schemas::Codec;
 use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::error::KafkaError as RdError;
 use rdkafka::message::{Header, Message, OwnedHeaders};
@@ -17,9 +23,6 @@ use rdkafka::{Offset, TopicPartitionList};
 
 use crate::apply::Applier;
 use crate::error::ProjectorError;
-use crate::fold::Position;
-use crate::history::HistoryStore;
-use crate::k8s::HostStore;
 use crate::metrics::Metrics;
 
 /// How the projector runs.
@@ -40,10 +43,10 @@ pub struct ProjectorSettings {
 impl Default for ProjectorSettings {
     fn default() -> Self {
         ProjectorSettings {
-            group_id: "hostledger-projector".into(),
-            batch_max_events: 5_000,
+            group_id: defaults().projector_group.clone(),
+            batch_max_events: defaults().projector_batch_events as usize,
             batch_max_wait: Duration::from_millis(50),
-            max_in_flight: 16,
+            max_in_flight: defaults().max_in_flight as usize,
             until_caught_up: false,
         }
     }
@@ -66,60 +69,6 @@ pub struct ProjectorStats {
     pub api_writes: u64,
     /// Batches processed.
     pub batches: u64,
-}
-
-/// Something read from the events topic.
-pub enum Item {
-    /// A decoded, valid event and where it sits in the log.
-    Event(Box<HostEvent>, Position),
-    /// A message that cannot be folded (undecodable, unknown schema, invalid).
-    Poison {
-        /// What is wrong with it.
-        reason: String,
-        /// The message key.
-        key: Option<Vec<u8>>,
-        /// The message payload.
-        payload: Option<Vec<u8>>,
-        /// Where it sits in the log.
-        position: Position,
-    },
-}
-
-impl Item {
-    fn position(&self) -> Position {
-        match self {
-            Item::Event(_, p) | Item::Poison { position: p, .. } => *p,
-        }
-    }
-}
-
-/// Decodes and checks one message; anything unusable becomes poison with its reason.
-/// Decodes and validates one message of the events topic.
-pub fn decode(codec: &Codec, message: &impl Message, position: Position) -> Item {
-    let poison = |reason: String| Item::Poison {
-        reason,
-        key: message.key().map(<[u8]>::to_vec),
-        payload: message.payload().map(<[u8]>::to_vec),
-        position,
-    };
-    let Some(payload) = message.payload() else {
-        return poison("message has no payload".into());
-    };
-    let event = match codec.decode(payload) {
-        Ok(event) => event,
-        Err(error) => return poison(format!("undecodable: {error}")),
-    };
-    if let Err(error) = event.validate() {
-        return poison(format!("invalid event: {error}"));
-    }
-    if message.key() != Some(event.host_id.as_bytes()) {
-        return poison(format!(
-            "message key {:?} is not the event's host id {:?}",
-            message.key().map(String::from_utf8_lossy),
-            event.host_id
-        ));
-    }
-    Item::Event(Box::new(event), position)
 }
 
 /// The projector: one consumer, one applier, one dead-letter producer.
@@ -165,10 +114,13 @@ impl Projector {
         shutdown: impl Future<Output = ()>,
     ) -> Result<ProjectorStats, ProjectorError> {
         let topic = self.kafka.settings().topics.events.clone();
-        crate::blocking(|| self.kafka.check_connection(Duration::from_secs(15)))?;
+        self.kafka
+            .check_connection_async(Duration::from_secs(15))
+            .await?;
         let partitions = self
             .kafka
-            .partition_count(&topic, Duration::from_secs(10))?;
+            .partition_count_async(&topic, Duration::from_secs(10))
+            .await?;
         let mut applier = Applier::load(
             self.store.clone(),
             self.history.clone(),
@@ -216,7 +168,7 @@ impl Projector {
             }
             if lag_measured.elapsed() >= Duration::from_secs(5) {
                 lag_measured = Instant::now();
-                if let Some(lag) = crate::blocking(|| measure_lag(&consumer, &topic)) {
+                if let Some(lag) = measure_lag(&self.kafka, &consumer, &topic).await {
                     self.metrics.lag_events.set(lag);
                 }
             }
@@ -385,7 +337,7 @@ async fn send_dead_letter(
 ) -> Result<(), ProjectorError> {
     let partition = position.partition.to_string();
     let offset = position.offset.to_string();
-    let mut delay = Duration::from_millis(100);
+    let mut backoff = Backoff::default();
     loop {
         let headers = OwnedHeaders::new()
             .insert(Header {
@@ -416,9 +368,9 @@ async fn send_dead_letter(
             Err((error, _))
                 if hostledger_kafka::error::classify(&error) == ErrorClass::Transient =>
             {
+                let delay = backoff.next_delay();
                 tracing::warn!(%error, "could not dead-letter a message; retrying in {delay:?}");
                 tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(10));
             }
             Err((error, _)) => {
                 return Err(KafkaError::client(
@@ -452,7 +404,7 @@ async fn release_deleted_hosts(store: HostStore) {
             .metadata
             .finalizers
             .as_ref()
-            .is_some_and(|f| f.iter().any(|f| f == crate::crd::HISTORY_FINALIZER));
+            .is_some_and(|f| f.iter().any(|f| f == HISTORY_FINALIZER));
         if host.metadata.deletion_timestamp.is_none() || !ours {
             continue;
         }
@@ -473,17 +425,18 @@ async fn release_deleted_hosts(store: HostStore) {
 
 /// Events between this consumer's position and the end of each assigned partition, summed.
 /// `None` when it cannot be measured right now (no assignment yet, broker unreachable).
-fn measure_lag(consumer: &GroupConsumer, topic: &str) -> Option<u64> {
+async fn measure_lag(kafka: &KafkaClients, consumer: &GroupConsumer, topic: &str) -> Option<u64> {
     let positions = consumer.position().ok()?;
+    let watermarks = kafka
+        .watermarks_async(topic, Duration::from_secs(1))
+        .await
+        .ok()?;
     let mut lag = 0u64;
     for element in positions.elements_for_topic(topic) {
-        let (_, high) = consumer
-            .fetch_watermarks(topic, element.partition(), Duration::from_secs(1))
-            .ok()?;
-        let position = match element.offset() {
-            Offset::Offset(o) => o,
-            _ => continue,
+        let Offset::Offset(position) = element.offset() else {
+            continue;
         };
+        let (_, high) = watermarks.get(&element.partition())?;
         lag += u64::try_from(high - position).unwrap_or(0);
     }
     Some(lag)

@@ -8,9 +8,9 @@
 use std::fmt;
 use std::sync::LazyLock;
 
+use apache_avro::Schema;
 use apache_avro::reader::datum::GenericDatumReader;
 use apache_avro::writer::datum::GenericDatumWriter;
-use apache_avro::{Schema, from_value};
 
 use crate::event::HostEvent;
 use crate::fingerprint::crc64_avro;
@@ -113,10 +113,8 @@ static KNOWN: LazyLock<Vec<KnownSchema>> = LazyLock::new(|| {
 /// How to read data written with one known schema.
 struct WriterEntry {
     known: &'static KnownSchema,
-    /// Reads straight into the Rust types; set when the writer schema is the reader schema.
-    direct: Option<GenericDatumReader<'static>>,
-    /// Reads a generic value resolved to the reader schema; for older and newer writers.
-    resolving: GenericDatumReader<'static>,
+    /// Reads a value resolved to the reader schema (no resolution when they are the same).
+    reader: GenericDatumReader<'static>,
 }
 
 /// Encodes and decodes host events. Build one and share it; it is immutable.
@@ -170,22 +168,13 @@ impl Codec {
         let writers = KNOWN
             .iter()
             .map(|k| {
-                let direct = (k.version == reader.version).then(|| {
-                    GenericDatumReader::builder(&k.schema)
-                        .human_readable(false)
-                        .build()
-                        .expect("bundled schemas resolve (tested)")
-                });
-                let resolving = GenericDatumReader::builder(&k.schema)
-                    .reader_schema(&reader.schema)
+                let resolve_to = (k.version != reader.version).then_some(&reader.schema);
+                let reader = GenericDatumReader::builder(&k.schema)
+                    .maybe_reader_schema(resolve_to)
                     .human_readable(false)
                     .build()
                     .expect("bundled schemas resolve (tested)");
-                WriterEntry {
-                    known: k,
-                    direct,
-                    resolving,
-                }
+                WriterEntry { known: k, reader }
             })
             .collect();
         Some(Codec {
@@ -213,7 +202,10 @@ impl Codec {
         let start = out.len();
         out.extend_from_slice(&MARKER);
         out.extend_from_slice(&self.writer.fingerprint.0);
-        if let Err(e) = self.datum_writer.write_ser(out, event) {
+        if let Err(e) = self
+            .datum_writer
+            .write_ser(out, &crate::avro::AvroEvent(event))
+        {
             out.truncate(start);
             return Err(EncodeError {
                 event_id: event.event_id.clone(),
@@ -248,14 +240,11 @@ impl Codec {
         let version = entry.known.version;
         let datum_error = |reason: String| DecodeError::Datum { version, reason };
         let mut rest = &bytes[HEADER_LEN..];
-        let event = match &entry.direct {
-            Some(direct) => direct.read_deser::<HostEvent>(&mut rest),
-            None => entry
-                .resolving
-                .read_value(&mut rest)
-                .and_then(|value| from_value::<HostEvent>(&value)),
-        }
-        .map_err(|e| datum_error(e.to_string()))?;
+        let value = entry
+            .reader
+            .read_value(&mut rest)
+            .map_err(|e| datum_error(e.to_string()))?;
+        let event = crate::avro::from_value(value).map_err(datum_error)?;
         if !rest.is_empty() {
             return Err(DecodeError::TrailingBytes {
                 version,

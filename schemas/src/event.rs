@@ -4,11 +4,13 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use chrono::{DateTime, SecondsFormat, Utc};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-/// A point in time: microseconds since the Unix epoch, UTC (Avro `timestamp-micros`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(transparent)]
+/// A point in time: microseconds since the Unix epoch, UTC (Avro `timestamp-micros`). In JSON
+/// (Kubernetes objects, command output) it is an RFC 3339 string in UTC with microseconds,
+/// `2026-01-01T00:00:00.123456Z`, lossless.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Timestamp(pub i64);
 
 impl Timestamp {
@@ -34,6 +36,62 @@ impl Timestamp {
     pub fn micros_since(self, earlier: Timestamp) -> i64 {
         self.0.saturating_sub(earlier.0).max(0)
     }
+}
+
+impl Timestamp {
+    /// RFC 3339 in UTC with microseconds (lossless): the JSON form.
+    pub fn to_rfc3339(self) -> String {
+        match self.to_datetime() {
+            Some(dt) => dt.to_rfc3339_opts(SecondsFormat::Micros, true),
+            None => format!("{}us", self.0),
+        }
+    }
+
+    /// Parses an RFC 3339 time (any offset, any precision down to microseconds).
+    pub fn parse_rfc3339(text: &str) -> Result<Timestamp, String> {
+        DateTime::parse_from_rfc3339(text)
+            .map(|dt| Timestamp(dt.timestamp_micros()))
+            .map_err(|e| format!("{text:?} is not an RFC 3339 time: {e}"))
+    }
+}
+
+impl Serialize for Timestamp {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self.to_datetime() {
+            Some(dt) => serializer.serialize_str(&dt.to_rfc3339_opts(SecondsFormat::Micros, true)),
+            None => Err(serde::ser::Error::custom(format!(
+                "{} microseconds since the epoch is not a representable time",
+                self.0
+            ))),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Timestamp {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+        Timestamp::parse_rfc3339(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+impl JsonSchema for Timestamp {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Timestamp".into()
+    }
+
+    fn inline_schema() -> bool {
+        true
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({ "type": "string", "format": "date-time" })
+    }
+}
+
+/// The JSON schema of an enum of string symbols (what Kubernetes validates a field against).
+fn symbols_schema(symbols: impl IntoIterator<Item = &'static str>) -> schemars::Schema {
+    let symbols: Vec<&str> = symbols.into_iter().collect();
+    schemars::json_schema!({ "type": "string", "enum": symbols })
 }
 
 impl From<DateTime<Utc>> for Timestamp {
@@ -94,6 +152,27 @@ impl EventKind {
     }
 }
 
+impl JsonSchema for EventKind {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "EventKind".into()
+    }
+
+    fn inline_schema() -> bool {
+        true
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        symbols_schema(EventKind::ALL.map(EventKind::as_str))
+    }
+}
+
+impl EventKind {
+    /// Parses a schema symbol (exact, case-sensitive).
+    pub fn from_symbol(symbol: &str) -> Option<EventKind> {
+        EventKind::ALL.into_iter().find(|k| k.as_str() == symbol)
+    }
+}
+
 impl fmt::Display for EventKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
@@ -142,34 +221,61 @@ impl Lifecycle {
     }
 }
 
+impl JsonSchema for Lifecycle {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Lifecycle".into()
+    }
+
+    fn inline_schema() -> bool {
+        true
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        symbols_schema(Lifecycle::ALL.map(Lifecycle::as_str))
+    }
+}
+
 impl fmt::Display for Lifecycle {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
     }
 }
 
-/// The full observed state of a host.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// The full observed state of a host: declared once, here. The Avro schema carries it in
+/// events (mapped in [`crate::avro`]); the Host status and history entries of the Kubernetes
+/// objects carry it flattened, in this type's JSON form (camelCase, `hostname`, `phase`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
 pub struct HostState {
     /// Host name as the provider knows it.
+    #[serde(rename = "hostname")]
     pub name: String,
-    /// Lifecycle state, mapped from the provider's status.
+    /// Lifecycle phase, mapped from the provider's status: Provisioning, InService,
+    /// OutOfService, Missing or Retired.
+    #[serde(rename = "phase")]
     pub lifecycle: Lifecycle,
     /// The provider's own status word (`running`, `stopped`, `active`, ...).
     pub provider_status: String,
     /// Region or site.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub region: Option<String>,
     /// Availability zone, room or rack row.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub zone: Option<String>,
     /// What the host does (`log`, `db`, `web`, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub role: Option<String>,
     /// Who owns it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub team: Option<String>,
     /// IP addresses, primary first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub addresses: Vec<String>,
     /// Instance type or hardware model.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub machine_type: Option<String>,
     /// Other provider attributes and tags, sorted by key.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub attributes: BTreeMap<String, String>,
 }
 
@@ -298,18 +404,20 @@ impl HostState {
 }
 
 /// One changed field: its name, old and new value (`None` = absent).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct FieldChange {
     /// Field name; attributes as `attributes.KEY`.
     pub field: String,
     /// Value before the change.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub old: Option<String>,
     /// Value after the change.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub new: Option<String>,
 }
 
 /// A fact about one host, observed by one fetcher.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HostEvent {
     /// Unique id of this event.
     pub event_id: String,

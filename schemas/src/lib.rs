@@ -2,6 +2,7 @@
 //!
 //! - [`event`]: the host-change event types (`HostEvent`, `HostState`, `EventKind`,
 //!   `Lifecycle`), mirrored one to one from the Avro schemas in `schemas/avro/`.
+//! - [`avro`]: the field-by-field mapping between the event types and Avro values.
 //! - [`codec`]: Avro single-object encoding (`C3 01`, 8-byte CRC-64-AVRO fingerprint of the
 //!   writer schema, datum); decoding resolves the writer schema by fingerprint among every
 //!   schema version compiled in, and rejects anything else with a typed [`DecodeError`].
@@ -10,6 +11,7 @@
 //!
 //! Nothing here does I/O.
 
+pub mod avro;
 pub mod codec;
 pub mod event;
 pub mod fingerprint;

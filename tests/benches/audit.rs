@@ -18,9 +18,9 @@ use std::time::{Duration, Instant};
 
 use futures::{StreamExt, TryStreamExt};
 use hostledger_e2e::{TestEnv, bench_arg, bench_log, hostledger_binary};
-use hostledger_projector::HostStore;
-use hostledger_projector::crd::format_time;
-use hostledger_projector::fold::{HostRecord, Position, apply};
+use hostledger_k8s::HostStore;
+use hostledger_model::time::exact_time as format_time;
+use hostledger_model::{HostRecord, Position, fold::apply};
 
 /// Runs a command `runs` times; returns the fastest and median wall time and the last stdout.
 async fn time_command(runs: usize, program: &std::path::Path, args: &[&str]) -> (f64, f64, String) {

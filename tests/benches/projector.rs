@@ -14,8 +14,10 @@ use std::time::Instant;
 
 use futures::{StreamExt, TryStreamExt};
 use hostledger_e2e::{BENCH_PHASES as PHASES, TestEnv, bench_arg, bench_log, event};
-use hostledger_projector::fold::{HostRecord, Position, apply};
-use hostledger_projector::{HistoryStore, HostStatus, HostStore, ReplaySettings, replay};
+use hostledger_k8s::{HistoryStore, HostStore};
+use hostledger_model::HostStatus;
+use hostledger_model::{HostRecord, Position, fold::apply};
+use hostledger_projector::{ReplaySettings, replay};
 use hostledger_schemas::Codec;
 
 #[tokio::main]

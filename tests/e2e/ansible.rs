@@ -83,7 +83,7 @@ async fn ansible_inventory_lists_the_in_service_hosts_in_label_groups() {
         .list_hosts(Some("role=log"))
         .await
         .into_iter()
-        .find(|h| h.status.as_ref().is_some_and(|s| s.hostname == "log-1"))
+        .find(|h| h.status.as_ref().is_some_and(|s| s.state.name == "log-1"))
         .expect("log-1");
     let name = log1.metadata.name.clone().expect("name");
     env.hosts()

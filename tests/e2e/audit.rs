@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 
 use hostledger_e2e::{TestEnv, run_hostledger};
-use hostledger_projector::crd::format_time;
+use hostledger_model::time::exact_time as format_time;
 use hostledger_schemas::Timestamp;
 use serde_json::Value;
 

@@ -276,10 +276,13 @@ async fn ec2_instances_flow_into_hosts() {
     );
     let id = |region: &str, instance: &str| format!("aws/123456789012/{region}/{instance}");
     let web0 = &statuses[&id("us-east-1", &ids[0])];
-    assert_eq!(web0.phase, "InService");
-    assert_eq!(web0.hostname, "web-0");
-    assert_eq!(web0.machine_type.as_deref(), Some("t3.micro"));
-    assert_eq!(statuses[&id("eu-west-1", &db)].role.as_deref(), Some("db"));
+    assert_eq!(web0.state.lifecycle.as_str(), "InService");
+    assert_eq!(web0.state.name, "web-0");
+    assert_eq!(web0.state.machine_type.as_deref(), Some("t3.micro"));
+    assert_eq!(
+        statuses[&id("eu-west-1", &db)].state.role.as_deref(),
+        Some("db")
+    );
     assert_eq!(
         env.list_hosts(Some("provider=aws,region=eu-west-1,role=db"))
             .await
@@ -315,13 +318,16 @@ async fn ec2_instances_flow_into_hosts() {
 
     let statuses = env.statuses(&env.namespace).await;
     assert_eq!(
-        statuses[&id("us-east-1", &ids[1])].phase,
+        statuses[&id("us-east-1", &ids[1])].state.lifecycle.as_str(),
         "InService",
         "stopped, then started again"
     );
-    assert_eq!(statuses[&id("us-east-1", &ids[2])].phase, "Retired");
     assert_eq!(
-        statuses[&id("us-east-1", &ids[3])].role.as_deref(),
+        statuses[&id("us-east-1", &ids[2])].state.lifecycle.as_str(),
+        "Retired"
+    );
+    assert_eq!(
+        statuses[&id("us-east-1", &ids[3])].state.role.as_deref(),
         Some("cache")
     );
     assert!(

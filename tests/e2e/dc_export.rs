@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use hostledger_e2e::TestEnv;
-use hostledger_projector::Host;
+use hostledger_model::Host;
 use hostledger_schemas::EventKind;
 
 const HEADER: &str = "serial,hostname,site,zone,status,role,team,ips,model,rack\n";
@@ -65,10 +65,10 @@ async fn export_edits_flow_into_hosts() {
         ])
     );
     let status = log.status.as_ref().expect("status");
-    assert_eq!(status.hostname, "log-pdx1-01");
-    assert_eq!(status.addresses, ["10.1.0.1"]);
+    assert_eq!(status.state.name, "log-pdx1-01");
+    assert_eq!(status.state.addresses, ["10.1.0.1"]);
     assert_eq!(
-        status.attributes.get("rack").map(String::as_str),
+        status.state.attributes.get("rack").map(String::as_str),
         Some("A01")
     );
     assert!(status.in_service_since.is_some());
@@ -77,7 +77,9 @@ async fn export_edits_flow_into_hosts() {
             .status
             .as_ref()
             .expect("status")
-            .phase,
+            .state
+            .lifecycle
+            .as_str(),
         "OutOfService"
     );
     assert_eq!(labels(&hosts["dc/fra2/FR300"])["region"], "fra2");
@@ -109,7 +111,16 @@ async fn export_edits_flow_into_hosts() {
     let hosts = by_host_id(env.list_hosts(None).await);
     assert_eq!(labels(&hosts["dc/pdx1/PX100"])["role"], "metrics");
     let retired = &hosts["dc/pdx1/PX200"];
-    assert_eq!(retired.status.as_ref().expect("status").phase, "Retired");
+    assert_eq!(
+        retired
+            .status
+            .as_ref()
+            .expect("status")
+            .state
+            .lifecycle
+            .as_str(),
+        "Retired"
+    );
     assert_eq!(labels(retired)["phase"], "Retired");
     assert_eq!(
         hosts["dc/fra2/FR300"].metadata.resource_version,
@@ -136,7 +147,9 @@ async fn export_edits_flow_into_hosts() {
             .status
             .as_ref()
             .expect("status")
-            .phase,
+            .state
+            .lifecycle
+            .as_str(),
         "Missing"
     );
 

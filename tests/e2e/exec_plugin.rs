@@ -53,8 +53,14 @@ async fn exec_plugin_hosts_flow_into_hosts() {
     let statuses = env.statuses(&env.namespace).await;
     assert_eq!(statuses.len(), 3);
     assert_eq!(statuses["acme/ams/vm-1"].provider, "exec:acme");
-    assert_eq!(statuses["acme/ams/vm-1"].phase, "InService");
-    assert_eq!(statuses["acme/ams/vm-3"].phase, "Provisioning");
+    assert_eq!(
+        statuses["acme/ams/vm-1"].state.lifecycle.as_str(),
+        "InService"
+    );
+    assert_eq!(
+        statuses["acme/ams/vm-3"].state.lifecycle.as_str(),
+        "Provisioning"
+    );
     let hosts = env.list_hosts(Some("provider=exec-acme,role=web")).await;
     assert_eq!(
         hosts.len(),
@@ -78,9 +84,18 @@ async fn exec_plugin_hosts_flow_into_hosts() {
     env.fetch_once(&config).await;
     env.project_until_caught_up().await;
     let statuses = env.statuses(&env.namespace).await;
-    assert_eq!(statuses["acme/ams/vm-1"].phase, "OutOfService");
-    assert_eq!(statuses["acme/ams/vm-2"].phase, "Missing");
-    assert_eq!(statuses["acme/ams/vm-3"].phase, "Retired");
+    assert_eq!(
+        statuses["acme/ams/vm-1"].state.lifecycle.as_str(),
+        "OutOfService"
+    );
+    assert_eq!(
+        statuses["acme/ams/vm-2"].state.lifecycle.as_str(),
+        "Missing"
+    );
+    assert_eq!(
+        statuses["acme/ams/vm-3"].state.lifecycle.as_str(),
+        "Retired"
+    );
 
     let mut kinds: Vec<(String, EventKind)> = env
         .read_events()

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use hostledger_e2e::{TestEnv, event, hostledger_binary};
-use hostledger_projector::Host;
+use hostledger_model::Host;
 use hostledger_schemas::{Codec, Lifecycle};
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
 
@@ -59,8 +59,8 @@ async fn poison_is_dead_lettered_and_good_events_behind_it_apply() {
     let statuses = env.statuses(&env.namespace).await;
     let status = &statuses[host];
     assert_eq!(status.event_count, 2, "both good events applied");
-    assert_eq!(status.phase, "OutOfService");
-    assert_eq!(status.role.as_deref(), Some("db"));
+    assert_eq!(status.state.lifecycle, Lifecycle::OutOfService);
+    assert_eq!(status.state.role.as_deref(), Some("db"));
     let dead = env.read_dead_letters();
     assert_eq!(dead.len(), 3, "{dead:?}");
     let reasons: Vec<&str> = dead
@@ -93,7 +93,7 @@ async fn labels_and_annotations_of_people_survive_a_thousand_events() {
         .await;
     env.project_until_caught_up().await;
     let hosts: Api<Host> = env.hosts();
-    let name = hostledger_projector::crd::object_name(host);
+    let name = hostledger_model::names::object_name(host);
     let mine = serde_json::json!({
         "apiVersion": "hostledger.dev/v1alpha1",
         "kind": "Host",
@@ -232,17 +232,17 @@ async fn a_deleted_host_keeps_its_history_and_replay_brings_it_back() {
         .collect();
     env.produce(&events).await;
     env.project_until_caught_up().await;
-    let name = hostledger_projector::crd::object_name(host);
+    let name = hostledger_model::names::object_name(host);
     let hosts = env.hosts();
     let before = hosts.get(&name).await.expect("Host exists");
     assert_eq!(
         before.metadata.finalizers.as_deref(),
-        Some(&[hostledger_projector::crd::HISTORY_FINALIZER.to_owned()][..])
+        Some(&[hostledger_model::names::HISTORY_FINALIZER.to_owned()][..])
     );
 
     // A running projector lets a Host that a person deletes go.
-    let store = hostledger_projector::HostStore::new(env.kube.clone(), &env.namespace);
-    let history = hostledger_projector::HistoryStore::new(env.kube.clone(), &env.namespace);
+    let store = hostledger_k8s::HostStore::new(env.kube.clone(), &env.namespace);
+    let history = hostledger_k8s::HistoryStore::new(env.kube.clone(), &env.namespace);
     let settings = hostledger_projector::ProjectorSettings {
         group_id: env.group.clone(),
         ..Default::default()

@@ -9,8 +9,8 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use hostledger_e2e::{TestEnv, hostledger_binary, run_hostledger, unreachable_kubeconfig};
-use hostledger_projector::Host;
-use hostledger_projector::crd::object_name;
+use hostledger_model::Host;
+use hostledger_model::names::object_name;
 use kube::api::{Patch, PatchParams};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
@@ -362,7 +362,10 @@ async fn prometheus_scrapes_exactly_the_hosts_in_service_and_follows_changes() {
     std::fs::write(&csv, export("maintenance", "active")).expect("edit export");
     env.fetch_once(&config).await;
     let hosts = env.hosts();
-    let phase = |h: Option<Host>| h.and_then(|h| h.status).map(|s| s.phase);
+    let phase = |h: Option<Host>| {
+        h.and_then(|h| h.status)
+            .map(|s| s.state.lifecycle.to_string())
+    };
     let hosts_changed = wait_for("the Hosts to change", Duration::from_secs(60), || async {
         let log = hosts.get_opt(&object_name("dc/pdx1/PX100")).await.ok()?;
         let cache = hosts.get_opt(&object_name("dc/fra2/FR400")).await.ok()?;

@@ -6,7 +6,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use hostledger_e2e::{TestEnv, hostledger_binary, run_hostledger, unreachable_kubeconfig};
-use hostledger_projector::crd::object_name;
+use hostledger_model::names::object_name;
 use kube::api::{Patch, PatchParams};
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt as _, BufReader, Lines};

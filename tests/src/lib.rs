@@ -8,7 +8,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use hostledger_kafka::{KafkaClients, KafkaSettings, Topics};
-use hostledger_projector::Host;
+use hostledger_model::Host;
 use hostledger_schemas::{Codec, HostEvent};
 use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{Api, ListParams, PostParams};
@@ -263,7 +263,7 @@ impl TestEnv {
     pub async fn statuses(
         &self,
         namespace: &str,
-    ) -> std::collections::BTreeMap<String, hostledger_projector::HostStatus> {
+    ) -> std::collections::BTreeMap<String, hostledger_model::HostStatus> {
         Api::<Host>::namespaced(self.kube.clone(), namespace)
             .list(&ListParams::default())
             .await
@@ -279,13 +279,12 @@ impl TestEnv {
     pub async fn histories(
         &self,
         namespace: &str,
-    ) -> std::collections::BTreeMap<String, Vec<hostledger_projector::history::HistoryEntry>> {
+    ) -> std::collections::BTreeMap<String, Vec<hostledger_model::HistoryEntry>> {
         let mut out: std::collections::BTreeMap<String, Vec<_>> = std::collections::BTreeMap::new();
-        let chunks =
-            Api::<hostledger_projector::HostHistory>::namespaced(self.kube.clone(), namespace)
-                .list(&ListParams::default())
-                .await
-                .expect("list HostHistory");
+        let chunks = Api::<hostledger_model::HostHistory>::namespaced(self.kube.clone(), namespace)
+            .list(&ListParams::default())
+            .await
+            .expect("list HostHistory");
         for chunk in chunks.items {
             out.entry(chunk.spec.host_id.clone())
                 .or_default()

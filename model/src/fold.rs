@@ -5,6 +5,8 @@
 //! folded for the same host is clamped to the later time, so durations are never negative.
 
 use hostledger_schemas::{EventKind, HostEvent, HostState, Lifecycle, Timestamp};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
 
 /// Most service intervals a record keeps; older ones are summed into the total and counted
 /// in `intervals_dropped` (the full history lives in HostHistory and in the log).
@@ -33,11 +35,12 @@ pub struct AppliedEvent {
 }
 
 /// One stretch of time in service; `end` is `None` while it lasts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct ServiceInterval {
     /// When the host entered service.
     pub start: Timestamp,
-    /// When it left service, if it has.
+    /// When it left service; absent while in service.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub end: Option<Timestamp>,
 }
 

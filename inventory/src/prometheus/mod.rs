@@ -1,5 +1,5 @@
 //! Prometheus file-based service discovery: the targets file that a scrape job's
-//! `file_sd_configs` reads. Pure: Host objects in, target groups and bytes out.
+//! `file_sd_configs` reads. Host objects in, target groups and bytes out (pure); [`Targets`] writes the file.
 //!
 //! - One target group per host in a listed phase (only `InService` by default), sorted by
 //!   host id, so an unchanged inventory always gives the same bytes.
@@ -8,14 +8,19 @@
 //! - Labels: `hostname`, `host_id`, `provider`, `region`, `zone`, `role`, `team`, `phase`,
 //!   `machine_type` (those the host has) and `hostledger_namespace`.
 //! - What cannot be listed is reported, not dropped silently: hosts without an address, port
-//!   annotations that are not ports, Hosts whose status is unreadable.
+//!   annotations that are not ports. (A status with an unknown phase cannot exist: the CRD
+//!   schema and the typed status refuse it.)
+
+mod file;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv6Addr;
 
-use hostledger_projector::Host;
+use hostledger_model::Host;
 use hostledger_schemas::Lifecycle;
 use serde::Serialize;
+
+pub use file::{Format, Targets, summary};
 
 /// Annotation with a host's own scrape port (`"9187"`).
 pub const PORT_ANNOTATION: &str = "prometheus.hostledger.dev/port";
@@ -72,8 +77,6 @@ pub struct Discovery {
     pub without_address: Vec<String>,
     /// Listed hosts whose port annotation is unusable (listed on the default port).
     pub bad_ports: Vec<BadPort>,
-    /// Host objects whose status has no known phase (not listed): (object name, phase).
-    pub unreadable: Vec<(String, String)>,
     /// Host objects without a status yet (created, not yet projected; not listed).
     pub without_status: usize,
 }
@@ -116,11 +119,8 @@ pub fn discover<'a>(hosts: impl IntoIterator<Item = &'a Host>, settings: &SdSett
             out.without_status += 1;
             continue;
         };
-        let Some(phase) = Lifecycle::from_symbol(&status.phase) else {
-            out.unreadable.push((name, status.phase.clone()));
-            continue;
-        };
-        if !settings.phases.contains(&phase) {
+        let state = &status.state;
+        if !settings.phases.contains(&state.lifecycle) {
             continue;
         }
         let port = match host
@@ -138,26 +138,26 @@ pub fn discover<'a>(hosts: impl IntoIterator<Item = &'a Host>, settings: &SdSett
                 settings.port
             }),
         };
-        let Some(address) = status.addresses.first().and_then(|a| target(a, port)) else {
+        let Some(address) = state.addresses.first().and_then(|a| target(a, port)) else {
             out.without_address.push(status.host_id.clone());
             continue;
         };
         let mut labels = BTreeMap::new();
         let fields = [
-            ("hostname", Some(&status.hostname)),
-            ("host_id", Some(&status.host_id)),
-            ("provider", Some(&status.provider)),
-            ("region", status.region.as_ref()),
-            ("zone", status.zone.as_ref()),
-            ("role", status.role.as_ref()),
-            ("team", status.team.as_ref()),
-            ("phase", Some(&status.phase)),
-            ("machine_type", status.machine_type.as_ref()),
-            (NAMESPACE_LABEL, Some(&settings.namespace)),
+            ("hostname", Some(state.name.as_str())),
+            ("host_id", Some(status.host_id.as_str())),
+            ("provider", Some(status.provider.as_str())),
+            ("region", state.region.as_deref()),
+            ("zone", state.zone.as_deref()),
+            ("role", state.role.as_deref()),
+            ("team", state.team.as_deref()),
+            ("phase", Some(state.lifecycle.as_str())),
+            ("machine_type", state.machine_type.as_deref()),
+            (NAMESPACE_LABEL, Some(settings.namespace.as_str())),
         ];
         for (key, value) in fields {
             if let Some(v) = value.filter(|v| !v.is_empty()) {
-                labels.insert(key.to_owned(), v.clone());
+                labels.insert(key.to_owned(), v.to_owned());
             }
         }
         groups.push((
@@ -173,7 +173,6 @@ pub fn discover<'a>(hosts: impl IntoIterator<Item = &'a Host>, settings: &SdSett
     out.groups = groups.into_iter().map(|(_, _, g)| g).collect();
     out.without_address.sort();
     out.bad_ports.sort_by(|a, b| a.host_id.cmp(&b.host_id));
-    out.unreadable.sort();
     out
 }
 
@@ -187,35 +186,25 @@ pub fn to_json(groups: &[TargetGroup]) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use hostledger_projector::fold::{HostRecord, Position};
-    use hostledger_projector::{HostSpec, HostStatus};
-    use hostledger_schemas::{EventKind, HostEvent, HostState, Timestamp};
+    use hostledger_model::HostSpec;
+    use hostledger_model::fixtures::{EventBuilder, fold_events, host_object};
+    use hostledger_schemas::{EventKind, Timestamp};
     use serde_json::json;
 
     fn host(id: &str, hostname: &str, phase: Lifecycle, addresses: &[&str]) -> Host {
-        let mut state = HostState::new(hostname, phase, "x");
-        state.region = Some("pdx1".into());
-        state.role = Some("web".into());
-        state.addresses = addresses.iter().map(|a| (*a).to_owned()).collect();
-        let event = HostEvent {
-            event_id: id.into(),
-            host_id: id.into(),
-            kind: EventKind::HostDiscovered,
-            provider: "dc".into(),
-            source: "s".into(),
-            observed_at: Timestamp(0),
-            state,
-            changes: Vec::new(),
-        };
-        let record = HostRecord::first(
-            &event,
-            Position {
-                partition: 0,
-                offset: 0,
-            },
-        );
-        let mut host = Host::new(&id.replace('/', "."), HostSpec::default());
-        host.status = Some(HostStatus::from_record(&record));
+        let event = EventBuilder::new(id)
+            .kind(EventKind::HostDiscovered)
+            .name(hostname)
+            .lifecycle(phase)
+            .provider_status("x")
+            .at(Timestamp(0))
+            .region("pdx1")
+            .role(Some("web"))
+            .addresses(addresses)
+            .build();
+        let mut host = host_object(&fold_events(&[event]));
+        host.metadata.name = Some(id.replace('/', "."));
+        host.metadata.labels = None;
         host
     }
 
@@ -239,7 +228,7 @@ mod tests {
             Lifecycle::InService,
             &["10.0.0.2", "10.9.9.9"],
         );
-        let status = full.status.as_mut().expect("status");
+        let status = &mut full.status.as_mut().expect("status").state;
         status.zone = Some("hall-a".into());
         status.team = Some("storefront".into());
         status.machine_type = Some("R650".into());
@@ -340,14 +329,11 @@ mod tests {
     }
 
     #[test]
-    fn hosts_without_an_address_or_a_readable_status_are_reported() {
-        let mut odd = host("dc/d", "d", Lifecycle::InService, &["10.0.0.4"]);
-        odd.status.as_mut().expect("status").phase = "Sleeping".into();
+    fn hosts_without_an_address_or_a_status_are_reported() {
         let hosts = [
             host("dc/a", "a", Lifecycle::InService, &[]),
             host("dc/b", "b", Lifecycle::InService, &["  "]),
             host("dc/c", "c", Lifecycle::OutOfService, &[]),
-            odd,
             Host::new("dc.e", HostSpec::default()),
             host("dc/f", "f", Lifecycle::InService, &["10.0.0.6"]),
         ];
@@ -355,7 +341,6 @@ mod tests {
         assert_eq!(targets(&d), ["10.0.0.6:9100"]);
         // Only hosts that would have been listed count as skipped for lack of an address.
         assert_eq!(d.without_address, ["dc/a", "dc/b"]);
-        assert_eq!(d.unreadable, [("dc.d".to_owned(), "Sleeping".to_owned())]);
         assert_eq!(d.without_status, 1);
     }
 
@@ -380,7 +365,7 @@ mod tests {
     #[test]
     fn label_names_are_valid_for_prometheus() {
         let mut h = host("dc/a", "a", Lifecycle::InService, &["10.0.0.1"]);
-        let status = h.status.as_mut().expect("status");
+        let status = &mut h.status.as_mut().expect("status").state;
         status.zone = Some("z".into());
         status.team = Some("t".into());
         status.machine_type = Some("m".into());

@@ -2,7 +2,7 @@
 
 #[test]
 fn committed_crds_match_the_rust_types() {
-    for (file, yaml) in hostledger_projector::crd::crd_documents() {
+    for (file, yaml) in hostledger_model::crd::crd_documents() {
         let path = format!("{}/../deploy/crds/{file}", env!("CARGO_MANIFEST_DIR"));
         let committed = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
         assert!(
@@ -15,7 +15,7 @@ fn committed_crds_match_the_rust_types() {
 #[test]
 fn crd_has_status_subresource_and_printer_columns() {
     use kube::CustomResourceExt;
-    let crd = hostledger_projector::Host::crd();
+    let crd = hostledger_model::Host::crd();
     let version = &crd.spec.versions[0];
     assert_eq!(crd.spec.group, "hostledger.dev");
     assert_eq!(version.name, "v1alpha1");

@@ -8,10 +8,10 @@
 
 use std::collections::{HashMap, HashSet};
 
-use hostledger_projector::crd::parse_time;
-use hostledger_projector::fold::{HostRecord, Outcome, Position, ServiceInterval, apply_to};
-use hostledger_projector::history::HistoryEntry;
-use hostledger_schemas::{EventKind, HostEvent, Lifecycle, Timestamp};
+use hostledger_schemas::{HostEvent, Lifecycle, Timestamp};
+
+use crate::fold::{HostRecord, Outcome, Position, ServiceInterval, apply_to};
+use crate::history::HistoryEntry;
 
 /// The phase a host entered, and when (the fold's clamped time).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -176,7 +176,7 @@ pub fn events_from_history(
             first.seq
         )));
     };
-    let mut state = initial.to_state().map_err(&fail)?;
+    let mut state = initial.clone();
     let mut out = Vec::with_capacity(entries.len());
     for (i, e) in entries.iter().enumerate() {
         if e.seq != i as i64 + 1 {
@@ -187,44 +187,24 @@ pub fn events_from_history(
             )));
         }
         if i > 0 {
-            let changes: Vec<_> = e
-                .changes
-                .iter()
-                .map(|c| hostledger_schemas::FieldChange {
-                    field: c.field.clone(),
-                    old: c.old.clone(),
-                    new: c.new.clone(),
-                })
-                .collect();
             state
-                .apply_changes(&changes)
+                .apply_changes(&e.changes)
                 .map_err(|r| fail(format!("entry {}: {r}", e.seq)))?;
         }
-        if state.lifecycle.as_str() != e.phase {
+        if state.lifecycle != e.phase {
             return Err(fail(format!(
                 "entry {}: its changes give phase {} but it records {}",
                 e.seq, state.lifecycle, e.phase
             )));
         }
-        let kind = EventKind::ALL
-            .into_iter()
-            .find(|k| k.as_str() == e.kind)
-            .ok_or_else(|| {
-                fail(format!(
-                    "entry {}: {:?} is not an event kind",
-                    e.seq, e.kind
-                ))
-            })?;
-        let observed_at = parse_time("observedAt", &e.observed_at)
-            .map_err(|err| fail(format!("entry {}: {err}", e.seq)))?;
         out.push((
             HostEvent {
                 event_id: e.event_id.clone(),
                 host_id: host_id.to_owned(),
-                kind,
+                kind: e.kind,
                 provider: e.provider.clone(),
                 source: e.source.clone(),
-                observed_at,
+                observed_at: e.observed_at,
                 state: state.clone(),
                 changes: Vec::new(),
             },
@@ -249,8 +229,8 @@ pub fn fold_until(events: &[(HostEvent, Position)], until: Option<Timestamp>) ->
 #[cfg(test)]
 mod tests {
     use super::*;
-    use hostledger_projector::history::entry;
-    use hostledger_schemas::HostState;
+    use crate::history::fold_entry;
+    use hostledger_schemas::{EventKind, HostState};
 
     const HOUR: i64 = 3_600_000_000;
 
@@ -338,11 +318,12 @@ mod tests {
         let mut record: Option<HostRecord> = None;
         let mut entries = Vec::new();
         for (i, e) in events.iter().enumerate() {
-            let changes = record.as_ref().map(|r| e.state.changes_from(&r.state));
-            hostledger_projector::fold::apply(&mut record, e, pos(i as i64));
-            let r = record.as_ref().expect("folded");
-            entries.push(entry(e, pos(i as i64), i as u64 + 1, r, changes));
+            entries.push(fold_entry(&mut record, e, pos(i as i64)).expect("applied"));
         }
+        assert!(
+            fold_entry(&mut record, &events[0], pos(0)).is_none(),
+            "a duplicate makes no entry"
+        );
         let rebuilt = events_from_history("dc/pdx1/A1", &entries).expect("readable");
         for ((got, at), (i, want)) in rebuilt.iter().zip(events.iter().enumerate()) {
             assert_eq!(at, &pos(i as i64));

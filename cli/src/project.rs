@@ -1,0 +1,159 @@
+//! `hostledger project` and `hostledger replay`: the projector, live or from offset 0.
+
+use hostledger_model::defaults::defaults;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Result;
+use clap::Args;
+use hostledger_k8s::{HistoryStore, HostStore};
+use hostledger_kafka::{KafkaClients, KafkaSettings};
+use hostledger_projector::{Projector, ProjectorSettings, ReplaySettings};
+
+use crate::kafka::KafkaArgs;
+use crate::{kube_client, print_out};
+
+/// `hostledger project`.
+#[derive(Debug, Args)]
+pub struct ProjectArgs {
+    /// Namespace of the Host objects.
+    #[arg(
+        long,
+        short,
+        env = "HOSTLEDGER_NAMESPACE",
+        default_value = defaults().namespace.as_str()
+    )]
+    pub namespace: String,
+
+    /// Kafka consumer group; replicas sharing it split the partitions.
+    #[arg(long, default_value = defaults().projector_group.as_str())]
+    pub group: String,
+
+    /// Exit 0 once every partition has been applied up to the end of the log.
+    #[arg(long)]
+    pub until_caught_up: bool,
+
+    /// Most events per batch (each touched host is written once per batch).
+    #[arg(long, default_value_t = defaults().projector_batch_events, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub batch_size: u32,
+
+    /// Most Host writes in flight at once.
+    #[arg(long, default_value_t = defaults().max_in_flight, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub max_in_flight: u32,
+
+    /// Where to serve /metrics, /healthz and /readyz (port 0 picks a free port).
+    #[arg(long, default_value = "127.0.0.1:9464")]
+    pub metrics_addr: std::net::SocketAddr,
+
+    /// Kafka connection.
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
+}
+
+/// `hostledger replay`.
+#[derive(Debug, Args)]
+pub struct ReplayArgs {
+    /// Namespace to build the Hosts in (it must exist). Replaying into the live namespace
+    /// writes only what is missing; another namespace gives an isolated rebuild.
+    #[arg(
+        long,
+        short,
+        env = "HOSTLEDGER_NAMESPACE",
+        default_value = defaults().namespace.as_str()
+    )]
+    pub namespace: String,
+
+    /// Only events observed at or before this time (RFC 3339, e.g. 2026-06-30T00:00:00Z, or a
+    /// date, 2026-06-30, meaning its start in UTC): the inventory as it stood then. Use a
+    /// fresh namespace for it.
+    #[arg(long, value_parser = hostledger_model::time::parse_time)]
+    pub until: Option<hostledger_schemas::Timestamp>,
+
+    /// Events folded in memory between writes; each touched host is written once per batch.
+    #[arg(long, default_value_t = defaults().replay_batch_events, value_parser = clap::value_parser!(u32).range(1..))]
+    pub batch_size: u32,
+
+    /// Most writes in flight at once.
+    #[arg(long, default_value_t = defaults().max_in_flight, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub max_in_flight: u32,
+
+    /// No progress bar.
+    #[arg(long)]
+    pub quiet: bool,
+
+    /// Kafka connection.
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
+}
+
+/// Runs the projector daemon.
+pub async fn project(args: ProjectArgs) -> Result<ExitCode> {
+    let kafka = KafkaClients::new(args.kafka.apply(KafkaSettings::default()))?;
+    let client = kube_client().await?;
+    let store = HostStore::new(client.clone(), &args.namespace);
+    let history = HistoryStore::new(client, &args.namespace);
+    let metrics = std::sync::Arc::new(hostledger_projector::metrics::Metrics::default());
+    let listener = hostledger_telemetry::bind(args.metrics_addr).await?;
+    tracing::info!(addr = %listener.local_addr()?, "serving /metrics, /healthz and /readyz");
+    let server = tokio::spawn(hostledger_telemetry::serve(listener, metrics.clone()));
+    let settings = ProjectorSettings {
+        group_id: args.group,
+        batch_max_events: args.batch_size as usize,
+        batch_max_wait: Duration::from_millis(50),
+        max_in_flight: args.max_in_flight as usize,
+        until_caught_up: args.until_caught_up,
+    };
+    let stats = Projector::new(kafka, store, history, settings)
+        .with_metrics(metrics)
+        .run(crate::shutdown_signal())
+        .await;
+    server.abort();
+    let stats = stats?;
+    if args.until_caught_up {
+        print_out(&format!(
+            "caught up: {} events consumed, {} applied, {} already applied, {} dead-lettered; {} host writes, {} API requests\n",
+            stats.consumed,
+            stats.applied,
+            stats.skipped,
+            stats.dead_lettered,
+            stats.hosts_written,
+            stats.api_writes
+        ))?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Rebuilds Hosts from the log.
+pub async fn replay(args: ReplayArgs) -> Result<ExitCode> {
+    let kafka = KafkaClients::new(args.kafka.apply(KafkaSettings::default()))?;
+    let client = kube_client().await?;
+    let settings = ReplaySettings {
+        until: args.until,
+        batch_max_events: args.batch_size as usize,
+        max_in_flight: args.max_in_flight as usize,
+        progress: !args.quiet,
+    };
+    let started = std::time::Instant::now();
+    let stats = hostledger_projector::replay(
+        &kafka,
+        HostStore::new(client.clone(), &args.namespace),
+        HistoryStore::new(client, &args.namespace),
+        &settings,
+    )
+    .await?;
+    let a = &stats.apply;
+    print_out(&format!(
+        "replayed {} events in {:.1} s into namespace {}: {} applied, {} already applied or after --until, {} unusable; {} hosts written with {} API writes ({} Host, {} HostHistory)\n",
+        stats.events,
+        started.elapsed().as_secs_f64(),
+        args.namespace,
+        a.applied,
+        a.skipped,
+        stats.poison,
+        a.hosts_written,
+        a.api_writes(),
+        a.host_requests,
+        a.history_requests,
+    ))?;
+    Ok(ExitCode::SUCCESS)
+}

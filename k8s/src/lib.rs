@@ -1,0 +1,22 @@
+//! The Kubernetes API-server adapter of hostledger: the one place that lists, reads and
+//! writes Host and HostHistory objects.
+//!
+//! - `hosts`: Hosts listed as records, and written with server-side apply under one field
+//!   manager (status through the status subresource).
+//! - `history`: HostHistory chunks: a host's history read back, entries appended
+//!   idempotently.
+//! - `pager`: the one loop over `continue` tokens.
+//! - `retry`: which failures pass, and retrying them with the one backoff.
+//! - `error`: [`K8sError`], with the one "CRDs not installed" remedy.
+
+mod error;
+mod history;
+mod hosts;
+mod pager;
+mod retry;
+
+pub use error::K8sError;
+pub use history::HistoryStore;
+pub use hosts::{FIELD_MANAGER, HostStore, ListedHost, StoredHost, WriteReport, list_hosts};
+pub use pager::{PAGE_SIZE, list_all, list_names, paged};
+pub use retry::{is_transient, retry};

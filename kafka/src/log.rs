@@ -1,0 +1,213 @@
+//! Reading the events topic: decoding and checking each message, and the one reader of the
+//! whole log (from each partition's start to its end as of the read's start) that replay and
+//! the `--source log` queries share. A blocking thread reads and decodes; the caller gets
+//! chunks over a bounded channel, so memory stays bounded however long the log is.
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+use hostledger_model::Position;
+use hostledger_schemas::{Codec, HostEvent};
+use rdkafka::consumer::Consumer;
+use rdkafka::error::KafkaError as RdError;
+use rdkafka::message::Message;
+use rdkafka::{Offset, TopicPartitionList};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use crate::client::KafkaClients;
+use crate::error::{ErrorClass, KafkaError, classify};
+
+/// Something read from the events topic.
+#[derive(Debug)]
+pub enum Item {
+    /// A decoded, valid event and where it sits in the log.
+    Event(Box<HostEvent>, Position),
+    /// A message that cannot be folded (undecodable, unknown schema, invalid).
+    Poison {
+        /// What is wrong with it.
+        reason: String,
+        /// The message key.
+        key: Option<Vec<u8>>,
+        /// The message payload.
+        payload: Option<Vec<u8>>,
+        /// Where it sits in the log.
+        position: Position,
+    },
+}
+
+impl Item {
+    /// Where the message sits in the log.
+    pub fn position(&self) -> Position {
+        match self {
+            Item::Event(_, p) | Item::Poison { position: p, .. } => *p,
+        }
+    }
+}
+
+/// Decodes and validates one message of the events topic; anything unusable becomes poison
+/// with its reason.
+pub fn decode(codec: &Codec, message: &impl Message, position: Position) -> Item {
+    let poison = |reason: String| Item::Poison {
+        reason,
+        key: message.key().map(<[u8]>::to_vec),
+        payload: message.payload().map(<[u8]>::to_vec),
+        position,
+    };
+    let Some(payload) = message.payload() else {
+        return poison("message has no payload".into());
+    };
+    let event = match codec.decode(payload) {
+        Ok(event) => event,
+        Err(error) => return poison(format!("undecodable: {error}")),
+    };
+    if let Err(error) = event.validate() {
+        return poison(format!("invalid event: {error}"));
+    }
+    if message.key() != Some(event.host_id.as_bytes()) {
+        return poison(format!(
+            "message key {:?} is not the event's host id {:?}",
+            message.key().map(String::from_utf8_lossy),
+            event.host_id
+        ));
+    }
+    Item::Event(Box::new(event), position)
+}
+
+/// Messages per chunk handed to the caller.
+const CHUNK: usize = 4096;
+/// Chunks in flight between the reading thread and the caller.
+const CHUNKS_IN_FLIGHT: usize = 8;
+
+/// What reading the log met so far.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LogStats {
+    /// Messages read.
+    pub messages: u64,
+    /// Messages that are not usable events (the projector dead-letters them).
+    pub poison: u64,
+}
+
+/// A read of the whole events topic, up to its end when the read began.
+pub struct LogReader {
+    /// Messages between the start and the end of every partition when the read began.
+    pub total: u64,
+    /// What has been handed out so far.
+    pub stats: LogStats,
+    rx: mpsc::Receiver<Vec<Item>>,
+    task: JoinHandle<Result<(), KafkaError>>,
+}
+
+impl LogReader {
+    /// Checks the connection, measures where every partition ends, and starts reading.
+    pub async fn open(kafka: &KafkaClients) -> Result<LogReader, KafkaError> {
+        let topic = kafka.settings().topics.events.clone();
+        kafka
+            .check_connection_async(Duration::from_secs(15))
+            .await?;
+        let watermarks = kafka
+            .watermarks_async(&topic, Duration::from_secs(10))
+            .await?;
+        let total = watermarks
+            .values()
+            .map(|(lo, hi)| u64::try_from(hi - lo).unwrap_or(0))
+            .sum();
+        let (tx, rx) = mpsc::channel(CHUNKS_IN_FLIGHT);
+        let reader_kafka = kafka.clone();
+        let task = tokio::task::spawn_blocking(move || {
+            read_to_end(&reader_kafka, &topic, &watermarks, &tx)
+        });
+        Ok(LogReader {
+            total,
+            stats: LogStats::default(),
+            rx,
+            task,
+        })
+    }
+
+    /// The next chunk of messages in log order (per partition); `None` at the end.
+    pub async fn next_chunk(&mut self) -> Option<Vec<Item>> {
+        let chunk = self.rx.recv().await?;
+        self.stats.messages += chunk.len() as u64;
+        self.stats.poison += chunk
+            .iter()
+            .filter(|i| matches!(i, Item::Poison { .. }))
+            .count() as u64;
+        Some(chunk)
+    }
+
+    /// Waits for the reading thread; its error if it failed.
+    pub async fn finish(self) -> Result<LogStats, KafkaError> {
+        drop(self.rx);
+        self.task
+            .await
+            .map_err(|e| KafkaError::Config(format!("the log reader thread failed: {e}")))??;
+        Ok(self.stats)
+    }
+}
+
+/// Reads every partition from its low watermark to its high watermark, decoding as it goes,
+/// in chunks sent to `tx`. Stops early, without error, when the receiving side is gone.
+fn read_to_end(
+    kafka: &KafkaClients,
+    topic: &str,
+    watermarks: &HashMap<i32, (i64, i64)>,
+    tx: &mpsc::Sender<Vec<Item>>,
+) -> Result<(), KafkaError> {
+    let reader = kafka.reader()?;
+    let mut assignment = TopicPartitionList::new();
+    let mut open: HashSet<i32> = HashSet::new();
+    for (partition, (lo, hi)) in watermarks {
+        if hi > lo {
+            assignment
+                .add_partition_offset(topic, *partition, Offset::Offset(*lo))
+                .map_err(|e| KafkaError::client("build the log assignment", e))?;
+            open.insert(*partition);
+        }
+    }
+    if open.is_empty() {
+        return Ok(());
+    }
+    reader
+        .assign(&assignment)
+        .map_err(|e| KafkaError::client(format!("assign {topic}"), e))?;
+    let codec = Codec::new();
+    let mut chunk = Vec::with_capacity(CHUNK);
+    while !open.is_empty() {
+        match reader.poll(Duration::from_millis(500)) {
+            None => {}
+            Some(Ok(message)) => {
+                let position = Position {
+                    partition: message.partition(),
+                    offset: message.offset(),
+                };
+                let high = watermarks.get(&position.partition).map_or(0, |w| w.1);
+                if position.offset + 1 >= high {
+                    open.remove(&position.partition);
+                }
+                if position.offset < high {
+                    chunk.push(decode(&codec, &message, position));
+                }
+                if chunk.len() >= CHUNK {
+                    if tx.blocking_send(std::mem::take(&mut chunk)).is_err() {
+                        return Ok(()); // the caller stopped; its error is reported there
+                    }
+                    chunk.reserve(CHUNK);
+                }
+            }
+            Some(Err(RdError::PartitionEOF(p))) => {
+                open.remove(&p);
+            }
+            Some(Err(e)) => match classify(&e) {
+                ErrorClass::Fatal => {
+                    return Err(KafkaError::client(format!("read {topic}"), e));
+                }
+                _ => tracing::warn!(error = %e, "transient error while reading; continuing"),
+            },
+        }
+    }
+    if !chunk.is_empty() {
+        let _ = tx.blocking_send(chunk);
+    }
+    Ok(())
+}

@@ -1,0 +1,33 @@
+//! The pure core of hostledger: what the log means, with no I/O. The projector, the
+//! inventory readers and the CLI all build on it, so they cannot disagree.
+//!
+//! - [`fold`]: `(HostRecord, HostEvent) -> HostRecord` — lifecycle, service intervals, time
+//!   in service, duplicate detection by log position.
+//! - [`host`]: the `Host` custom resource and the mapping between its status and a record.
+//! - [`history`]: the `HostHistory` custom resource, history entries, and folding an event
+//!   into its entry.
+//! - [`timeline`]: a host as of any time, with every phase change; events rebuilt from a
+//!   stored history.
+//! - [`names`]: object names, labels, annotations and finalizers.
+//! - [`crd`]: the CustomResourceDefinitions generated from these types.
+//! - [`time`]: times and durations for people and scripts.
+//! - [`backoff`]: the delays between retries.
+//! - `fixtures` (feature `fixtures`): builders of events, records and Host objects for tests.
+//! - [`defaults`]: defaults shared with `scripts/stack` (`deploy/defaults.env`).
+
+pub mod backoff;
+pub mod crd;
+pub mod defaults;
+#[cfg(any(test, feature = "fixtures"))]
+pub mod fixtures;
+pub mod fold;
+pub mod history;
+pub mod host;
+pub mod names;
+pub mod time;
+pub mod timeline;
+
+pub use fold::{AppliedEvent, HostRecord, Outcome, Position, ServiceInterval};
+pub use history::{HistoryEntry, HostHistory, HostHistorySpec};
+pub use host::{Host, HostSpec, HostStatus, StatusError};
+pub use timeline::{HistoryError, Timeline, Timelines};
