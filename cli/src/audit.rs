@@ -220,26 +220,10 @@ pub async fn report(args: ReportArgs) -> Result<ExitCode> {
     use hostledger_inventory::report::{ReportHost, ReportInput, render};
     let (inventory, at) = args.read.load(true).await?;
     require_hosts(&inventory, &args.read)?;
-    let hosts: Vec<ReportHost> = inventory
+    let hosts = inventory
         .hosts
         .iter()
-        .map(|h| {
-            let r = &h.record;
-            ReportHost {
-                name: h.name.clone(),
-                host_id: r.host_id.clone(),
-                hostname: r.state.name.clone(),
-                provider: r.provider.clone(),
-                region: r.state.region.clone(),
-                role: r.state.role.clone(),
-                team: r.state.team.clone(),
-                phase: r.phase.to_string(),
-                first_seen_at: r.first_seen_at,
-                intervals: h.intervals.iter().map(|i| (i.start, i.end)).collect(),
-                in_service_micros: r.in_service_micros_at(at),
-                labels: h.labels.clone(),
-            }
-        })
+        .map(|h| ReportHost::from_view(h, at))
         .collect();
     let page = render(&ReportInput {
         title: args.title.clone(),

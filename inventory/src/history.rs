@@ -5,7 +5,7 @@ use hostledger_k8s::{HistoryStore, K8sError, list_hosts};
 use hostledger_kafka::KafkaClients;
 use hostledger_model::history::fold_entry;
 use hostledger_model::names::object_name;
-use hostledger_model::time::exact_time;
+use hostledger_model::time::{exact_time, formatted};
 use hostledger_model::{HistoryEntry, Host, HostRecord};
 use hostledger_schemas::Timestamp;
 use kube::Client;
@@ -32,25 +32,25 @@ impl HostHistoryView {
         self
     }
 
-    /// `SEQ OBSERVED AT EVENT PHASE WHAT CHANGED`, headed by the host id, with a count.
-    pub fn table(&self) -> String {
-        let rows: Vec<Vec<String>> = self
-            .entries
+    /// One row per event, with its time written by `time`.
+    fn rows(&self, time: impl Fn(Timestamp) -> String) -> Vec<Vec<String>> {
+        self.entries
             .iter()
             .map(|e| {
                 vec![
                     e.seq.to_string(),
-                    exact_time(e.observed_at)
-                        .replace('T', " ")
-                        .chars()
-                        .take(19)
-                        .collect(),
+                    time(e.observed_at),
                     e.kind.to_string(),
                     e.phase.to_string(),
                     describe_changes(e),
                 ]
             })
-            .collect();
+            .collect()
+    }
+
+    /// `SEQ OBSERVED AT EVENT PHASE WHAT CHANGED`, headed by the host id, with a count.
+    pub fn table(&self) -> String {
+        let rows = self.rows(|t| formatted(t, "%Y-%m-%d %H:%M:%S"));
         let mut out = format!("{}\n", self.host_id);
         out.push_str(&aligned(
             &["SEQ", "OBSERVED AT (UTC)", "EVENT", "PHASE", "WHAT CHANGED"],
@@ -62,19 +62,7 @@ impl HostHistoryView {
 
     /// One line per event, exact times.
     pub fn csv(&self) -> String {
-        let rows: Vec<Vec<String>> = self
-            .entries
-            .iter()
-            .map(|e| {
-                vec![
-                    e.seq.to_string(),
-                    exact_time(e.observed_at),
-                    e.kind.to_string(),
-                    e.phase.to_string(),
-                    describe_changes(e),
-                ]
-            })
-            .collect();
+        let rows = self.rows(exact_time);
         csv(&["seq", "observed_at", "event", "phase", "changes"], &rows)
     }
 }

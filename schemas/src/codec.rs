@@ -8,10 +8,11 @@
 use std::fmt;
 use std::sync::LazyLock;
 
-use apache_avro::Schema;
 use apache_avro::reader::datum::GenericDatumReader;
 use apache_avro::writer::datum::GenericDatumWriter;
+use apache_avro::{Schema, from_value};
 
+use crate::avro::AvroEvent;
 use crate::event::HostEvent;
 use crate::fingerprint::crc64_avro;
 use crate::{CURRENT_VERSION, HOST_EVENT_SCHEMAS};
@@ -113,8 +114,10 @@ static KNOWN: LazyLock<Vec<KnownSchema>> = LazyLock::new(|| {
 /// How to read data written with one known schema.
 struct WriterEntry {
     known: &'static KnownSchema,
-    /// Reads a value resolved to the reader schema (no resolution when they are the same).
-    reader: GenericDatumReader<'static>,
+    /// Reads straight into the Rust types; set when the writer schema is the reader schema.
+    direct: Option<GenericDatumReader<'static>>,
+    /// Reads a generic value resolved to the reader schema; for older and newer writers.
+    resolving: GenericDatumReader<'static>,
 }
 
 /// Encodes and decodes host events. Build one and share it; it is immutable.
@@ -168,13 +171,22 @@ impl Codec {
         let writers = KNOWN
             .iter()
             .map(|k| {
-                let resolve_to = (k.version != reader.version).then_some(&reader.schema);
-                let reader = GenericDatumReader::builder(&k.schema)
-                    .maybe_reader_schema(resolve_to)
+                let direct = (k.version == reader.version).then(|| {
+                    GenericDatumReader::builder(&k.schema)
+                        .human_readable(false)
+                        .build()
+                        .expect("bundled schemas resolve (tested)")
+                });
+                let resolving = GenericDatumReader::builder(&k.schema)
+                    .reader_schema(&reader.schema)
                     .human_readable(false)
                     .build()
                     .expect("bundled schemas resolve (tested)");
-                WriterEntry { known: k, reader }
+                WriterEntry {
+                    known: k,
+                    direct,
+                    resolving,
+                }
             })
             .collect();
         Some(Codec {
@@ -202,10 +214,7 @@ impl Codec {
         let start = out.len();
         out.extend_from_slice(&MARKER);
         out.extend_from_slice(&self.writer.fingerprint.0);
-        if let Err(e) = self
-            .datum_writer
-            .write_ser(out, &crate::avro::AvroEvent(event))
-        {
+        if let Err(e) = self.datum_writer.write_ser(out, &AvroEvent::from(event)) {
             out.truncate(start);
             return Err(EncodeError {
                 event_id: event.event_id.clone(),
@@ -240,11 +249,15 @@ impl Codec {
         let version = entry.known.version;
         let datum_error = |reason: String| DecodeError::Datum { version, reason };
         let mut rest = &bytes[HEADER_LEN..];
-        let value = entry
-            .reader
-            .read_value(&mut rest)
-            .map_err(|e| datum_error(e.to_string()))?;
-        let event = crate::avro::from_value(value).map_err(datum_error)?;
+        let event = match &entry.direct {
+            Some(direct) => direct.read_deser::<AvroEvent<'_>>(&mut rest),
+            None => entry
+                .resolving
+                .read_value(&mut rest)
+                .and_then(|value| from_value::<AvroEvent<'_>>(&value)),
+        }
+        .map(HostEvent::from)
+        .map_err(|e| datum_error(e.to_string()))?;
         if !rest.is_empty() {
             return Err(DecodeError::TrailingBytes {
                 version,

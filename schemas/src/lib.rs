@@ -2,7 +2,8 @@
 //!
 //! - [`event`]: the host-change event types (`HostEvent`, `HostState`, `EventKind`,
 //!   `Lifecycle`), mirrored one to one from the Avro schemas in `schemas/avro/`.
-//! - [`avro`]: the field-by-field mapping between the event types and Avro values.
+//! - [`avro`]: the Avro form of the event types (the schema's field names) and the
+//!   conversions from and to them.
 //! - [`codec`]: Avro single-object encoding (`C3 01`, 8-byte CRC-64-AVRO fingerprint of the
 //!   writer schema, datum); decoding resolves the writer schema by fingerprint among every
 //!   schema version compiled in, and rejects anything else with a typed [`DecodeError`].

@@ -15,7 +15,11 @@ staging_version="v0.${version#v1.}"
 command -v go >/dev/null || { echo "error: go not found: install Go >= 1.24 (https://go.dev/dl)" >&2; exit 1; }
 
 work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
+# A build of its own: two builds of one version at once (two checkouts starting their stacks)
+# must not mix their outputs.
+mkdir -p "$(dirname "$out")"
+partial=$(mktemp -d "$out.partial.XXXXXX")
+trap 'rm -rf "$work" "$partial"' EXIT
 cd "$work"
 
 # The upstream go.mod lists the staging modules and the godebug default we must copy.
@@ -53,10 +57,10 @@ for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
   ldflags="$ldflags -X $pkg.gitTreeState=clean -X $pkg.buildDate=1970-01-01T00:00:00Z"
 done
 
-mkdir -p "$out.partial"
 for cmd in kube-apiserver kubectl; do
   CGO_ENABLED=0 go build -trimpath -tags selinux,notest -ldflags "$ldflags" \
-    -o "$out.partial/$cmd" "k8s.io/kubernetes/cmd/$cmd"
+    -o "$partial/$cmd" "k8s.io/kubernetes/cmd/$cmd"
 done
+chmod 755 "$partial"
 rm -rf "$out"
-mv "$out.partial" "$out"
+mv "$partial" "$out"

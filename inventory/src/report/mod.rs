@@ -55,6 +55,27 @@ pub struct ReportHost {
     pub labels: BTreeMap<String, String>,
 }
 
+impl ReportHost {
+    /// The report's view of one host of a query answered as of `at`.
+    pub fn from_view(h: &crate::HostView, at: Timestamp) -> Self {
+        let r = &h.record;
+        ReportHost {
+            name: h.name.clone(),
+            host_id: r.host_id.clone(),
+            hostname: r.state.name.clone(),
+            provider: r.provider.clone(),
+            region: r.state.region.clone(),
+            role: r.state.role.clone(),
+            team: r.state.team.clone(),
+            phase: r.phase.to_string(),
+            first_seen_at: r.first_seen_at,
+            intervals: h.intervals.iter().map(|i| (i.start, i.end)).collect(),
+            in_service_micros: r.in_service_micros_at(at),
+            labels: h.labels.clone(),
+        }
+    }
+}
+
 /// Everything the page shows.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ReportInput {

@@ -1,0 +1,77 @@
+//! Encode and decode throughput of the host event codec on one core:
+//! `cargo bench -p hostledger-schemas --bench codec [-- --events N]` (release build).
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use hostledger_schemas::{
+    Codec, EventKind, FieldChange, HostEvent, HostState, Lifecycle, Timestamp,
+};
+
+fn events(n: usize) -> Vec<HostEvent> {
+    (0..n)
+        .map(|i| {
+            let mut state = HostState::new(format!("web-{i:05}"), Lifecycle::InService, "running");
+            state.region = Some("us-east-1".into());
+            state.zone = Some("us-east-1c".into());
+            state.role = Some("web".into());
+            state.team = Some("storefront".into());
+            state.addresses = vec![format!("10.0.{}.{}", i / 256 % 256, i % 256)];
+            state.machine_type = Some("m6i.large".into());
+            state.attributes = BTreeMap::from([
+                ("env".to_owned(), "prod".to_owned()),
+                ("rack".to_owned(), format!("r{}", i % 40)),
+            ]);
+            HostEvent {
+                event_id: format!("0190f0e4-8d2c-7a3b-9c1e-{i:012}"),
+                host_id: format!("aws/123456789012/us-east-1/i-{i:017x}"),
+                kind: EventKind::HostChanged,
+                provider: "aws".into(),
+                source: "aws-prod".into(),
+                observed_at: Timestamp(1_767_225_600_000_000 + i as i64),
+                state,
+                changes: vec![FieldChange {
+                    field: "role".into(),
+                    old: Some("db".into()),
+                    new: Some("web".into()),
+                }],
+            }
+        })
+        .collect()
+}
+
+fn main() {
+    let n = std::env::args()
+        .skip_while(|a| a != "--events")
+        .nth(1)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(200_000);
+    let build = if cfg!(debug_assertions) {
+        "dev build: not representative"
+    } else {
+        "release build"
+    };
+    println!("codec benchmark: {n} events, one core ({build})");
+    let events = events(n);
+    let codec = Codec::new();
+    let started = Instant::now();
+    let encoded: Vec<Vec<u8>> = events
+        .iter()
+        .map(|e| codec.encode(e).expect("encodes"))
+        .collect();
+    let encode_secs = started.elapsed().as_secs_f64();
+    let started = Instant::now();
+    let mut decoded = 0usize;
+    for bytes in &encoded {
+        decoded += codec.decode(bytes).expect("decodes").changes.len();
+    }
+    let decode_secs = started.elapsed().as_secs_f64();
+    assert_eq!(decoded, n, "every event decoded with its change");
+    let bytes: usize = encoded.iter().map(Vec::len).sum();
+    println!(
+        "encode: {:>10.0} events/s ({:.0} bytes per event)",
+        n as f64 / encode_secs,
+        bytes as f64 / n as f64
+    );
+    println!("decode: {:>10.0} events/s", n as f64 / decode_secs);
+}
