@@ -36,7 +36,7 @@ pub async fn run(args: FetchArgs) -> Result<ExitCode> {
     let mut config = FetcherConfig::from_file(&args.config)?;
     config.kafka = args.kafka.apply(config.kafka);
     config.validate()?;
-    let metrics = std::sync::Arc::new(hostledger_producers::metrics::FetcherMetrics::default());
+    let metrics = std::sync::Arc::new(hostledger_producers::FetcherMetrics::default());
     let server = if args.once {
         None
     } else {

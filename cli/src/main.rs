@@ -12,7 +12,10 @@ async fn main() -> ExitCode {
         Ok(code) => code,
         Err(error) if hostledger_cli::is_broken_pipe(&error) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("error: {error:#}");
+            // Kubernetes client errors repeat their causes in their own messages: each cause
+            // is said once.
+            let line = hostledger_inventory::watch::error_text(error.as_ref());
+            eprintln!("error: {line}");
             ExitCode::from(1)
         }
     }

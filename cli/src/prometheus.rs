@@ -7,12 +7,12 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use clap::Args;
 use hostledger_inventory::LabelSelector;
 use hostledger_inventory::prometheus::{SdSettings, Targets, discover, summary};
 use hostledger_inventory::watch::{Tracker, error_text, host_watch, next};
-use hostledger_k8s::list_all;
+use hostledger_k8s::{K8sError, list_all};
 use hostledger_model::Host;
 use kube::api::{Api, ListParams};
 use tokio::time::Instant;
@@ -103,12 +103,20 @@ async fn list_hosts(
     if let Some(s) = selector.filter(|s| !s.is_empty()) {
         params = params.labels(s.as_str());
     }
-    list_all(api, params, "Hosts").await.with_context(|| {
+    let place = || {
         format!(
-            "cannot read Hosts in namespace {namespace} from the Kubernetes API server{}",
+            "Hosts in namespace {namespace} from the Kubernetes API server{}",
             crate::read::client_url()
         )
-    })
+    };
+    list_all(api, params, "Hosts")
+        .await
+        .map_err(|error| match error {
+            K8sError::Api { source, .. } => {
+                anyhow::anyhow!("cannot list {}: {}", place(), error_text(&source))
+            }
+            other => anyhow::Error::new(other).context(format!("cannot list {}", place())),
+        })
 }
 
 /// Keeps the file current from a watch until Ctrl-C or SIGTERM.

@@ -1,19 +1,24 @@
-//! Kafka plumbing shared by every hostledger role.
+//! The Kafka adapter of hostledger: every Kafka client is built here.
 //!
-//! - [`settings`]: the typed, validated Kafka configuration (bootstrap servers, TLS/mTLS,
-//!   SASL, topic names, a passthrough map of librdkafka options).
-//! - [`client`]: the one place where Kafka clients are built from those settings, plus topic
-//!   administration and metadata look-ups.
+//! - `settings` ([`KafkaSettings`]): the typed, validated Kafka configuration (bootstrap
+//!   servers, TLS/mTLS, SASL, topic names, a passthrough map of librdkafka options).
+//! - `client` ([`KafkaClients`]): the one place where Kafka clients are built from those
+//!   settings, topic administration, metadata look-ups, and async wrappers of the blocking
+//!   calls.
 //! - [`log`]: decoding messages of the events topic, and the one reader of the whole log.
-//! - [`error`]: errors classified as transient, poison or fatal, so callers know whether to
-//!   retry, dead-letter or stop.
+//! - `error` ([`KafkaError`], [`classify`]): errors classified as transient, poison or fatal, so
+//!   callers know whether to retry, dead-letter or stop.
 
-pub mod client;
-pub mod error;
+mod client;
+mod error;
 pub mod log;
-pub mod settings;
+mod settings;
 
-pub use client::{ClientRole, GroupConsumer, KafkaClients, KafkaContext, Producer, Reader};
-pub use error::{ErrorClass, KafkaError};
+pub use client::{
+    ClientRole, GroupConsumer, KafkaClients, KafkaContext, Producer, Reader, TopicSpec,
+};
+pub use error::{ErrorClass, KafkaError, classify};
 pub use log::{Item, LogReader, LogStats};
-pub use settings::{KafkaSettings, SecurityProtocol, Topics};
+pub use settings::{
+    BOOTSTRAP_ENV, KafkaSettings, Secret, SecurityProtocol, Topics, default_bootstrap_servers,
+};

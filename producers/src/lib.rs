@@ -4,22 +4,25 @@
 //!   inventory exports).
 //! - [`diff`]: pure code turning last known state + a listing into events, with the grace
 //!   period for missing hosts.
-//! - [`publish`]: transactional publishing of events together with the fetcher's state.
-//! - [`state`]: restoring that state from the compacted fetcher-state topic.
-//! - [`fetcher`]: the list → diff → publish → advance loop.
-//! - [`config`]: the fetcher's YAML configuration.
-//! - [`metrics`]: the fetcher's Prometheus metrics.
-//! - [`error`]: fetcher errors.
+//! - `publish` ([`Publisher`]): transactional publishing of events together with the fetcher's state.
+//! - `state` ([`restore`]): restoring that state from the compacted fetcher-state topic.
+//! - `fetcher` ([`run`], [`Fetcher`]): the list → diff → publish → advance loop.
+//! - `config` ([`FetcherConfig`]): the fetcher's YAML configuration.
+//! - `metrics` ([`FetcherMetrics`]): the fetcher's Prometheus metrics.
+//! - `error` ([`FetchError`]): fetcher errors.
 
-pub mod config;
+mod config;
 pub mod diff;
-pub mod error;
-pub mod fetcher;
-pub mod metrics;
+mod error;
+mod fetcher;
+mod metrics;
 pub mod provider;
-pub mod publish;
-pub mod state;
+mod publish;
+mod state;
 
-pub use config::FetcherConfig;
+pub use config::{FetcherConfig, ProviderConfig};
 pub use error::FetchError;
 pub use fetcher::{Fetcher, PassReport, run};
+pub use metrics::FetcherMetrics;
+pub use publish::{Publisher, state_key};
+pub use state::restore;

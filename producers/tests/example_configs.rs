@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use hostledger_producers::FetcherConfig;
-use hostledger_producers::config::ProviderConfig;
+use hostledger_producers::ProviderConfig;
 use hostledger_producers::provider::dcexport::DcExport;
 use hostledger_schemas::{Lifecycle, Timestamp};
 

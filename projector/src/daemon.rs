@@ -221,7 +221,7 @@ impl Projector {
                         break;
                     }
                 }
-                Err(error) => match hostledger_kafka::error::classify(&error) {
+                Err(error) => match hostledger_kafka::classify(&error) {
                     ErrorClass::Fatal => {
                         return Err(KafkaError::client("consume host events", error).into());
                     }
@@ -365,9 +365,7 @@ async fn send_dead_letter(
         }
         match producer.send(record, Duration::from_secs(30)).await {
             Ok(_) => return Ok(()),
-            Err((error, _))
-                if hostledger_kafka::error::classify(&error) == ErrorClass::Transient =>
-            {
+            Err((error, _)) if hostledger_kafka::classify(&error) == ErrorClass::Transient => {
                 let delay = backoff.next_delay();
                 tracing::warn!(%error, "could not dead-letter a message; retrying in {delay:?}");
                 tokio::time::sleep(delay).await;

@@ -1,26 +1,29 @@
 //! The hostledger event contract.
 //!
-//! - [`event`]: the host-change event types (`HostEvent`, `HostState`, `EventKind`,
+//! - `event`: the host-change event types (`HostEvent`, `HostState`, `EventKind`,
 //!   `Lifecycle`), mirrored one to one from the Avro schemas in `schemas/avro/`.
-//! - [`avro`]: the Avro form of the event types (the schema's field names) and the
+//! - `avro`: the Avro form of the event types (the schema's field names) and the
 //!   conversions from and to them.
-//! - [`codec`]: Avro single-object encoding (`C3 01`, 8-byte CRC-64-AVRO fingerprint of the
+//! - `codec` ([`Codec`]): Avro single-object encoding (`C3 01`, 8-byte CRC-64-AVRO fingerprint of the
 //!   writer schema, datum); decoding resolves the writer schema by fingerprint among every
 //!   schema version compiled in, and rejects anything else with a typed [`DecodeError`].
-//! - [`fingerprint`]: the CRC-64-AVRO (Rabin) fingerprint of a schema's canonical form.
-//! - [`validate`]: semantic checks that a decodable event is also a sensible one.
+//! - `fingerprint`: the CRC-64-AVRO (Rabin) fingerprint of a schema's canonical form.
+//! - `validate` ([`HostEvent::validate`]): semantic checks that a decodable event is also a sensible one.
 //!
 //! Nothing here does I/O.
 
-pub mod avro;
-pub mod codec;
-pub mod event;
-pub mod fingerprint;
-pub mod validate;
+mod avro;
+mod codec;
+mod event;
+mod fingerprint;
+mod validate;
 
-pub use codec::{Codec, DecodeError, EncodeError};
+pub use codec::{Codec, DecodeError, EncodeError, Fingerprint, HEADER_LEN, MARKER};
 pub use event::{EventKind, FieldChange, HostEvent, HostState, Lifecycle, Timestamp};
-pub use validate::InvalidEvent;
+pub use fingerprint::crc64_avro;
+pub use validate::{
+    EARLIEST, InvalidEvent, LATEST, MAX_ATTRIBUTES, MAX_HOST_ID_LEN, MAX_VALUE_LEN,
+};
 
 /// Every released version of the host event schema, oldest first. A version, once released,
 /// never changes; a new one may only add fields with defaults.

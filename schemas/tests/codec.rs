@@ -4,9 +4,9 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use hostledger_schemas::codec::{DecodeError, HEADER_LEN, MARKER};
 use hostledger_schemas::{
-    Codec, EventKind, FieldChange, HOST_EVENT_SCHEMAS, HostEvent, HostState, Lifecycle, Timestamp,
+    Codec, DecodeError, EventKind, FieldChange, HEADER_LEN, HOST_EVENT_SCHEMAS, HostEvent,
+    HostState, Lifecycle, MARKER, Timestamp,
 };
 use proptest::prelude::*;
 
@@ -100,7 +100,7 @@ fn golden_header_is_marker_and_fingerprint() {
     assert_eq!(golden[0], 0xC3);
     assert_eq!(golden[1], 0x01);
     let schema = apache_avro::Schema::parse_str(HOST_EVENT_SCHEMAS[0].1).expect("parses");
-    let fp = hostledger_schemas::fingerprint::crc64_avro(schema.canonical_form().as_bytes());
+    let fp = hostledger_schemas::crc64_avro(schema.canonical_form().as_bytes());
     assert_eq!(golden[2..10], fp.to_le_bytes());
 }
 

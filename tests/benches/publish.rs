@@ -8,7 +8,7 @@
 use std::time::Instant;
 
 use hostledger_e2e::{TestEnv, bench_arg, event};
-use hostledger_producers::publish::Publisher;
+use hostledger_producers::Publisher;
 use hostledger_schemas::Lifecycle;
 
 #[tokio::main]
