@@ -357,3 +357,39 @@ async fn replay_killed_at_random_moments_ends_like_an_uninterrupted_one() {
     );
     env.cleanup().await;
 }
+
+/// The CRD schema generated from the typed status makes the API server itself refuse a status
+/// that is not one: an unknown phase, or a time that is not a time.
+#[tokio::test]
+async fn the_api_server_refuses_a_status_the_schema_does_not_allow() {
+    let env = TestEnv::new("schema", 1).await;
+    let host = "test/t1/schema-1";
+    env.produce(&[event(host, 0, 0, Lifecycle::InService, "web")])
+        .await;
+    env.project_until_caught_up().await;
+    let name = hostledger_model::names::object_name(host);
+    let api = env.hosts();
+    let patch = |status: serde_json::Value| serde_json::json!({"apiVersion": "hostledger.dev/v1alpha1", "kind": "Host", "status": status});
+    let params = PatchParams::apply("schema-test").force();
+    for (field, value, why) in [
+        ("phase", "Sleeping", "Unsupported value"),
+        ("phaseSince", "yesterday", "phaseSince"),
+    ] {
+        let error = api
+            .patch_status(
+                &name,
+                &params,
+                &Patch::Apply(patch(serde_json::json!({ field: value }))),
+            )
+            .await
+            .expect_err("the API server refuses it");
+        let kube::Error::Api(status) = &error else {
+            panic!("not an API error: {error}");
+        };
+        assert_eq!(status.code, 422, "{field}: {status:?}");
+        assert!(status.message.contains(why), "{field}: {}", status.message);
+    }
+    let statuses = env.statuses(&env.namespace).await;
+    assert_eq!(statuses[host].state.lifecycle, Lifecycle::InService);
+    env.cleanup().await;
+}
