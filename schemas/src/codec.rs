@@ -1,7 +1,8 @@
 //! Avro single-object encoding of [`HostEvent`]s.
 //!
 //! A message is `C3 01`, the 8-byte little-endian CRC-64-AVRO fingerprint of the writer
-//! schema, then the Avro binary datum. The decoder looks the fingerprint up among every
+//! schema's Parsing Canonical Form (as the Avro specification defines it, so any Avro
+//! implementation's single-object decoder finds the schema), then the Avro binary datum. The decoder looks the fingerprint up among every
 //! schema version compiled into this build and resolves the datum from that writer schema to
 //! the newest reader schema, so old and new producers can share one topic.
 
@@ -13,6 +14,7 @@ use apache_avro::writer::datum::GenericDatumWriter;
 use apache_avro::{Schema, from_value};
 
 use crate::avro::AvroEvent;
+use crate::canonical::parsing_canonical_form;
 use crate::event::HostEvent;
 use crate::fingerprint::crc64_avro;
 use crate::{CURRENT_VERSION, HOST_EVENT_SCHEMAS};
@@ -90,7 +92,11 @@ pub struct EncodeError {
 
 struct KnownSchema {
     version: u32,
+    /// Over the specification's Parsing Canonical Form: what is written.
     fingerprint: Fingerprint,
+    /// Over apache-avro's `canonical_form()`, which versions up to 0.1 wrote: still read, as
+    /// another name of the same writer schema.
+    legacy_fingerprint: Fingerprint,
     schema: Schema,
 }
 
@@ -100,11 +106,15 @@ static KNOWN: LazyLock<Vec<KnownSchema>> = LazyLock::new(|| {
         .iter()
         .map(|(version, text)| {
             let schema = Schema::parse_str(text).expect("bundled schemas are valid Avro (tested)");
-            let fingerprint =
+            let canonical =
+                parsing_canonical_form(text).expect("bundled schemas are valid Avro (tested)");
+            let fingerprint = Fingerprint(crc64_avro(canonical.as_bytes()).to_le_bytes());
+            let legacy_fingerprint =
                 Fingerprint(crc64_avro(schema.canonical_form().as_bytes()).to_le_bytes());
             KnownSchema {
                 version: *version,
                 fingerprint,
+                legacy_fingerprint,
                 schema,
             }
         })
@@ -241,7 +251,9 @@ impl Codec {
         let entry = self
             .writers
             .iter()
-            .find(|w| w.known.fingerprint == fingerprint)
+            .find(|w| {
+                w.known.fingerprint == fingerprint || w.known.legacy_fingerprint == fingerprint
+            })
             .ok_or(DecodeError::UnknownFingerprint {
                 fingerprint,
                 known: self.writers.len(),

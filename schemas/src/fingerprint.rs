@@ -44,6 +44,8 @@ mod tests {
         assert_eq!(crc64_avro(br#""string""#) as i64, -8142146995180207161);
     }
 
+    /// apache-avro's fingerprint is the CRC-64-AVRO of its own canonical form (which
+    /// hostledger's legacy fingerprints were).
     #[test]
     fn agrees_with_apache_avro() {
         use apache_avro::{Schema, rabin::Rabin};

@@ -7,17 +7,21 @@
 //! - `codec` ([`Codec`]): Avro single-object encoding (`C3 01`, 8-byte CRC-64-AVRO fingerprint of the
 //!   writer schema, datum); decoding resolves the writer schema by fingerprint among every
 //!   schema version compiled in, and rejects anything else with a typed [`DecodeError`].
+//! - `canonical` ([`parsing_canonical_form`]): a schema's Parsing Canonical Form, as the
+//!   Avro specification defines it.
 //! - `fingerprint`: the CRC-64-AVRO (Rabin) fingerprint of a schema's canonical form.
 //! - `validate` ([`HostEvent::validate`]): semantic checks that a decodable event is also a sensible one.
 //!
 //! Nothing here does I/O.
 
 mod avro;
+mod canonical;
 mod codec;
 mod event;
 mod fingerprint;
 mod validate;
 
+pub use canonical::parsing_canonical_form;
 pub use codec::{Codec, DecodeError, EncodeError, Fingerprint, HEADER_LEN, MARKER};
 pub use event::{EventKind, FieldChange, HostEvent, HostState, Lifecycle, Timestamp};
 pub use fingerprint::crc64_avro;

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use hostledger_schemas::{
     Codec, DecodeError, EventKind, FieldChange, HEADER_LEN, HOST_EVENT_SCHEMAS, HostEvent,
-    HostState, Lifecycle, MARKER, Timestamp,
+    HostState, Lifecycle, MARKER, Timestamp, parsing_canonical_form,
 };
 use proptest::prelude::*;
 
@@ -93,15 +93,41 @@ fn golden_bytes_of_every_released_version() {
 }
 
 /// The header written by hand from the specification: marker, then the little-endian
-/// CRC-64-AVRO of the canonical form.
+/// CRC-64-AVRO of the Parsing Canonical Form (the value Avro for Java computes: see
+/// tests/reference.rs).
 #[test]
 fn golden_header_is_marker_and_fingerprint() {
     let golden = std::fs::read(golden_path(1)).expect("golden v1 exists");
     assert_eq!(golden[0], 0xC3);
     assert_eq!(golden[1], 0x01);
-    let schema = apache_avro::Schema::parse_str(HOST_EVENT_SCHEMAS[0].1).expect("parses");
-    let fp = hostledger_schemas::crc64_avro(schema.canonical_form().as_bytes());
+    let canonical = parsing_canonical_form(HOST_EVENT_SCHEMAS[0].1).expect("a schema");
+    let fp = hostledger_schemas::crc64_avro(canonical.as_bytes());
     assert_eq!(golden[2..10], fp.to_le_bytes());
+    assert_eq!(
+        fp, 0x89f5_f858_8539_5850,
+        "the fingerprint Avro for Java computes"
+    );
+}
+
+/// Messages written before the fingerprint followed the specification carry the CRC-64-AVRO
+/// of apache-avro's own canonical form: they are still read, as the same writer schema.
+#[test]
+fn messages_with_the_legacy_fingerprint_still_decode() {
+    let path = golden_path(1).with_file_name("host_event.v1.legacy-fingerprint.bin");
+    let legacy = std::fs::read(&path).expect("legacy golden exists");
+    let schema = apache_avro::Schema::parse_str(HOST_EVENT_SCHEMAS[0].1).expect("parses");
+    let old = hostledger_schemas::crc64_avro(schema.canonical_form().as_bytes());
+    assert_eq!(legacy[2..10], old.to_le_bytes(), "the legacy header");
+    let event = Codec::new()
+        .decode(&legacy)
+        .expect("a legacy message decodes");
+    assert_eq!(event, sample(EventKind::HostChanged));
+    let current = std::fs::read(golden_path(1)).expect("golden v1 exists");
+    assert_eq!(
+        legacy[HEADER_LEN..],
+        current[HEADER_LEN..],
+        "only the header differs"
+    );
 }
 
 /// Every reader version decodes data from every writer version.
