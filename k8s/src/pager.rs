@@ -37,19 +37,11 @@ pub async fn list_all<K>(api: &Api<K>, params: ListParams, what: &str) -> Result
 where
     K: Resource + Clone + DeserializeOwned + std::fmt::Debug,
 {
-    let namespace = api.namespace().unwrap_or_default().to_owned();
-    let pages = paged(params, |p| {
-        let namespace = &namespace;
-        async move {
-            let list = api
-                .list(&p)
-                .await
-                .map_err(|e| K8sError::in_namespace(format!("list {what}"), namespace, e))?;
-            Ok((list.items, list.metadata.continue_))
-        }
+    list_each(api, params, what, |api, p| async move {
+        let list = api.list(&p).await?;
+        Ok((list.items, list.metadata.continue_))
     })
-    .await?;
-    Ok(pages.into_iter().flatten().collect())
+    .await
 }
 
 /// The names of every object of `api` matching `params` (metadata only).
@@ -61,16 +53,33 @@ pub async fn list_names<K>(
 where
     K: Resource + Clone + DeserializeOwned + std::fmt::Debug,
 {
-    let namespace = api.namespace().unwrap_or_default().to_owned();
+    list_each(api, params, what, |api, p| async move {
+        let list = api.list_metadata(&p).await?;
+        let names = list.items.into_iter().filter_map(|m| m.metadata.name);
+        Ok((names.collect(), list.metadata.continue_))
+    })
+    .await
+}
+
+/// Pages of `api` through `page` (one list call), flattened, with errors said in `api`'s
+/// namespace.
+async fn list_each<'a, K, T, F, Fut>(
+    api: &'a Api<K>,
+    params: ListParams,
+    what: &str,
+    page: F,
+) -> Result<Vec<T>, K8sError>
+where
+    K: Resource,
+    F: Fn(&'a Api<K>, ListParams) -> Fut,
+    Fut: Future<Output = Result<(Vec<T>, Option<String>), kube::Error>>,
+{
+    let namespace = api.namespace().unwrap_or_default();
     let pages = paged(params, |p| {
-        let namespace = &namespace;
+        let call = page(api, p);
         async move {
-            let list = api
-                .list_metadata(&p)
-                .await
-                .map_err(|e| K8sError::in_namespace(format!("list {what}"), namespace, e))?;
-            let names = list.items.into_iter().filter_map(|m| m.metadata.name);
-            Ok((names.collect::<Vec<_>>(), list.metadata.continue_))
+            call.await
+                .map_err(|e| K8sError::in_namespace(format!("list {what}"), namespace, e))
         }
     })
     .await?;
