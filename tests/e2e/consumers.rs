@@ -1,0 +1,122 @@
+//! A consumer in another language reads hostledger's log: examples/consumers/python
+//! (confluent-kafka and fastavro, not hostledger's code) decodes every event a real fetcher
+//! published to the real broker, field for field as hostledger decodes it, finding the writer
+//! schema by fingerprint from schemas/avro/ alone; a message that is not an event is reported
+//! as such, and reading goes on.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use hostledger_e2e::TestEnv;
+use hostledger_schemas::HostEvent;
+use serde_json::{Value, json};
+
+const HEADER: &str = "serial,hostname,site,zone,status,role,team,ips,model,rack\n";
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ is in the repository")
+        .to_owned()
+}
+
+/// What the Python consumer should print for `e`, in the Avro schema's names.
+fn expected(e: &HostEvent) -> Value {
+    let s = &e.state;
+    json!({
+        "event_id": e.event_id,
+        "host_id": e.host_id,
+        "kind": e.kind.as_str(),
+        "provider": e.provider,
+        "source": e.source,
+        "observed_at": e.observed_at.unix_micros(),
+        "state": {
+            "name": s.name,
+            "lifecycle": s.lifecycle.as_str(),
+            "provider_status": s.provider_status,
+            "region": s.region,
+            "zone": s.zone,
+            "role": s.role,
+            "team": s.team,
+            "addresses": s.addresses,
+            "machine_type": s.machine_type,
+            "attributes": s.attributes,
+        },
+        "changes": e.changes.iter().map(|c| json!({"field": c.field, "old": c.old, "new": c.new})).collect::<Vec<_>>(),
+    })
+}
+
+#[tokio::test]
+async fn the_python_consumer_decodes_every_event_field_for_field() {
+    let tools = std::env::var("HOSTLEDGER_PYTHON_TOOLS").unwrap_or_else(|_| {
+        panic!("HOSTLEDGER_PYTHON_TOOLS is not set: run the tests with scripts/test, which installs confluent-kafka and fastavro")
+    });
+    let env = TestEnv::new("consumers", 3).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let export = dir.path().join("inventory.csv");
+    let config = env.dc_fetcher_config(dir.path(), &export, 0);
+    // Two passes of a real fetcher: three hosts discovered, then a role change, a host into
+    // maintenance (with a new rack) and a decommissioning.
+    std::fs::write(
+        &export,
+        format!(
+            "{HEADER}\
+             PX100,log-pdx1-01,pdx1,hall-a,active,log,observability,10.1.0.1;2001:db8::1,R650,A01\n\
+             PX200,db-pdx1-01,pdx1,hall-a,active,db,data,10.1.0.2,R750,A02\n\
+             FR300,web-fra2-01,fra2,,active,web,,10.2.0.1,R650,C07\n"
+        ),
+    )
+    .expect("write export");
+    env.fetch_once(&config).await;
+    std::fs::write(
+        &export,
+        format!(
+            "{HEADER}\
+             PX100,log-pdx1-01,pdx1,hall-a,active,metrics,observability,10.1.0.1;2001:db8::1,R650,A01\n\
+             PX200,db-pdx1-01,pdx1,hall-a,maintenance,db,data,10.1.0.2,R750,B09\n\
+             FR300,web-fra2-01,fra2,,decommissioned,web,,10.2.0.1,R650,C07\n"
+        ),
+    )
+    .expect("write export");
+    env.fetch_once(&config).await;
+    let events = env.read_events();
+    assert_eq!(events.len(), 6, "3 discovered, then 3 changes: {events:?}");
+    env.produce_raw("dc/pdx1/PX999", b"not an event").await;
+
+    let out = tokio::process::Command::new(PathBuf::from(&tools).join("python"))
+        .arg(repo().join("examples/consumers/python/consume.py"))
+        .args(["--bootstrap", &env.bootstrap])
+        .args(["--topic", &env.kafka.settings().topics.events])
+        .arg("--schemas")
+        .arg(repo().join("schemas/avro"))
+        .args(["--idle-secs", "5"])
+        .output()
+        .await
+        .expect("run the Python consumer");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "consumer failed: {}\n{stdout}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let decoded: BTreeMap<String, &Value> = lines
+        .iter()
+        .filter_map(|l| Some((l["event"]["event_id"].as_str()?.to_owned(), &l["event"])))
+        .collect();
+    assert_eq!(decoded.len(), events.len(), "{stdout}");
+    for event in &events {
+        let theirs = decoded
+            .get(&event.event_id)
+            .unwrap_or_else(|| panic!("{} not decoded: {stdout}", event.event_id));
+        assert_eq!(**theirs, expected(event), "{}", event.event_id);
+    }
+    let poison: Vec<&Value> = lines.iter().filter(|l| l.get("poison").is_some()).collect();
+    assert_eq!(poison.len(), 1, "{stdout}");
+    assert_eq!(poison[0]["key"], "dc/pdx1/PX999");
+    assert_eq!(poison[0]["poison"], "no single-object marker");
+    env.cleanup().await;
+}
