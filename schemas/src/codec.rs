@@ -10,6 +10,7 @@ use std::fmt;
 use std::sync::LazyLock;
 
 use apache_avro::reader::datum::GenericDatumReader;
+use apache_avro::schema_compatibility::SchemaCompatibility;
 use apache_avro::writer::datum::GenericDatumWriter;
 use apache_avro::{Schema, from_value};
 
@@ -100,23 +101,62 @@ struct KnownSchema {
     schema: Schema,
 }
 
+impl KnownSchema {
+    fn parse(version: u32, text: &str) -> Result<KnownSchema, SchemaError> {
+        let invalid = |reason: String| SchemaError::Invalid { version, reason };
+        let schema = Schema::parse_str(text).map_err(|e| invalid(e.to_string()))?;
+        let canonical = parsing_canonical_form(text).map_err(|e| invalid(e.to_string()))?;
+        Ok(KnownSchema {
+            version,
+            fingerprint: Fingerprint(crc64_avro(canonical.as_bytes()).to_le_bytes()),
+            legacy_fingerprint: Fingerprint(
+                crc64_avro(schema.canonical_form().as_bytes()).to_le_bytes(),
+            ),
+            schema,
+        })
+    }
+}
+
+/// Why a writer schema given to [`Codec::reading_also`] cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum SchemaError {
+    /// Not an Avro schema.
+    #[error("host event schema v{version} is not a valid Avro schema: {reason}")]
+    Invalid {
+        /// The version it was given as.
+        version: u32,
+        /// What the parser said.
+        reason: String,
+    },
+    /// Another schema already has this version number.
+    #[error(
+        "host event schema v{version} is given twice with different texts: a released version never changes"
+    )]
+    Conflict {
+        /// The version number.
+        version: u32,
+    },
+    /// The schema cannot be resolved to the one this build reads into.
+    #[error("data written with host event schema v{version} cannot be read as v{reader}: {reason}")]
+    Incompatible {
+        /// The writer version.
+        version: u32,
+        /// The reader version.
+        reader: u32,
+        /// What the resolver said.
+        reason: String,
+    },
+}
+
 /// Every bundled schema, parsed once per process.
-static KNOWN: LazyLock<Vec<KnownSchema>> = LazyLock::new(|| {
+static KNOWN: LazyLock<Vec<&'static KnownSchema>> = LazyLock::new(|| {
     HOST_EVENT_SCHEMAS
         .iter()
         .map(|(version, text)| {
-            let schema = Schema::parse_str(text).expect("bundled schemas are valid Avro (tested)");
-            let canonical =
-                parsing_canonical_form(text).expect("bundled schemas are valid Avro (tested)");
-            let fingerprint = Fingerprint(crc64_avro(canonical.as_bytes()).to_le_bytes());
-            let legacy_fingerprint =
-                Fingerprint(crc64_avro(schema.canonical_form().as_bytes()).to_le_bytes());
-            KnownSchema {
-                version: *version,
-                fingerprint,
-                legacy_fingerprint,
-                schema,
-            }
+            &*Box::leak(Box::new(
+                KnownSchema::parse(*version, text)
+                    .expect("bundled schemas are valid Avro (tested)"),
+            ))
         })
         .collect()
 });
@@ -154,7 +194,25 @@ impl Default for Codec {
 }
 
 fn known(version: u32) -> Option<&'static KnownSchema> {
-    KNOWN.iter().find(|k| k.version == version)
+    KNOWN.iter().copied().find(|k| k.version == version)
+}
+
+fn resolving_reader(
+    writer: &'static KnownSchema,
+    reader: &'static KnownSchema,
+) -> Result<GenericDatumReader<'static>, SchemaError> {
+    let incompatible = |reason: String| SchemaError::Incompatible {
+        version: writer.version,
+        reader: reader.version,
+        reason,
+    };
+    SchemaCompatibility::can_read(&writer.schema, &reader.schema)
+        .map_err(|e| incompatible(e.to_string()))?;
+    GenericDatumReader::builder(&writer.schema)
+        .reader_schema(&reader.schema)
+        .human_readable(false)
+        .build()
+        .map_err(|e| incompatible(e.to_string()))
 }
 
 impl Codec {
@@ -180,23 +238,15 @@ impl Codec {
             .expect("bundled schemas resolve (tested)");
         let writers = KNOWN
             .iter()
-            .map(|k| {
-                let direct = (k.version == reader.version).then(|| {
+            .map(|&k| WriterEntry {
+                known: k,
+                direct: (k.version == reader.version).then(|| {
                     GenericDatumReader::builder(&k.schema)
                         .human_readable(false)
                         .build()
                         .expect("bundled schemas resolve (tested)")
-                });
-                let resolving = GenericDatumReader::builder(&k.schema)
-                    .reader_schema(&reader.schema)
-                    .human_readable(false)
-                    .build()
-                    .expect("bundled schemas resolve (tested)");
-                WriterEntry {
-                    known: k,
-                    direct,
-                    resolving,
-                }
+                }),
+                resolving: resolving_reader(k, reader).expect("bundled schemas resolve (tested)"),
             })
             .collect();
         Some(Codec {
@@ -205,6 +255,36 @@ impl Codec {
             reader_version: reader.version,
             writers,
         })
+    }
+
+    /// A codec that writes [`CURRENT_VERSION`] and also reads data written with `extra`
+    /// schema versions, given as (version, `.avsc` text): for instance newer versions a
+    /// consumer loads from a directory before this build knows them. Their fields this build
+    /// does not know are skipped and their unknown enum symbols read as the enum's default,
+    /// as Avro schema resolution says. A version given again with the text compiled in is
+    /// ignored.
+    ///
+    /// The parsed schemas live as long as the process: build such a codec once.
+    pub fn reading_also(extra: &[(u32, &str)]) -> Result<Self, SchemaError> {
+        let mut codec = Codec::new();
+        let reader =
+            known(codec.reader_version).expect("the current schema version is compiled in");
+        for &(version, text) in extra {
+            let parsed = KnownSchema::parse(version, text)?;
+            if let Some(entry) = codec.writers.iter().find(|w| w.known.version == version) {
+                if entry.known.fingerprint == parsed.fingerprint {
+                    continue;
+                }
+                return Err(SchemaError::Conflict { version });
+            }
+            let known: &'static KnownSchema = Box::leak(Box::new(parsed));
+            codec.writers.push(WriterEntry {
+                known,
+                direct: None,
+                resolving: resolving_reader(known, reader)?,
+            });
+        }
+        Ok(codec)
     }
 
     /// Fingerprint of the schema this codec writes.

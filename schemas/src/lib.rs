@@ -22,7 +22,7 @@ mod fingerprint;
 mod validate;
 
 pub use canonical::parsing_canonical_form;
-pub use codec::{Codec, DecodeError, EncodeError, Fingerprint, HEADER_LEN, MARKER};
+pub use codec::{Codec, DecodeError, EncodeError, Fingerprint, HEADER_LEN, MARKER, SchemaError};
 pub use event::{EventKind, FieldChange, HostEvent, HostState, Lifecycle, Timestamp};
 pub use fingerprint::crc64_avro;
 pub use validate::{

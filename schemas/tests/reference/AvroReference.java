@@ -5,6 +5,9 @@
 //                                (unsigned hex) <tab> Parsing Canonical Form
 //   decode SCHEMA MESSAGE...     one line per message file: the event, decoded with Avro's own
 //                                single-object decoder (BinaryMessageDecoder), as JSON
+//   resolve READER MESSAGE WRITER...
+//                                the message decoded by that decoder with READER as its reader
+//                                schema and each WRITER added to its schema store, as JSON
 
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -31,8 +34,17 @@ public class AvroReference {
             for (int i = 2; i < args.length; i++) {
                 System.out.println(decoder.decode(Files.readAllBytes(Path.of(args[i]))));
             }
+        } else if (args.length >= 4 && args[0].equals("resolve")) {
+            Schema reader = new Schema.Parser().parse(Files.readString(Path.of(args[1])));
+            BinaryMessageDecoder<GenericRecord> decoder =
+                    new BinaryMessageDecoder<>(GenericData.get(), reader);
+            for (int i = 3; i < args.length; i++) {
+                decoder.addSchema(new Schema.Parser().parse(Files.readString(Path.of(args[i]))));
+            }
+            System.out.println(decoder.decode(Files.readAllBytes(Path.of(args[2]))));
         } else {
-            System.err.println("usage: AvroReference fingerprint SCHEMA... | decode SCHEMA MESSAGE...");
+            System.err.println("usage: AvroReference fingerprint SCHEMA... | decode SCHEMA MESSAGE..."
+                    + " | resolve READER MESSAGE WRITER...");
             System.exit(2);
         }
     }
