@@ -3,17 +3,20 @@
 //! - [`Cli`]: flags and subcommands.
 //! - [`run`]: dispatches a parsed command line; the binary and the end-to-end tests both
 //!   call it.
-//! - [`fetch`], [`project`], [`topics`]: the commands that write: fetchers, the projector and
-//!   replay, Kafka topics.
+//! - [`fetch`], [`backfill`], [`project`], [`topics`]: the commands that write: fetchers,
+//!   backfills from archives, the projector and replay, Kafka topics.
 //! - [`kafka`]: the Kafka connection flags.
 //! - [`read`]: flags shared by the commands that read the inventory (selector, as-of, source).
 //! - [`audit`]: `uptime`, `history`, `hosts`, `report`.
+//! - [`events`]: the log's events themselves.
 //! - [`ansible`]: the Ansible dynamic inventory.
 //! - [`prometheus`]: Prometheus file-based service discovery, kept current from a watch.
 //! - [`watch`]: Host changes as they happen.
 
 pub mod ansible;
 pub mod audit;
+pub mod backfill;
+pub mod events;
 pub mod fetch;
 pub mod kafka;
 pub mod project;
@@ -67,6 +70,9 @@ pub enum LogFormat {
 pub enum Command {
     /// List providers, publish what changed to Kafka (one transaction per pass), repeat.
     Fetch(fetch::FetchArgs),
+    /// Publish the history in an archive of dated snapshots of a provider (exports, listings)
+    /// as the events its fetcher would have published then; resumable, checked against the log.
+    Backfill(backfill::BackfillArgs),
     /// Consume host events and maintain Host objects in the Kubernetes API server.
     Project(project::ProjectArgs),
     /// Rebuild Hosts and their history from offset 0 (optionally as of a time, into any
@@ -79,6 +85,9 @@ pub enum Command {
     Uptime(audit::UptimeArgs),
     /// Every event of one host, with what changed.
     History(audit::HistoryArgs),
+    /// The events in the log as they are (JSON lines or a table), filtered by time, host,
+    /// kind and labels; from the beginning, or on as they arrive with --follow.
+    Events(events::EventsArgs),
     /// One self-contained HTML page: hosts in service over time and a service timeline per
     /// host, filterable in the browser.
     Report(audit::ReportArgs),
@@ -176,11 +185,13 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
     init_tls();
     match cli.command {
         Command::Fetch(args) => fetch::run(args).await,
+        Command::Backfill(args) => backfill::run(args).await,
         Command::Project(args) => project::project(args).await,
         Command::Replay(args) => project::replay(args).await,
         Command::Hosts(args) => audit::hosts(args).await,
         Command::Uptime(args) => audit::uptime(args).await,
         Command::History(args) => audit::history(args).await,
+        Command::Events(args) => events::run(args).await,
         Command::Report(args) => audit::report(args).await,
         Command::Ansible(args) => ansible::run(args).await,
         Command::PrometheusSd(args) => prometheus::run(args).await,

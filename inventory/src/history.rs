@@ -2,16 +2,16 @@
 //! the log (folded the way the projector folds it to write those objects), and how it reads.
 
 use hostledger_k8s::{HistoryStore, K8sError, list_hosts};
-use hostledger_kafka::KafkaClients;
+use hostledger_kafka::{KafkaClients, ReadScope};
 use hostledger_model::history::fold_entry;
 use hostledger_model::names::object_name;
 use hostledger_model::time::{exact_time, formatted};
 use hostledger_model::{HistoryEntry, Host, HostRecord};
-use hostledger_schemas::Timestamp;
+use hostledger_schemas::{FieldChange, HostState, Timestamp};
 use kube::Client;
 use kube::api::{Api, ListParams};
 
-use crate::source::{InventoryError, for_each_event};
+use crate::source::{InventoryError, for_each_event_in};
 use crate::table::{aligned, csv};
 
 /// A host's events, oldest first.
@@ -69,32 +69,42 @@ impl HostHistoryView {
 
 /// `role: web → db; attributes.env: (none) → prod`, or the initial state of a first event.
 pub fn describe_changes(e: &HistoryEntry) -> String {
-    if let Some(s) = &e.state {
-        let mut parts = vec![
-            format!("hostname={}", s.name),
-            format!("status={}", s.provider_status),
-        ];
-        for (k, v) in [
-            ("region", &s.region),
-            ("zone", &s.zone),
-            ("role", &s.role),
-            ("team", &s.team),
-            ("type", &s.machine_type),
-        ] {
-            if let Some(v) = v {
-                parts.push(format!("{k}={v}"));
-            }
-        }
-        if !s.addresses.is_empty() {
-            parts.push(format!("addresses={}", s.addresses.join(",")));
-        }
-        parts.extend(s.attributes.iter().map(|(k, v)| format!("{k}={v}")));
-        return parts.join(" ");
+    match &e.state {
+        Some(s) => describe_state(s),
+        None => describe_field_changes(&e.changes),
     }
-    if e.changes.is_empty() {
+}
+
+/// A whole state on one line: `hostname=web-1 status=active region=pdx1 …`.
+pub fn describe_state(s: &HostState) -> String {
+    let mut parts = vec![
+        format!("hostname={}", s.name),
+        format!("status={}", s.provider_status),
+    ];
+    for (k, v) in [
+        ("region", &s.region),
+        ("zone", &s.zone),
+        ("role", &s.role),
+        ("team", &s.team),
+        ("type", &s.machine_type),
+    ] {
+        if let Some(v) = v {
+            parts.push(format!("{k}={v}"));
+        }
+    }
+    if !s.addresses.is_empty() {
+        parts.push(format!("addresses={}", s.addresses.join(",")));
+    }
+    parts.extend(s.attributes.iter().map(|(k, v)| format!("{k}={v}")));
+    parts.join(" ")
+}
+
+/// `role: web → db; attributes.env: (none) → prod`.
+pub fn describe_field_changes(changes: &[FieldChange]) -> String {
+    if changes.is_empty() {
         return "(nothing; observed again)".into();
     }
-    e.changes
+    changes
         .iter()
         .map(|c| {
             format!(
@@ -109,7 +119,7 @@ pub fn describe_changes(e: &HistoryEntry) -> String {
 }
 
 /// Whether a host is the one asked for by id, object name or host name.
-fn is_named(host_id: &str, hostname: &str, wanted: &str) -> bool {
+pub(crate) fn is_named(host_id: &str, hostname: &str, wanted: &str) -> bool {
     host_id == wanted || object_name(host_id) == wanted || hostname == wanted
 }
 
@@ -182,7 +192,12 @@ pub async fn from_log(
     let mut record: Option<HostRecord> = None;
     let mut entries = Vec::new();
     let mut ids = std::collections::BTreeSet::new();
-    for_each_event(kafka, |event, position| {
+    // A host id is the key of its events: only its partition needs reading.
+    let scope = ReadScope {
+        key: wanted.contains('/').then(|| wanted.to_owned()),
+        follow: false,
+    };
+    for_each_event_in(kafka, scope, |event, position| {
         if !is_named(&event.host_id, &event.state.name, wanted) {
             return;
         }

@@ -4,6 +4,7 @@
 //! - [`source`]: the inventory now or as of a past time, from the Host/HostHistory objects or
 //!   from the log, folded by the same code either way.
 //! - [`history`]: one host's events with what changed.
+//! - [`events`]: the log's events as they are, filtered, as JSON lines or a table.
 //! - [`HostList`], [`UptimeReport`]: hosts and their time in service, as tables, CSV, JSON.
 //! - [`ansible`]: the Ansible dynamic inventory (`--list`, `--host`).
 //! - [`prometheus`]: Prometheus file-based service discovery and its targets file.
@@ -15,13 +16,14 @@
 
 pub mod ansible;
 pub mod atomic;
+pub mod events;
 pub mod history;
 mod hosts;
 pub mod prometheus;
 pub mod report;
 mod selector;
 pub mod source;
-mod table;
+pub mod table;
 mod uptime;
 pub mod watch;
 

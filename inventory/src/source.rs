@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use hostledger_k8s::{HistoryStore, K8sError, ListedHost, list_hosts};
-use hostledger_kafka::{Item, KafkaClients, KafkaError, LogReader, LogStats};
+use hostledger_kafka::{Item, KafkaClients, KafkaError, LogReader, LogStats, ReadScope};
 use hostledger_model::names::{labels as derived_labels, object_name};
 use hostledger_model::time::exact_time;
 use hostledger_model::timeline::{
@@ -234,9 +234,18 @@ pub async fn from_objects(
 /// usable event in log order (per partition). Unusable messages are counted and logged.
 pub async fn for_each_event(
     kafka: &KafkaClients,
+    f: impl FnMut(&HostEvent, Position),
+) -> Result<LogStats, InventoryError> {
+    for_each_event_in(kafka, ReadScope::default(), f).await
+}
+
+/// [`for_each_event`] over the part of the log `scope` names.
+pub async fn for_each_event_in(
+    kafka: &KafkaClients,
+    scope: ReadScope,
     mut f: impl FnMut(&HostEvent, Position),
 ) -> Result<LogStats, InventoryError> {
-    let mut log = LogReader::open(kafka).await?;
+    let mut log = LogReader::open_scoped(kafka, scope).await?;
     while let Some(chunk) = log.next_chunk().await {
         for item in chunk {
             match item {

@@ -172,7 +172,10 @@ impl KafkaClients {
                     .set("acks", "all")
                     .set("linger.ms", "5")
                     .set("compression.type", "lz4")
-                    .set("message.timeout.ms", "60000");
+                    .set("message.timeout.ms", "60000")
+                    // Part of the event contract: a host's partition is CRC-32 of its id
+                    // modulo the partition count (log::partition_for_key).
+                    .set("partitioner", "consistent_random");
                 if let Some(id) = transactional_id {
                     config
                         .set("transactional.id", id)

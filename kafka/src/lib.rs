@@ -18,7 +18,7 @@ pub use client::{
     ClientRole, GroupConsumer, KafkaClients, KafkaContext, Producer, Reader, TopicSpec,
 };
 pub use error::{ErrorClass, KafkaError, classify};
-pub use log::{Item, LogReader, LogStats};
+pub use log::{Item, LogReader, LogStats, ReadScope, partition_for_key};
 pub use settings::{
     BOOTSTRAP_ENV, KafkaSettings, Secret, SecurityProtocol, Topics, default_bootstrap_servers,
 };

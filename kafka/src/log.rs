@@ -1,7 +1,11 @@
 //! Reading the events topic: decoding and checking each message, and the one reader of the
-//! whole log (from each partition's start to its end as of the read's start) that replay and
-//! the `--source log` queries share. A blocking thread reads and decodes; the caller gets
-//! chunks over a bounded channel, so memory stays bounded however long the log is.
+//! log (from each partition's start to its end as of the read's start, or on as new events
+//! arrive) that replay, `hostledger events` and the `--source log` queries share. A blocking
+//! thread reads and decodes; the caller gets chunks over a bounded channel, so memory stays
+//! bounded however long the log is.
+//!
+//! One host's events are all in one partition, the one its key (the host id) hashes to, so a
+//! read scoped to one host reads that partition only and decodes only that host's messages.
 
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
@@ -88,7 +92,24 @@ pub struct LogStats {
     pub poison: u64,
 }
 
-/// A read of the whole events topic, up to its end when the read began.
+/// Which part of the log a [`LogReader`] reads.
+#[derive(Debug, Clone, Default)]
+pub struct ReadScope {
+    /// Only the messages with this key (a host id): only its partition is read, and the other
+    /// hosts' messages are skipped without being decoded.
+    pub key: Option<String>,
+    /// Go on past the end, handing out new messages as they arrive, until the reader is dropped.
+    pub follow: bool,
+}
+
+/// The partition the producers' partitioner puts `key` in: CRC-32 (IEEE) of the key modulo
+/// the partition count (librdkafka's `consistent_random`, pinned in the producer settings).
+pub fn partition_for_key(key: &[u8], partitions: i32) -> i32 {
+    let partitions = u32::try_from(partitions.max(1)).unwrap_or(1);
+    i32::try_from(crc32fast::hash(key) % partitions).expect("below an i32 partition count")
+}
+
+/// A read of the events topic: up to its end when the read began, or on (see [`ReadScope`]).
 pub struct LogReader {
     /// Messages between the start and the end of every partition when the read began.
     pub total: u64,
@@ -99,15 +120,29 @@ pub struct LogReader {
 }
 
 impl LogReader {
-    /// Checks the connection, measures where every partition ends, and starts reading.
+    /// Checks the connection, measures where every partition ends, and starts reading the
+    /// whole log.
     pub async fn open(kafka: &KafkaClients) -> Result<LogReader, KafkaError> {
+        LogReader::open_scoped(kafka, ReadScope::default()).await
+    }
+
+    /// Like [`LogReader::open`], reading only what `scope` says.
+    pub async fn open_scoped(
+        kafka: &KafkaClients,
+        scope: ReadScope,
+    ) -> Result<LogReader, KafkaError> {
         let topic = kafka.settings().topics.events.clone();
         kafka
             .check_connection_async(Duration::from_secs(15))
             .await?;
-        let watermarks = kafka
+        let mut watermarks = kafka
             .watermarks_async(&topic, Duration::from_secs(10))
             .await?;
+        if let Some(key) = &scope.key {
+            let partitions = i32::try_from(watermarks.len()).unwrap_or(i32::MAX);
+            let wanted = partition_for_key(key.as_bytes(), partitions);
+            watermarks.retain(|partition, _| *partition == wanted);
+        }
         let total = watermarks
             .values()
             .map(|(lo, hi)| u64::try_from(hi - lo).unwrap_or(0))
@@ -115,7 +150,7 @@ impl LogReader {
         let (tx, rx) = mpsc::channel(CHUNKS_IN_FLIGHT);
         let reader_kafka = kafka.clone();
         let task = tokio::task::spawn_blocking(move || {
-            read_to_end(&reader_kafka, &topic, &watermarks, &tx)
+            read_log(&reader_kafka, &topic, &watermarks, &scope, &tx)
         });
         Ok(LogReader {
             total,
@@ -146,19 +181,21 @@ impl LogReader {
     }
 }
 
-/// Reads every partition from its low watermark to its high watermark, decoding as it goes,
-/// in chunks sent to `tx`. Stops early, without error, when the receiving side is gone.
-fn read_to_end(
+/// Reads every partition of `watermarks` from its low watermark to its high watermark (or on,
+/// when following), decoding as it goes, in chunks sent to `tx`. Stops early, without error,
+/// when the receiving side is gone.
+fn read_log(
     kafka: &KafkaClients,
     topic: &str,
     watermarks: &HashMap<i32, (i64, i64)>,
+    scope: &ReadScope,
     tx: &mpsc::Sender<Vec<Item>>,
 ) -> Result<(), KafkaError> {
     let reader = kafka.reader()?;
     let mut assignment = TopicPartitionList::new();
     let mut open: HashSet<i32> = HashSet::new();
     for (partition, (lo, hi)) in watermarks {
-        if hi > lo {
+        if hi > lo || scope.follow {
             assignment
                 .add_partition_offset(topic, *partition, Offset::Offset(*lo))
                 .map_err(|e| KafkaError::client("build the log assignment", e))?;
@@ -172,31 +209,52 @@ fn read_to_end(
         .assign(&assignment)
         .map_err(|e| KafkaError::client(format!("assign {topic}"), e))?;
     let codec = Codec::new();
+    let key = scope.key.as_ref().map(String::as_bytes);
     let mut chunk = Vec::with_capacity(CHUNK);
+    // Hands the chunk over; false when the caller stopped (its error is reported there).
+    let send = |chunk: &mut Vec<Item>| {
+        chunk.is_empty()
+            || tx
+                .blocking_send(std::mem::replace(chunk, Vec::with_capacity(CHUNK)))
+                .is_ok()
+    };
     while !open.is_empty() {
-        match reader.poll(Duration::from_millis(500)) {
-            None => {}
+        match reader.poll(Duration::from_millis(if scope.follow { 100 } else { 500 })) {
+            None => {
+                if scope.follow && !send(&mut chunk) {
+                    return Ok(());
+                }
+            }
             Some(Ok(message)) => {
                 let position = Position {
                     partition: message.partition(),
                     offset: message.offset(),
                 };
                 let high = watermarks.get(&position.partition).map_or(0, |w| w.1);
-                if position.offset + 1 >= high {
-                    open.remove(&position.partition);
-                }
-                if position.offset < high {
-                    chunk.push(decode(&codec, &message, position));
-                }
-                if chunk.len() >= CHUNK {
-                    if tx.blocking_send(std::mem::take(&mut chunk)).is_err() {
-                        return Ok(()); // the caller stopped; its error is reported there
+                if scope.follow {
+                    if key.is_none_or(|k| message.key() == Some(k)) {
+                        chunk.push(decode(&codec, &message, position));
                     }
-                    chunk.reserve(CHUNK);
+                } else {
+                    if position.offset + 1 >= high {
+                        open.remove(&position.partition);
+                    }
+                    if position.offset < high && key.is_none_or(|k| message.key() == Some(k)) {
+                        chunk.push(decode(&codec, &message, position));
+                    }
+                }
+                if chunk.len() >= CHUNK && !send(&mut chunk) {
+                    return Ok(());
                 }
             }
             Some(Err(RdError::PartitionEOF(p))) => {
-                open.remove(&p);
+                if scope.follow {
+                    if !send(&mut chunk) {
+                        return Ok(());
+                    }
+                } else {
+                    open.remove(&p);
+                }
             }
             Some(Err(e)) => match classify(&e) {
                 ErrorClass::Fatal => {
@@ -206,8 +264,24 @@ fn read_to_end(
             },
         }
     }
-    if !chunk.is_empty() {
-        let _ = tx.blocking_send(chunk);
-    }
+    send(&mut chunk);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// librdkafka's consistent partitioner is CRC-32 (IEEE) modulo the partition count; these
+    /// are CRC-32 check values (`123456789` → cbf43926).
+    #[test]
+    fn a_key_hashes_to_one_partition_like_the_producers() {
+        assert_eq!(crc32fast::hash(b"123456789"), 0xcbf4_3926);
+        assert_eq!(
+            partition_for_key(b"123456789", 6),
+            (0xcbf4_3926_u32 % 6) as i32
+        );
+        assert_eq!(partition_for_key(b"dc/pdx1/PX100", 1), 0);
+        assert!((0..6).contains(&partition_for_key(b"aws/123456789012/us-east-1/i-0abc", 6)));
+    }
 }

@@ -209,6 +209,13 @@ impl KafkaSettings {
                 ));
             }
         }
+        if let Some(option) = self.options.keys().find(|k| k.starts_with("partitioner")) {
+            return bad(format!(
+                "kafka.options.{option} cannot be set: the partitioner is part of the event contract \
+                 (all events of a host share the partition that CRC-32 of its id picks, and readers \
+                 of one host rely on it); remove the option"
+            ));
+        }
         for (name, topic) in [
             ("events", &self.topics.events),
             ("dead_letter", &self.topics.dead_letter),
@@ -319,6 +326,16 @@ mod tests {
 
     fn parse(yaml: &str) -> Result<KafkaSettings, serde_yaml::Error> {
         serde_yaml::from_str(yaml)
+    }
+
+    #[test]
+    fn the_partitioner_cannot_be_changed() {
+        let s = parse("options: {partitioner: murmur2_random}").expect("parses");
+        let err = s
+            .validate()
+            .expect_err("the partitioner is pinned")
+            .to_string();
+        assert!(err.contains("kafka.options.partitioner"), "{err}");
     }
 
     #[test]

@@ -5,6 +5,8 @@ use std::collections::BTreeMap;
 
 use sha2::{Digest, Sha256};
 
+use hostledger_schemas::{HostState, Lifecycle};
+
 use crate::fold::HostRecord;
 
 /// API group of hostledger's resources.
@@ -76,13 +78,18 @@ pub fn label_value(value: &str) -> Option<String> {
 
 /// The labels the projector sets on a Host, for selection with `-l`.
 pub fn labels(record: &HostRecord) -> BTreeMap<String, String> {
-    let s = &record.state;
+    state_labels(&record.provider, record.phase, &record.state)
+}
+
+/// The labels of a host of `provider` in `phase` with `state`: those of [`labels`], for an
+/// event's state as for a Host.
+pub fn state_labels(provider: &str, phase: Lifecycle, s: &HostState) -> BTreeMap<String, String> {
     let values = [
-        ("provider", Some(record.provider.as_str())),
+        ("provider", Some(provider)),
         ("region", s.region.as_deref()),
         ("role", s.role.as_deref()),
         ("team", s.team.as_deref()),
-        ("phase", Some(record.phase.as_str())),
+        ("phase", Some(phase.as_str())),
     ];
     values
         .into_iter()

@@ -5,10 +5,10 @@ use std::future::Future;
 use std::time::Duration;
 
 use hostledger_kafka::KafkaClients;
-use hostledger_schemas::{EventKind, HostEvent};
+use hostledger_schemas::{EventKind, HostEvent, Timestamp};
 
 use crate::config::{FetcherConfig, ProviderConfig};
-use crate::diff::{KnownHost, advance, diff};
+use crate::diff::{Diff, KnownHost, advance, diff};
 use crate::error::FetchError;
 use crate::provider::Provider;
 use crate::provider::aws::AwsEc2;
@@ -85,21 +85,7 @@ impl Fetcher {
         let listing = self.provider.list().await?;
         let d = diff(&self.known, &listing, self.missing_grace_micros);
         let source = self.provider.name().to_owned();
-        let kind = self.provider.kind().to_owned();
-        let events: Vec<HostEvent> = d
-            .changes
-            .iter()
-            .map(|c| HostEvent {
-                event_id: uuid::Uuid::now_v7().to_string(),
-                host_id: c.host_id.clone(),
-                kind: c.kind,
-                provider: kind.clone(),
-                source: source.clone(),
-                observed_at: listing.observed_at,
-                state: c.state.clone(),
-                changes: c.changes.clone(),
-            })
-            .collect();
+        let events = events_of(&d, self.provider.kind(), &source, listing.observed_at);
         for problem in &listing.problems {
             tracing::warn!(provider = %source, error = %problem, "bad entry in listing");
         }
@@ -118,11 +104,29 @@ impl Fetcher {
     }
 }
 
+/// The events of a diff, as the provider `kind`'s instance `source` publishes them: each with a
+/// new id, observed at the listing's time.
+pub fn events_of(d: &Diff, kind: &str, source: &str, observed_at: Timestamp) -> Vec<HostEvent> {
+    d.changes
+        .iter()
+        .map(|c| HostEvent {
+            event_id: uuid::Uuid::now_v7().to_string(),
+            host_id: c.host_id.clone(),
+            kind: c.kind,
+            provider: kind.to_owned(),
+            source: source.to_owned(),
+            observed_at,
+            state: c.state.clone(),
+            changes: c.changes.clone(),
+        })
+        .collect()
+}
+
 fn kind_name(kind: EventKind) -> &'static str {
     kind.as_str()
 }
 
-fn build_provider(config: &ProviderConfig) -> Box<dyn Provider> {
+pub(crate) fn build_provider(config: &ProviderConfig) -> Box<dyn Provider> {
     match config {
         ProviderConfig::DcExport(c) => Box::new(DcExport::new(c.clone())),
         ProviderConfig::Exec(c) => Box::new(ExecProvider::new(c.clone())),

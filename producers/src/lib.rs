@@ -7,10 +7,13 @@
 //! - `publish` ([`Publisher`]): transactional publishing of events together with the fetcher's state.
 //! - `state` ([`restore`]): restoring that state from the compacted fetcher-state topic.
 //! - `fetcher` ([`run`], [`Fetcher`]): the list → diff → publish → advance loop.
+//! - [`backfill`]: dated snapshots of a provider → the events its fetcher would have
+//!   published then, checked against the log and resumable.
 //! - `config` ([`FetcherConfig`]): the fetcher's YAML configuration.
 //! - `metrics` ([`FetcherMetrics`]): the fetcher's Prometheus metrics.
 //! - `error` ([`FetchError`]): fetcher errors.
 
+pub mod backfill;
 mod config;
 pub mod diff;
 mod error;
@@ -22,7 +25,7 @@ mod state;
 
 pub use config::{FetcherConfig, ProviderConfig};
 pub use error::FetchError;
-pub use fetcher::{Fetcher, PassReport, run};
+pub use fetcher::{Fetcher, PassReport, events_of, run};
 pub use metrics::FetcherMetrics;
 pub use publish::{Publisher, state_key};
-pub use state::restore;
+pub use state::{restore, restore_events};

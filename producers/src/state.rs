@@ -6,7 +6,7 @@ use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use hostledger_kafka::{KafkaClients, KafkaError};
-use hostledger_schemas::Codec;
+use hostledger_schemas::{Codec, HostEvent};
 use rdkafka::consumer::Consumer;
 use rdkafka::error::KafkaError as RdError;
 use rdkafka::message::Message;
@@ -23,6 +23,24 @@ pub fn restore(
     source: &str,
     timeout: Duration,
 ) -> Result<HashMap<String, KnownHost>, FetchError> {
+    Ok(restore_events(kafka, source, timeout)?
+        .into_iter()
+        .map(|(host_id, event)| {
+            let known = KnownHost {
+                state: event.state,
+                absent_since: None,
+            };
+            (host_id, known)
+        })
+        .collect())
+}
+
+/// The last event `source` published for each of its hosts, as its state entries hold them.
+pub fn restore_events(
+    kafka: &KafkaClients,
+    source: &str,
+    timeout: Duration,
+) -> Result<HashMap<String, HostEvent>, FetchError> {
     let topic = kafka.settings().topics.fetcher_state.clone();
     let partitions = kafka.partition_count(&topic, timeout)?;
     let reader = kafka.reader()?;
@@ -74,13 +92,7 @@ pub fn restore(
                                 message.offset()
                             ))
                         })?;
-                        known.insert(
-                            host_id.to_owned(),
-                            KnownHost {
-                                state: event.state,
-                                absent_since: None,
-                            },
-                        );
+                        known.insert(host_id.to_owned(), event);
                     }
                 }
             }

@@ -1,8 +1,9 @@
-//! A consumer in another language reads hostledger's log: examples/consumers/python
-//! (confluent-kafka and fastavro, not hostledger's code) decodes every event a real fetcher
-//! published to the real broker, field for field as hostledger decodes it, finding the writer
-//! schema by fingerprint from schemas/avro/ alone; a message that is not an event is reported
-//! as such, and reading goes on.
+//! Consumers in other languages read hostledger's log: examples/consumers/python
+//! (confluent-kafka and fastavro) and examples/consumers/java (Kafka's Java client and Avro for
+//! Java's own single-object decoder), neither of them hostledger's code, decode every event a
+//! real fetcher published to the real broker, field for field as hostledger decodes it, finding
+//! the writer schema by fingerprint from schemas/avro/ alone; a message that is not an event is
+//! reported as such, and reading goes on.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -46,8 +47,52 @@ fn expected(e: &HostEvent) -> Value {
     })
 }
 
+/// Runs one consumer over the test's topic; its JSON lines.
+async fn consume(name: &str, mut command: tokio::process::Command, env: &TestEnv) -> Vec<Value> {
+    let out = command
+        .args(["--bootstrap", &env.bootstrap])
+        .args(["--topic", &env.kafka.settings().topics.events])
+        .arg("--schemas")
+        .arg(repo().join("schemas/avro"))
+        .args(["--idle-secs", "5"])
+        .output()
+        .await
+        .unwrap_or_else(|e| panic!("run the {name} consumer: {e}"));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "the {name} consumer failed: {}\n{stdout}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{name}: not JSON ({e}): {l}")))
+        .collect()
+}
+
+/// Checks one consumer's lines: every event decoded as hostledger decodes it, and the one
+/// message that is not an event reported as poison.
+fn check(name: &str, lines: &[Value], events: &[HostEvent], poison_reason: &str) {
+    let all = || serde_json::to_string_pretty(lines).unwrap_or_default();
+    let decoded: BTreeMap<String, &Value> = lines
+        .iter()
+        .filter_map(|l| Some((l["event"]["event_id"].as_str()?.to_owned(), &l["event"])))
+        .collect();
+    assert_eq!(decoded.len(), events.len(), "{name}: {}", all());
+    for event in events {
+        let theirs = decoded
+            .get(&event.event_id)
+            .unwrap_or_else(|| panic!("{name}: {} not decoded: {}", event.event_id, all()));
+        assert_eq!(**theirs, expected(event), "{name}: {}", event.event_id);
+    }
+    let poison: Vec<&Value> = lines.iter().filter(|l| l.get("poison").is_some()).collect();
+    assert_eq!(poison.len(), 1, "{name}: {}", all());
+    assert_eq!(poison[0]["key"], "dc/pdx1/PX999", "{name}");
+    assert_eq!(poison[0]["poison"], poison_reason, "{name}");
+}
+
 #[tokio::test]
-async fn the_python_consumer_decodes_every_event_field_for_field() {
+async fn the_python_and_java_consumers_decode_every_event_field_for_field() {
     let tools = std::env::var("HOSTLEDGER_PYTHON_TOOLS").unwrap_or_else(|_| {
         panic!("HOSTLEDGER_PYTHON_TOOLS is not set: run the tests with scripts/test, which installs confluent-kafka and fastavro")
     });
@@ -83,40 +128,13 @@ async fn the_python_consumer_decodes_every_event_field_for_field() {
     assert_eq!(events.len(), 6, "3 discovered, then 3 changes: {events:?}");
     env.produce_raw("dc/pdx1/PX999", b"not an event").await;
 
-    let out = tokio::process::Command::new(PathBuf::from(&tools).join("python"))
-        .arg(repo().join("examples/consumers/python/consume.py"))
-        .args(["--bootstrap", &env.bootstrap])
-        .args(["--topic", &env.kafka.settings().topics.events])
-        .arg("--schemas")
-        .arg(repo().join("schemas/avro"))
-        .args(["--idle-secs", "5"])
-        .output()
-        .await
-        .expect("run the Python consumer");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "consumer failed: {}\n{stdout}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let lines: Vec<Value> = stdout
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
-        .collect();
-    let decoded: BTreeMap<String, &Value> = lines
-        .iter()
-        .filter_map(|l| Some((l["event"]["event_id"].as_str()?.to_owned(), &l["event"])))
-        .collect();
-    assert_eq!(decoded.len(), events.len(), "{stdout}");
-    for event in &events {
-        let theirs = decoded
-            .get(&event.event_id)
-            .unwrap_or_else(|| panic!("{} not decoded: {stdout}", event.event_id));
-        assert_eq!(**theirs, expected(event), "{}", event.event_id);
-    }
-    let poison: Vec<&Value> = lines.iter().filter(|l| l.get("poison").is_some()).collect();
-    assert_eq!(poison.len(), 1, "{stdout}");
-    assert_eq!(poison[0]["key"], "dc/pdx1/PX999");
-    assert_eq!(poison[0]["poison"], "no single-object marker");
+    let mut python = tokio::process::Command::new(PathBuf::from(&tools).join("python"));
+    python.arg(repo().join("examples/consumers/python/consume.py"));
+    let lines = consume("Python", python, &env).await;
+    check("Python", &lines, &events, "no single-object marker");
+
+    let java = tokio::process::Command::new(repo().join("examples/consumers/java/run.sh"));
+    let lines = consume("Java", java, &env).await;
+    check("Java", &lines, &events, "no single-object marker");
     env.cleanup().await;
 }

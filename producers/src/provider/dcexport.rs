@@ -117,32 +117,63 @@ impl DcExport {
                 provider: self.config.name.clone(),
                 reason: format!("{}: {reason}", file.display()),
             })?;
-            for (place, record) in records {
-                match record.and_then(to_host) {
-                    Ok(host) if !seen.insert(host.host_id.clone()) => {
-                        listing.problems.push(format!(
-                            "{}: {place}: duplicate host {}",
-                            file.display(),
-                            host.host_id
-                        ))
-                    }
-                    Ok(host) => listing.hosts.push(host),
-                    Err(reason) => listing
-                        .problems
-                        .push(format!("{}: {place}: {reason}", file.display())),
-                }
-            }
+            add_records(
+                &mut listing,
+                &mut seen,
+                &file.display().to_string(),
+                records,
+            );
         }
+        self.refuse_empty(&listing, &self.config.path.display().to_string())?;
+        Ok(listing)
+    }
+
+    /// A listing from export records given as JSON (a list of records, or `{"hosts": [...]}`),
+    /// as a JSON export file holds them; `place` names where they came from in problems.
+    pub fn listing_from_json(
+        &self,
+        records: serde_json::Value,
+        place: &str,
+        observed_at: Timestamp,
+    ) -> Result<Listing, ProviderError> {
+        let records = value_records(records).map_err(|reason| ProviderError::Rejected {
+            provider: self.config.name.clone(),
+            reason: format!("{place}: {reason}"),
+        })?;
+        let mut listing = Listing {
+            hosts: Vec::new(),
+            observed_at,
+            problems: Vec::new(),
+        };
+        add_records(&mut listing, &mut HashSet::new(), place, records);
+        self.refuse_empty(&listing, place)?;
+        Ok(listing)
+    }
+
+    fn refuse_empty(&self, listing: &Listing, place: &str) -> Result<(), ProviderError> {
         if listing.hosts.is_empty() && listing.problems.is_empty() && !self.config.allow_empty {
             return Err(ProviderError::Rejected {
                 provider: self.config.name.clone(),
                 reason: format!(
-                    "{} lists no hosts; refusing to treat that as an empty data centre (set allow_empty: true if it is one)",
-                    self.config.path.display()
+                    "{place} lists no hosts; refusing to treat that as an empty data centre (set allow_empty: true if it is one)"
                 ),
             });
         }
-        Ok(listing)
+        Ok(())
+    }
+}
+
+/// Adds the hosts of `records` (from `file`) to `listing`; bad and duplicate records become
+/// its problems.
+fn add_records(listing: &mut Listing, seen: &mut HashSet<String>, file: &str, records: Records) {
+    for (place, record) in records {
+        match record.and_then(to_host) {
+            Ok(host) if !seen.insert(host.host_id.clone()) => listing
+                .problems
+                .push(format!("{file}: {place}: duplicate host {}", host.host_id)),
+            Ok(host) => listing.hosts.push(host),
+            Err(reason) => listing.problems.push(format!("{file}: {place}: {reason}")),
+        }
     }
 }
 

@@ -179,13 +179,23 @@ impl ExecProvider {
                 stderr_excerpt()
             ),
         })?;
+        Ok(self.listing_from_json(output.hosts, observed_at))
+    }
+
+    /// A listing from host entries as the program prints them (the `hosts` list); wrong and
+    /// duplicate entries become its problems.
+    pub fn listing_from_json(
+        &self,
+        hosts: Vec<serde_json::Value>,
+        observed_at: Timestamp,
+    ) -> Listing {
         let mut listing = Listing {
             hosts: Vec::new(),
             observed_at,
             problems: Vec::new(),
         };
         let mut seen = HashSet::new();
-        for (i, value) in output.hosts.into_iter().enumerate() {
+        for (i, value) in hosts.into_iter().enumerate() {
             let place = format!("host {}", i + 1);
             match serde_json::from_value::<Entry>(value)
                 .map_err(|e| e.to_string())
@@ -200,7 +210,7 @@ impl ExecProvider {
                 Err(reason) => listing.problems.push(format!("{place}: {reason}")),
             }
         }
-        Ok(listing)
+        listing
     }
 
     fn to_host(&self, e: Entry) -> Result<ListedHost, String> {
