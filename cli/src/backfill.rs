@@ -224,6 +224,20 @@ pub async fn run(args: BackfillArgs) -> Result<ExitCode> {
 
     let pending = &plan.steps[start..];
     let total: usize = pending.iter().map(|s| s.events.len()).sum();
+    let (first, last) = (
+        plan.steps[0].observed_at,
+        plan.steps[plan.steps.len() - 1].observed_at,
+    );
+    if pending.is_empty() {
+        print_out(&format!(
+            "nothing to publish: all {} snapshots of {} ({} to {}) were published by an earlier run\n",
+            plan.steps.len(),
+            plan.source,
+            day(first),
+            day(last)
+        ))?;
+        return Ok(ExitCode::SUCCESS);
+    }
     if start > 0 {
         tracing::info!(
             source = %plan.source,
