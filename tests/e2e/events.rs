@@ -37,9 +37,9 @@ async fn events_are_shown_filtered_and_followed() {
          FR300,web-fra2-01,fra2,,decommissioned,web,,10.2.0.1,R650,C07\n",
     );
     env.fetch_once(&config).await;
-    env.produce_raw("dc/pdx1/PX999", b"not an event").await;
     let events = env.read_events();
     assert_eq!(events.len(), 6);
+    env.produce_raw("dc/pdx1/PX999", b"not an event").await;
     let topic_prefix = env.topic_prefix.clone();
     let kafka = [
         "--topic-prefix",
