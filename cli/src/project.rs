@@ -29,6 +29,15 @@ pub struct ProjectArgs {
     #[arg(long, default_value = defaults().projector_group.as_str())]
     pub group: String,
 
+    /// This replica's stable name in the group (Kafka static membership). A replica restarted
+    /// under the same name (a StatefulSet's pod name, say) gets its partitions back at once;
+    /// without one, a crashed replica's partitions wait until its consumer-group session times
+    /// out (session.timeout.ms, 45 s by default). Every replica needs its own name: one that
+    /// joins under a name in use takes over the partitions and the older process stops.
+    /// Letters, digits, '.', '_' and '-', at most 249.
+    #[arg(long, env = "HOSTLEDGER_INSTANCE_ID", value_parser = parse_instance_id)]
+    pub instance_id: Option<String>,
+
     /// Exit 0 once every partition has been applied up to the end of the log.
     #[arg(long)]
     pub until_caught_up: bool,
@@ -86,6 +95,23 @@ pub struct ReplayArgs {
     pub kafka: KafkaArgs,
 }
 
+/// A Kafka `group.instance.id` as hostledger accepts it: the characters of a topic name, so it
+/// reads the same in logs, metrics and `kafka-consumer-groups --describe`.
+fn parse_instance_id(value: &str) -> Result<String, String> {
+    if value.is_empty() || value.len() > 249 {
+        return Err("must be 1 to 249 characters".into());
+    }
+    match value
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || "._-".contains(*c)))
+    {
+        Some(c) => Err(format!(
+            "{c:?} is not allowed: use letters, digits, '.', '_' and '-' (e.g. projector-0)"
+        )),
+        None => Ok(value.to_owned()),
+    }
+}
+
 /// Runs the projector daemon.
 pub async fn project(args: ProjectArgs) -> Result<ExitCode> {
     let kafka = KafkaClients::new(args.kafka.apply(KafkaSettings::default()))?;
@@ -98,6 +124,7 @@ pub async fn project(args: ProjectArgs) -> Result<ExitCode> {
     let server = tokio::spawn(hostledger_telemetry::serve(listener, metrics.clone()));
     let settings = ProjectorSettings {
         group_id: args.group,
+        instance_id: args.instance_id,
         batch_max_events: args.batch_size as usize,
         batch_max_wait: Duration::from_millis(50),
         max_in_flight: args.max_in_flight as usize,
@@ -156,4 +183,19 @@ pub async fn replay(args: ReplayArgs) -> Result<ExitCode> {
         a.history_requests,
     ))?;
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_instance_id;
+
+    #[test]
+    fn instance_ids_are_checked() {
+        assert_eq!(parse_instance_id("projector-0"), Ok("projector-0".into()));
+        assert_eq!(parse_instance_id("a.b_c-9"), Ok("a.b_c-9".into()));
+        let err = parse_instance_id("projector 0").expect_err("space");
+        assert!(err.contains("' '") && err.contains("projector-0"), "{err}");
+        assert!(parse_instance_id("").is_err());
+        assert!(parse_instance_id(&"x".repeat(250)).is_err());
+    }
 }

@@ -117,6 +117,9 @@ pub enum ClientRole {
     Consumer {
         /// Consumer group id.
         group_id: String,
+        /// `group.instance.id` (static membership, KIP-345): a member restarted with the same
+        /// id gets its partitions back at once instead of after the old session expires.
+        instance_id: Option<String>,
     },
     /// A consumer without a group, for reading a topic from the start (state restore,
     /// metadata, watermarks).
@@ -182,7 +185,13 @@ impl KafkaClients {
                         .set("transaction.timeout.ms", "60000");
                 }
             }
-            ClientRole::Consumer { group_id } => {
+            ClientRole::Consumer {
+                group_id,
+                instance_id,
+            } => {
+                if let Some(id) = instance_id {
+                    config.set("group.instance.id", id);
+                }
                 config
                     .set("client.id", "hostledger-consumer")
                     .set("group.id", group_id)
@@ -225,10 +234,16 @@ impl KafkaClients {
             .map_err(|e| KafkaError::client("create the producer", e))
     }
 
-    /// A group consumer with manual commits.
-    pub fn consumer(&self, group_id: &str) -> Result<GroupConsumer, KafkaError> {
+    /// A group consumer with manual commits; a static member of the group when `instance_id`
+    /// is given.
+    pub fn consumer(
+        &self,
+        group_id: &str,
+        instance_id: Option<&str>,
+    ) -> Result<GroupConsumer, KafkaError> {
         let role = ClientRole::Consumer {
             group_id: group_id.to_owned(),
+            instance_id: instance_id.map(str::to_owned),
         };
         self.config(&role)
             .create_with_context(KafkaContext::default())

@@ -104,6 +104,7 @@ pub fn classify(error: &RdError) -> ErrorClass {
             | C::UnsupportedSASLMechanism
             | C::ProducerFenced
             | C::InvalidProducerEpoch
+            | C::FencedInstanceId
             | C::Fatal,
         ) => ErrorClass::Fatal,
         Some(C::MessageSizeTooLarge | C::InvalidMessage | C::InvalidRecord) => ErrorClass::Poison,

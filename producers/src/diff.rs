@@ -160,9 +160,9 @@ pub fn advance(known: &mut HashMap<String, KnownHost>, diff: &Diff) {
                 absent_since: None,
             });
         entry.state.clone_from(&change.state);
-        if change.kind != EventKind::HostWentMissing {
-            entry.absent_since = None;
-        }
+        // Once published, a host's clock is done: a missing host is not declared missing
+        // again, and a listed one is not absent.
+        entry.absent_since = None;
     }
 }
 

@@ -1,6 +1,6 @@
 //! The fetcher loop: list → diff → publish (one transaction) → advance known state.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::future::Future;
 use std::time::Duration;
 
@@ -49,6 +49,8 @@ pub struct Fetcher {
     provider: Box<dyn Provider>,
     publisher: Publisher,
     known: HashMap<String, KnownHost>,
+    /// The last event published for each known host: its state entry's value.
+    last: HashMap<String, HostEvent>,
     missing_grace_micros: i64,
 }
 
@@ -62,14 +64,16 @@ impl Fetcher {
         let source = provider.name().to_owned();
         let publisher = Publisher::new(kafka, &source).await?;
         let state_source = source.clone();
-        let known = kafka
+        let crate::state::Restored { known, last } = kafka
             .blocking(move |k| restore(k, &state_source, Duration::from_secs(120)))
             .await?;
-        tracing::info!(provider = %source, hosts = known.len(), "fetcher state restored");
+        let absent = known.values().filter(|k| k.absent_since.is_some()).count();
+        tracing::info!(provider = %source, hosts = known.len(), absent, "fetcher state restored");
         Ok(Fetcher {
             provider,
             publisher,
             known,
+            last,
             missing_grace_micros: grace_micros(missing_grace_secs),
         })
     }
@@ -80,7 +84,10 @@ impl Fetcher {
     }
 
     /// Lists, diffs and publishes once. A failed listing publishes nothing; a failed
-    /// publish leaves the known state where it was, so the next pass tries again.
+    /// publish leaves the known state where it was, so the next pass tries again. Absence
+    /// clocks that start or stop are written to the fetcher state with the events, so a
+    /// restarted fetcher declares a host missing when the grace since it was first seen
+    /// absent is over, not a grace after the restart.
     pub async fn pass(&mut self) -> Result<PassReport, FetchError> {
         let listing = self.provider.list().await?;
         let d = diff(&self.known, &listing, self.missing_grace_micros);
@@ -89,8 +96,18 @@ impl Fetcher {
         for problem in &listing.problems {
             tracing::warn!(provider = %source, error = %problem, "bad entry in listing");
         }
-        self.publisher.publish(&events).await?;
+        let with_event: HashSet<&str> = events.iter().map(|e| e.host_id.as_str()).collect();
+        let clocks: Vec<(&HostEvent, Option<Timestamp>)> = d
+            .absence
+            .iter()
+            .filter(|(host_id, _)| !with_event.contains(host_id.as_str()))
+            .filter_map(|(host_id, since)| Some((self.last.get(host_id)?, *since)))
+            .collect();
+        self.publisher.publish_pass(&events, &clocks).await?;
         advance(&mut self.known, &d);
+        for event in &events {
+            self.last.insert(event.host_id.clone(), event.clone());
+        }
         let mut published: BTreeMap<&'static str, usize> = BTreeMap::new();
         for e in &events {
             *published.entry(kind_name(e.kind)).or_default() += 1;

@@ -5,7 +5,8 @@
 //! - [`diff`]: pure code turning last known state + a listing into events, with the grace
 //!   period for missing hosts.
 //! - `publish` ([`Publisher`]): transactional publishing of events together with the fetcher's state.
-//! - `state` ([`restore`]): restoring that state from the compacted fetcher-state topic.
+//! - `state` ([`restore`]): restoring that state (last events, absence clocks) from the
+//!   compacted fetcher-state topic.
 //! - `fetcher` ([`run`], [`Fetcher`]): the list → diff → publish → advance loop.
 //! - [`backfill`]: dated snapshots of a provider → the events its fetcher would have
 //!   published then, checked against the log and resumable.
@@ -28,4 +29,6 @@ pub use error::FetchError;
 pub use fetcher::{Fetcher, PassReport, events_of, run};
 pub use metrics::FetcherMetrics;
 pub use publish::{Publisher, state_key};
-pub use state::{restore, restore_events};
+pub use state::{
+    ABSENT_SINCE_HEADER, Restored, StateEntry, restore, restore_entries, restore_events,
+};

@@ -4,10 +4,12 @@
 use std::time::Duration;
 
 use hostledger_kafka::{KafkaClients, KafkaError, Producer as KafkaProducer};
-use hostledger_schemas::{Codec, HostEvent};
+use hostledger_schemas::{Codec, HostEvent, Timestamp};
+use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureRecord, Producer};
 
 use crate::error::FetchError;
+use crate::state::{ABSENT_SINCE_HEADER, absent_since_value};
 
 /// How long a transaction may take to commit or abort.
 const TRANSACTION_TIMEOUT: Duration = Duration::from_secs(60);
@@ -53,21 +55,35 @@ impl Publisher {
     /// transaction is committed; on error it is aborted and nothing is visible to
     /// read-committed consumers.
     pub async fn publish(&self, events: &[HostEvent]) -> Result<(), FetchError> {
-        if events.is_empty() {
+        self.publish_pass(events, &[]).await
+    }
+
+    /// [`Publisher::publish`], plus the absence clocks of hosts that have no event in this
+    /// pass: each `(last event published for the host, absent since)` rewrites that host's
+    /// state entry with the clock started (`Some`) or stopped (`None`), in the same
+    /// transaction.
+    pub async fn publish_pass(
+        &self,
+        events: &[HostEvent],
+        absence: &[(&HostEvent, Option<Timestamp>)],
+    ) -> Result<(), FetchError> {
+        if events.is_empty() && absence.is_empty() {
             return Ok(());
         }
-        let mut encoded = Vec::with_capacity(events.len());
-        for event in events {
-            encoded.push(
-                self.codec
-                    .encode(event)
-                    .map_err(|e| FetchError::Internal(e.to_string()))?,
-            );
-        }
+        let encode = |event: &HostEvent| {
+            self.codec
+                .encode(event)
+                .map_err(|e| FetchError::Internal(e.to_string()))
+        };
+        let encoded = events.iter().map(encode).collect::<Result<Vec<_>, _>>()?;
+        let clocks = absence
+            .iter()
+            .map(|(event, since)| Ok((event.host_id.as_str(), encode(event)?, *since)))
+            .collect::<Result<Vec<_>, FetchError>>()?;
         self.producer
             .begin_transaction()
             .map_err(|e| KafkaError::client("begin a transaction", e))?;
-        let result = self.send_all(events, &encoded).await;
+        let result = self.send_all(events, &encoded, &clocks).await;
         let producer = self.producer.clone();
         let outcome = match result {
             Ok(()) => tokio::task::spawn_blocking(move || {
@@ -91,38 +107,65 @@ impl Publisher {
         outcome
     }
 
-    async fn send_all(&self, events: &[HostEvent], encoded: &[Vec<u8>]) -> Result<(), FetchError> {
-        let mut deliveries = Vec::with_capacity(events.len() * 2);
-        for (event, payload) in events.iter().zip(encoded) {
-            let state_key = state_key(&self.source, &event.host_id);
-            for (topic, key) in [
-                (&self.events_topic, event.host_id.as_str()),
-                (&self.state_topic, state_key.as_str()),
-            ] {
-                let delivery = loop {
-                    match self
-                        .producer
-                        .send_result(FutureRecord::to(topic).key(key).payload(payload.as_slice()))
+    async fn send_all(
+        &self,
+        events: &[HostEvent],
+        encoded: &[Vec<u8>],
+        clocks: &[(&str, Vec<u8>, Option<Timestamp>)],
+    ) -> Result<(), FetchError> {
+        let mut deliveries = Vec::with_capacity(events.len() * 2 + clocks.len());
+        let state_entries = clocks.iter().map(|(host_id, payload, since)| {
+            (state_key(&self.source, host_id), payload.as_slice(), *since)
+        });
+        let records = events
+            .iter()
+            .zip(encoded)
+            .flat_map(|(event, payload)| {
+                [
+                    (
+                        &self.events_topic,
+                        event.host_id.clone(),
+                        payload.as_slice(),
+                        None,
+                    ),
+                    (
+                        &self.state_topic,
+                        state_key(&self.source, &event.host_id),
+                        payload.as_slice(),
+                        None,
+                    ),
+                ]
+            })
+            .chain(
+                state_entries.map(|(key, payload, since)| (&self.state_topic, key, payload, since)),
+            );
+        for (topic, key, payload, absent_since) in records {
+            let since = absent_since.map(absent_since_value);
+            let delivery = loop {
+                let mut record = FutureRecord::to(topic).key(key.as_str()).payload(payload);
+                if let Some(since) = &since {
+                    record = record.headers(OwnedHeaders::new().insert(Header {
+                        key: ABSENT_SINCE_HEADER,
+                        value: Some(since.as_str()),
+                    }));
+                }
+                match self.producer.send_result(record) {
+                    Ok(delivery) => break delivery,
+                    Err((e, _))
+                        if e.rdkafka_error_code()
+                            == Some(rdkafka::types::RDKafkaErrorCode::QueueFull) =>
                     {
-                        Ok(delivery) => break delivery,
-                        Err((e, _))
-                            if e.rdkafka_error_code()
-                                == Some(rdkafka::types::RDKafkaErrorCode::QueueFull) =>
-                        {
-                            self.producer.poll(Duration::from_millis(10));
-                            tokio::task::yield_now().await;
-                        }
-                        Err((e, _)) => {
-                            return Err(KafkaError::client(
-                                format!("queue an event for {topic}"),
-                                e,
-                            )
-                            .into());
-                        }
+                        self.producer.poll(Duration::from_millis(10));
+                        tokio::task::yield_now().await;
                     }
-                };
-                deliveries.push(delivery);
-            }
+                    Err((e, _)) => {
+                        return Err(
+                            KafkaError::client(format!("queue an event for {topic}"), e).into()
+                        );
+                    }
+                }
+            };
+            deliveries.push(delivery);
         }
         for delivery in deliveries {
             match delivery.await {

@@ -30,6 +30,10 @@ use crate::metrics::Metrics;
 pub struct ProjectorSettings {
     /// Kafka consumer group. Replicas in one group split the partitions.
     pub group_id: String,
+    /// This replica's stable name in the group (`group.instance.id`, static membership): a
+    /// replica restarted under the same name is given its partitions back at once, instead
+    /// of after the consumer-group session of the process it replaces has expired.
+    pub instance_id: Option<String>,
     /// Most events in one batch.
     pub batch_max_events: usize,
     /// Longest wait for a batch to fill once it has its first event.
@@ -44,6 +48,7 @@ impl Default for ProjectorSettings {
     fn default() -> Self {
         ProjectorSettings {
             group_id: defaults().projector_group.clone(),
+            instance_id: None,
             batch_max_events: defaults().projector_batch_events as usize,
             batch_max_wait: Duration::from_millis(50),
             max_in_flight: defaults().max_in_flight as usize,
@@ -134,7 +139,10 @@ impl Projector {
             hosts = applier.hosts().len(),
             "projector starting"
         );
-        let consumer = self.kafka.consumer(&self.settings.group_id)?;
+        let consumer = self.kafka.consumer(
+            &self.settings.group_id,
+            self.settings.instance_id.as_deref(),
+        )?;
         consumer
             .subscribe(&[&topic])
             .map_err(|e| KafkaError::client(format!("subscribe to {topic}"), e))?;
@@ -223,6 +231,14 @@ impl Projector {
                 }
                 Err(error) => match hostledger_kafka::classify(&error) {
                     ErrorClass::Fatal => {
+                        if let Some(instance) = &self.settings.instance_id
+                            && fenced(&error, consumer.context().last_error().as_deref())
+                        {
+                            return Err(ProjectorError::Fenced {
+                                group: self.settings.group_id.clone(),
+                                instance: instance.clone(),
+                            });
+                        }
                         return Err(KafkaError::client("consume host events", error).into());
                     }
                     _ => {
@@ -438,4 +454,13 @@ async fn measure_lag(kafka: &KafkaClients, consumer: &GroupConsumer, topic: &str
         lag += u64::try_from(high - position).unwrap_or(0);
     }
     Some(lag)
+}
+
+/// Whether the broker fenced this static member: another consumer joined the group with the
+/// same `group.instance.id`. librdkafka delivers it as a generic fatal error; the reason it
+/// reported just before names the instance id.
+fn fenced(error: &RdError, last_reported: Option<&str>) -> bool {
+    use rdkafka::types::RDKafkaErrorCode as C;
+    error.rdkafka_error_code() == Some(C::FencedInstanceId)
+        || last_reported.is_some_and(|r| r.contains("group.instance.id"))
 }
