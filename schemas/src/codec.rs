@@ -15,6 +15,7 @@ use apache_avro::writer::datum::GenericDatumWriter;
 use apache_avro::{Schema, from_value};
 
 use crate::avro::AvroEvent;
+use crate::binary;
 use crate::canonical::parsing_canonical_form;
 use crate::event::HostEvent;
 use crate::fingerprint::crc64_avro;
@@ -164,6 +165,9 @@ static KNOWN: LazyLock<Vec<&'static KnownSchema>> = LazyLock::new(|| {
 /// How to read data written with one known schema.
 struct WriterEntry {
     known: &'static KnownSchema,
+    /// Read by the hand-written decoder ([`crate::binary`]): the writer schema is the reader
+    /// schema and the one that code was written for.
+    fast: bool,
     /// Reads straight into the Rust types; set when the writer schema is the reader schema.
     direct: Option<GenericDatumReader<'static>>,
     /// Reads a generic value resolved to the reader schema; for older and newer writers.
@@ -174,6 +178,8 @@ struct WriterEntry {
 pub struct Codec {
     writer: &'static KnownSchema,
     datum_writer: GenericDatumWriter<'static>,
+    /// Written by the hand-written encoder ([`crate::binary`]).
+    fast_writer: bool,
     reader_version: u32,
     writers: Vec<WriterEntry>,
 }
@@ -221,6 +227,18 @@ impl Codec {
         Codec::writing(CURRENT_VERSION).expect("the current schema version is compiled in")
     }
 
+    /// The same codec as [`Codec::new`] without its hand-written fast path: every datum goes
+    /// through the generic Avro library. Same bytes, same events, slower; for comparisons
+    /// (the codec benchmark measures one against the other).
+    pub fn generic() -> Self {
+        let mut codec = Codec::new();
+        codec.fast_writer = false;
+        for w in &mut codec.writers {
+            w.fast = false;
+        }
+        codec
+    }
+
     /// A codec that writes the given schema version (to test compatibility); `None` if that
     /// version is not compiled in.
     pub fn writing(version: u32) -> Option<Self> {
@@ -240,6 +258,7 @@ impl Codec {
             .iter()
             .map(|&k| WriterEntry {
                 known: k,
+                fast: k.version == reader.version && k.fingerprint.0 == binary::FINGERPRINT,
                 direct: (k.version == reader.version).then(|| {
                     GenericDatumReader::builder(&k.schema)
                         .human_readable(false)
@@ -252,6 +271,7 @@ impl Codec {
         Some(Codec {
             writer,
             datum_writer,
+            fast_writer: writer.fingerprint.0 == binary::FINGERPRINT,
             reader_version: reader.version,
             writers,
         })
@@ -280,6 +300,7 @@ impl Codec {
             let known: &'static KnownSchema = Box::leak(Box::new(parsed));
             codec.writers.push(WriterEntry {
                 known,
+                fast: false,
                 direct: None,
                 resolving: resolving_reader(known, reader)?,
             });
@@ -304,6 +325,10 @@ impl Codec {
         let start = out.len();
         out.extend_from_slice(&MARKER);
         out.extend_from_slice(&self.writer.fingerprint.0);
+        if self.fast_writer {
+            binary::encode(event, out);
+            return Ok(());
+        }
         if let Err(e) = self.datum_writer.write_ser(out, &AvroEvent::from(event)) {
             out.truncate(start);
             return Err(EncodeError {
@@ -341,6 +366,16 @@ impl Codec {
         let version = entry.known.version;
         let datum_error = |reason: String| DecodeError::Datum { version, reason };
         let mut rest = &bytes[HEADER_LEN..];
+        if entry.fast {
+            let (event, rest) = binary::decode(rest).map_err(datum_error)?;
+            if !rest.is_empty() {
+                return Err(DecodeError::TrailingBytes {
+                    version,
+                    trailing: rest.len(),
+                });
+            }
+            return Ok(event);
+        }
         let event = match &entry.direct {
             Some(direct) => direct.read_deser::<AvroEvent<'_>>(&mut rest),
             None => entry
@@ -357,5 +392,181 @@ impl Codec {
             });
         }
         Ok(event)
+    }
+}
+
+#[cfg(test)]
+mod fast_path_tests {
+    //! The hand-written datum code against the generic Avro library, over generated events.
+
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::event::{EventKind, FieldChange, HostState, Lifecycle, Timestamp};
+
+    /// A small deterministic generator (xorshift), so failures reproduce.
+    struct Gen(u64);
+
+    impl Gen {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+        fn below(&mut self, n: u64) -> u64 {
+            self.next() % n
+        }
+        fn text(&mut self) -> String {
+            const PIECES: [&str; 8] = ["a", "host-", "é", "日本", "", "0", " ", "\u{1F600}"];
+            let max = if self.below(10) == 0 { 200 } else { 6 };
+            let len = self.below(max);
+            (0..len)
+                .map(|_| PIECES[self.below(PIECES.len() as u64) as usize])
+                .collect()
+        }
+        fn maybe(&mut self) -> Option<String> {
+            (self.below(3) > 0).then(|| self.text())
+        }
+        fn long(&mut self) -> i64 {
+            match self.below(4) {
+                0 => 0,
+                1 => -(self.below(1 << 40) as i64),
+                2 => self.next() as i64,
+                _ => 1_767_225_600_000_000 + self.below(1 << 36) as i64,
+            }
+        }
+    }
+
+    fn event(g: &mut Gen) -> HostEvent {
+        let mut state = HostState::new(g.text(), Lifecycle::ALL[g.below(5) as usize], g.text());
+        state.region = g.maybe();
+        state.zone = g.maybe();
+        state.role = g.maybe();
+        state.team = g.maybe();
+        state.addresses = (0..g.below(4)).map(|_| g.text()).collect();
+        state.machine_type = g.maybe();
+        state.attributes = (0..g.below(5))
+            .map(|_| (g.text(), g.text()))
+            .collect::<BTreeMap<_, _>>();
+        HostEvent {
+            event_id: g.text(),
+            host_id: g.text(),
+            kind: EventKind::ALL[g.below(6) as usize],
+            provider: g.text(),
+            source: g.text(),
+            observed_at: Timestamp(g.long()),
+            state,
+            changes: (0..g.below(4))
+                .map(|_| FieldChange {
+                    field: g.text(),
+                    old: g.maybe(),
+                    new: g.maybe(),
+                })
+                .collect(),
+        }
+    }
+
+    fn generic_encode(e: &HostEvent) -> Vec<u8> {
+        let schema = &known(1).expect("v1").schema;
+        let writer = GenericDatumWriter::builder(schema)
+            .human_readable(false)
+            .build()
+            .expect("writer");
+        let mut out = Vec::new();
+        writer
+            .write_ser(&mut out, &AvroEvent::from(e))
+            .expect("generic encode");
+        out
+    }
+
+    fn generic_decode(bytes: &[u8]) -> Result<HostEvent, String> {
+        let schema = &known(1).expect("v1").schema;
+        let reader = GenericDatumReader::builder(schema)
+            .human_readable(false)
+            .build()
+            .expect("reader");
+        let mut rest = bytes;
+        let e = reader
+            .read_deser::<AvroEvent<'_>>(&mut rest)
+            .map(HostEvent::from)
+            .map_err(|e| e.to_string())?;
+        if rest.is_empty() {
+            Ok(e)
+        } else {
+            Err("trailing bytes".into())
+        }
+    }
+
+    #[test]
+    fn the_fast_path_is_for_exactly_the_v1_schema() {
+        assert_eq!(
+            known(1).expect("v1").fingerprint.0,
+            binary::FINGERPRINT,
+            "the schema changed: bring schemas/src/binary.rs up to date, then its fingerprint"
+        );
+        let codec = Codec::new();
+        assert!(codec.fast_writer && codec.writers.iter().all(|w| w.fast));
+    }
+
+    #[test]
+    fn both_paths_write_the_same_bytes_and_read_the_same_events() {
+        let mut g = Gen(0x9E37_79B9_7F4A_7C15);
+        for i in 0..5_000 {
+            let e = event(&mut g);
+            let generic = generic_encode(&e);
+            let mut fast = Vec::new();
+            binary::encode(&e, &mut fast);
+            assert_eq!(fast, generic, "event {i}: {e:?}");
+            let (decoded, rest) = binary::decode(&generic).expect("fast decode");
+            assert!(rest.is_empty());
+            assert_eq!(decoded, e, "event {i}");
+            assert_eq!(generic_decode(&generic).expect("generic decode"), e);
+        }
+    }
+
+    #[test]
+    fn damaged_data_is_an_error_on_both_paths_never_a_panic_or_a_guess() {
+        let mut g = Gen(42);
+        for _ in 0..300 {
+            let e = event(&mut g);
+            let bytes = generic_encode(&e);
+            for cut in 0..bytes.len() {
+                let fast = binary::decode(&bytes[..cut]);
+                assert!(
+                    fast.is_err(),
+                    "a datum cut at {cut} of {} was read",
+                    bytes.len()
+                );
+                assert!(generic_decode(&bytes[..cut]).is_err());
+            }
+            // One flipped byte: the fast path either fails or reads what the generic one reads.
+            let mut flipped = bytes.clone();
+            let at = g.below(flipped.len() as u64) as usize;
+            flipped[at] ^= 1 << g.below(8);
+            match (binary::decode(&flipped), generic_decode(&flipped)) {
+                (Ok((fast, [])), Ok(generic)) => assert_eq!(fast, generic),
+                (Ok((_, rest)), Err(_)) => assert!(
+                    !rest.is_empty(),
+                    "the fast path read a datum the generic path refuses"
+                ),
+                _ => {}
+            }
+        }
+        let codec = Codec::new();
+        let mut bad = Vec::from(MARKER);
+        bad.extend_from_slice(&binary::FINGERPRINT);
+        bad.extend_from_slice(&[0x02, b'a', 0x02, 0xff]);
+        let err = codec.decode(&bad).expect_err("not UTF-8");
+        assert!(
+            matches!(&err, DecodeError::Datum { version: 1, reason } if reason.contains("host_id")),
+            "{err}"
+        );
+        let mut garbage = Gen(7);
+        for _ in 0..10_000 {
+            let mut bytes = bad[..HEADER_LEN].to_vec();
+            bytes.extend((0..garbage.below(64)).map(|_| garbage.next() as u8));
+            let _ = codec.decode(&bytes);
+        }
     }
 }

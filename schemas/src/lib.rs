@@ -4,6 +4,8 @@
 //!   `Lifecycle`), mirrored one to one from the Avro schemas in `schemas/avro/`.
 //! - `avro`: the Avro form of the event types (the schema's field names) and the
 //!   conversions from and to them.
+//! - `binary`: the current version's Avro datum written and read by hand, the hot path of
+//!   the codec (checked byte for byte against the generic Avro library).
 //! - `codec` ([`Codec`]): Avro single-object encoding (`C3 01`, 8-byte CRC-64-AVRO fingerprint of the
 //!   writer schema, datum); decoding resolves the writer schema by fingerprint among every
 //!   schema version compiled in, and rejects anything else with a typed [`DecodeError`].
@@ -15,6 +17,7 @@
 //! Nothing here does I/O.
 
 mod avro;
+mod binary;
 mod canonical;
 mod codec;
 mod event;

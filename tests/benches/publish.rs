@@ -7,7 +7,7 @@
 
 use std::time::Instant;
 
-use hostledger_e2e::{TestEnv, bench_arg, event};
+use hostledger_e2e::{Figure, TestEnv, bench_arg, event};
 use hostledger_producers::Publisher;
 use hostledger_schemas::Lifecycle;
 
@@ -57,5 +57,14 @@ async fn main() {
     );
     println!("  one transaction per event: {baseline_rate:>10.0} events/s  ({baseline_n} events)");
     println!("  ratio: {:.0}x", rate / baseline_rate);
+    Figure::new(
+        &format!("publish, one fetcher pass of {n} changes"),
+        rate,
+        "events/s",
+        ">= 200,000",
+        Some(rate >= 200_000.0),
+    )
+    .with_floor("one transaction per event, events/s", baseline_rate)
+    .record();
     env.cleanup().await;
 }

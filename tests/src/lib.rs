@@ -547,3 +547,68 @@ pub fn bench_arg(name: &str, default: usize) -> usize {
         })
         .unwrap_or(default)
 }
+
+/// The value of `--NAME TEXT` on a benchmark's command line, if given.
+pub fn bench_text_arg(name: &str) -> Option<String> {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .cloned()
+}
+
+/// One figure a benchmark measured, for the table `scripts/bench` prints.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Figure {
+    /// What was measured, e.g. `decode + fold, one core`.
+    pub figure: String,
+    /// The measured value.
+    pub value: f64,
+    /// Its unit, e.g. `events/s`, `s`, `writes/host`.
+    pub unit: String,
+    /// The floor or baseline measured in the same run, if the figure has one.
+    pub floor: Option<f64>,
+    /// What the floor is, e.g. `raw write floor`.
+    pub floor_name: Option<String>,
+    /// The target, as text (`>= 1,000,000`, `<= 1.25 x floor + 2 s`).
+    pub target: String,
+    /// Whether the target is met; `None` for figures without one.
+    pub pass: Option<bool>,
+}
+
+impl Figure {
+    /// A figure without a floor.
+    pub fn new(figure: &str, value: f64, unit: &str, target: &str, pass: Option<bool>) -> Self {
+        Figure {
+            figure: figure.to_owned(),
+            value,
+            unit: unit.to_owned(),
+            floor: None,
+            floor_name: None,
+            target: target.to_owned(),
+            pass,
+        }
+    }
+
+    /// The same figure with the floor it is compared with.
+    pub fn with_floor(mut self, name: &str, floor: f64) -> Self {
+        self.floor_name = Some(name.to_owned());
+        self.floor = Some(floor);
+        self
+    }
+
+    /// Appends the figure as one JSON line to the file given with `--json PATH`, if any.
+    pub fn record(&self) {
+        let Some(path) = bench_text_arg("--json") else {
+            return;
+        };
+        use std::io::Write as _;
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .unwrap_or_else(|e| panic!("cannot open {path}: {e}"));
+        let line = serde_json::to_string(self).expect("a figure serializes");
+        writeln!(file, "{line}").unwrap_or_else(|e| panic!("cannot write {path}: {e}"));
+    }
+}
