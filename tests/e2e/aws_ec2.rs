@@ -60,6 +60,7 @@ async fn start_moto() -> Moto {
 
 async fn ec2(url: &str, region: &str) -> aws_sdk_ec2::Client {
     let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .http_client(hostledger_producers::provider::aws::http_client())
         .region(aws_config::Region::new(region.to_owned()))
         .endpoint_url(url)
         .load()

@@ -160,6 +160,21 @@ pub struct AwsEc2 {
     config: AwsEc2Config,
 }
 
+/// The HTTPS client of every AWS call hostledger makes (EC2, STS, SSO): rustls on ring, with
+/// the system's trusted roots. Built once per process and shared.
+pub fn http_client() -> aws_sdk_ec2::config::SharedHttpClient {
+    static CLIENT: std::sync::OnceLock<aws_sdk_ec2::config::SharedHttpClient> =
+        std::sync::OnceLock::new();
+    CLIENT
+        .get_or_init(|| {
+            use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
+            aws_smithy_http_client::Builder::new()
+                .tls_provider(Provider::Rustls(CryptoMode::Ring))
+                .build_https()
+        })
+        .clone()
+}
+
 impl AwsEc2 {
     /// A provider listing `config.regions` of `config.account_id`.
     pub fn new(config: AwsEc2Config) -> Self {
@@ -168,6 +183,7 @@ impl AwsEc2 {
 
     async fn client(&self, region: &str) -> aws_sdk_ec2::Client {
         let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .http_client(http_client())
             .region(aws_config::Region::new(region.to_owned()));
         if let Some(profile) = &self.config.profile {
             loader = loader.profile_name(profile);
