@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use hostledger_e2e::{Figure, TestEnv, bench_arg, bench_text_arg, event, hostledger_binary};
+use hostledger_e2e::{Figure, TestEnv, bench_arg, bench_text_arg, event};
 use hostledger_k8s::HostStore;
 use hostledger_model::names::labels;
 use hostledger_model::{HostRecord, Position, fold::apply};
@@ -54,26 +54,7 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 
 /// A projector process on the benchmark's slice of the stack.
 fn projector(env: &TestEnv, instance: &str) -> tokio::process::Child {
-    tokio::process::Command::new(hostledger_binary())
-        .args([
-            "project",
-            "--namespace",
-            &env.namespace,
-            "--group",
-            &env.group,
-            "--instance-id",
-            instance,
-            "--topic-prefix",
-            &env.topic_prefix,
-            "--kafka-bootstrap",
-            &env.bootstrap,
-            "--metrics-addr",
-            "127.0.0.1:0",
-        ])
-        .env("HOSTLEDGER_LOG", "warn")
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start hostledger project")
+    env.spawn_projector(&["--instance-id", instance], false)
 }
 
 /// Peak resident memory of a process, from /proc (Linux), in MiB.

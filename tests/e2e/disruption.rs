@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use hostledger_e2e::{TestEnv, event, hostledger_binary};
+use hostledger_e2e::{TestEnv, event};
 use hostledger_schemas::{HostEvent, Lifecycle};
 
 const PHASES: [Lifecycle; 3] = [
@@ -102,30 +102,17 @@ fn restart_stack() {
 }
 
 fn projector(env: &TestEnv) -> tokio::process::Child {
-    tokio::process::Command::new(hostledger_binary())
-        .args([
-            "project",
-            "--namespace",
-            &env.namespace,
-            "--group",
-            &env.group,
-            "--topic-prefix",
-            &env.topic_prefix,
-            "--kafka-bootstrap",
-            &env.bootstrap,
-            "--metrics-addr",
-            "127.0.0.1:0",
+    env.spawn_projector(
+        &[
             "--batch-size",
             "500",
             "--kafka-option",
             "session.timeout.ms=6000",
             "--kafka-option",
             "heartbeat.interval.ms=1000",
-        ])
-        .env("HOSTLEDGER_LOG", "warn")
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start hostledger project")
+        ],
+        false,
+    )
 }
 
 #[tokio::test]

@@ -6,7 +6,7 @@
 
 use std::time::{Duration, Instant};
 
-use hostledger_e2e::{TestEnv, event, hostledger_binary};
+use hostledger_e2e::{TestEnv, event};
 use hostledger_schemas::{HostEvent, Lifecycle};
 
 const HOSTS: usize = 24;
@@ -14,29 +14,10 @@ const SESSION_TIMEOUT_SECS: u64 = 45;
 
 fn projector(env: &TestEnv, instance: &str) -> tokio::process::Child {
     let session = format!("session.timeout.ms={}", SESSION_TIMEOUT_SECS * 1000);
-    tokio::process::Command::new(hostledger_binary())
-        .args([
-            "project",
-            "--namespace",
-            &env.namespace,
-            "--group",
-            &env.group,
-            "--instance-id",
-            instance,
-            "--topic-prefix",
-            &env.topic_prefix,
-            "--kafka-bootstrap",
-            &env.bootstrap,
-            "--metrics-addr",
-            "127.0.0.1:0",
-            "--kafka-option",
-            &session,
-        ])
-        .env("HOSTLEDGER_LOG", "warn")
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start hostledger project")
+    env.spawn_projector(
+        &["--instance-id", instance, "--kafka-option", &session],
+        true,
+    )
 }
 
 /// One event per host: its `n`-th observation, with role `role-N`.

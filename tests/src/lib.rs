@@ -141,11 +141,10 @@ impl TestEnv {
         .await;
     }
 
-    /// `hostledger project --until-caught-up` on this test's topics, namespace and group.
-    pub async fn project_until_caught_up(&self) {
-        self.hostledger(&[
+    /// `hostledger project` on this test's topics, namespace and group, metrics on a free port.
+    fn project_args(&self) -> [&str; 11] {
+        [
             "project",
-            "--until-caught-up",
             "--namespace",
             &self.namespace,
             "--group",
@@ -156,8 +155,30 @@ impl TestEnv {
             &self.bootstrap,
             "--metrics-addr",
             "127.0.0.1:0",
-        ])
-        .await;
+        ]
+    }
+
+    /// `hostledger project --until-caught-up` on this test's topics, namespace and group.
+    pub async fn project_until_caught_up(&self) {
+        let mut args = self.project_args().to_vec();
+        args.push("--until-caught-up");
+        self.hostledger(&args).await;
+    }
+
+    /// Starts the `hostledger project` process on this test's topics, namespace and group,
+    /// with `extra` arguments (metrics on a free port, `HOSTLEDGER_LOG=warn`, killed when
+    /// dropped). Its standard error is piped when `capture_stderr`, else inherited.
+    pub fn spawn_projector(&self, extra: &[&str], capture_stderr: bool) -> tokio::process::Child {
+        let mut command = tokio::process::Command::new(hostledger_binary());
+        command
+            .args(self.project_args())
+            .args(extra)
+            .env("HOSTLEDGER_LOG", "warn")
+            .kill_on_drop(true);
+        if capture_stderr {
+            command.stderr(std::process::Stdio::piped());
+        }
+        command.spawn().expect("start hostledger project")
     }
 
     /// A fetcher config for one data-centre export provider on this test's topics.
