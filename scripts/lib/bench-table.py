@@ -54,7 +54,8 @@ def main(argv):
             print("  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip())
     met = sum(1 for f in figures if f.get("pass") is True)
     missed = sum(1 for f in figures if f.get("pass") is False)
-    print(f"\n{met} targets met, {missed} not met, {len(figures) - met - missed} figures without a target")
+    rest = len(figures) - met - missed
+    print(f"\n{met} targets met, {missed} not met, {rest} {'figure' if rest == 1 else 'figures'} without a target")
 
 
 if __name__ == "__main__":
