@@ -1,6 +1,7 @@
 //! Publishing: the events of one pass and the fetcher's new state go to Kafka in one
 //! transaction, so the log and the fetcher's memory of it can never disagree.
 
+use std::borrow::Cow;
 use std::time::Duration;
 
 use hostledger_kafka::{KafkaClients, KafkaError, Producer as KafkaProducer};
@@ -114,8 +115,10 @@ impl Publisher {
         clocks: &[(&str, Vec<u8>, Option<Timestamp>)],
     ) -> Result<(), FetchError> {
         let mut deliveries = Vec::with_capacity(events.len() * 2 + clocks.len());
+        // Event records borrow the host id as their key; state keys are built.
         let state_entries = clocks.iter().map(|(host_id, payload, since)| {
-            (state_key(&self.source, host_id), payload.as_slice(), *since)
+            let key = Cow::Owned(state_key(&self.source, host_id));
+            (key, payload.as_slice(), *since)
         });
         let records = events
             .iter()
@@ -124,13 +127,13 @@ impl Publisher {
                 [
                     (
                         &self.events_topic,
-                        event.host_id.clone(),
+                        Cow::Borrowed(event.host_id.as_str()),
                         payload.as_slice(),
                         None,
                     ),
                     (
                         &self.state_topic,
-                        state_key(&self.source, &event.host_id),
+                        Cow::Owned(state_key(&self.source, &event.host_id)),
                         payload.as_slice(),
                         None,
                     ),
@@ -142,7 +145,7 @@ impl Publisher {
         for (topic, key, payload, absent_since) in records {
             let since = absent_since.map(absent_since_value);
             let delivery = loop {
-                let mut record = FutureRecord::to(topic).key(key.as_str()).payload(payload);
+                let mut record = FutureRecord::to(topic).key(key.as_ref()).payload(payload);
                 if let Some(since) = &since {
                     record = record.headers(OwnedHeaders::new().insert(Header {
                         key: ABSENT_SINCE_HEADER,
