@@ -1,19 +1,18 @@
-//! AWS EC2 through the official SDK against moto's EC2-compatible endpoint on loopback:
-//! instances launched, stopped, started, terminated and re-tagged become the right events
-//! and Hosts.
+//! AWS EC2 against moto's EC2-compatible endpoint on loopback: instances launched, stopped,
+//! started, terminated and re-tagged with boto3 (AWS's Python SDK, `ec2ctl.py`) become the
+//! right events and Hosts when hostledger lists them with its own `DescribeInstances` client.
 
 use std::time::{Duration, Instant};
 
-use aws_sdk_ec2::types::{Filter, InstanceType, ResourceType, Tag, TagSpecification};
 use hostledger_e2e::TestEnv;
 use hostledger_schemas::EventKind;
 
-/// moto accepts any credentials; the SDK's default chain reads them from the environment.
-/// Set once per test binary, before any SDK client exists.
+/// moto accepts any credentials; the fetcher's default chain reads them from the environment.
+/// Set once per test binary, before any fetcher runs.
 fn moto_credentials() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
-        // SAFETY: runs once, first thing in each test, before the SDK reads the environment;
+        // SAFETY: runs once, first thing in each test, before anything reads the environment;
         // nothing in this binary writes these variables anywhere else.
         unsafe {
             std::env::set_var("AWS_ACCESS_KEY_ID", "testing");
@@ -58,44 +57,50 @@ async fn start_moto() -> Moto {
     }
 }
 
-async fn ec2(url: &str, region: &str) -> aws_sdk_ec2::Client {
-    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .http_client(hostledger_producers::provider::aws::http_client())
-        .region(aws_config::Region::new(region.to_owned()))
-        .endpoint_url(url)
-        .load()
-        .await;
-    aws_sdk_ec2::Client::new(&config)
+/// One region of moto's EC2, driven with boto3.
+struct Ec2 {
+    url: String,
+    region: String,
 }
 
-async fn launch(client: &aws_sdk_ec2::Client, name: &str, role: &str) -> String {
-    let image = client
-        .describe_images()
-        .filters(Filter::builder().name("name").values("*").build())
-        .send()
-        .await
-        .expect("describe images")
-        .images()
-        .first()
-        .and_then(|i| i.image_id().map(str::to_owned))
-        .expect("moto has images");
-    let tags = TagSpecification::builder()
-        .resource_type(ResourceType::Instance)
-        .tags(Tag::builder().key("Name").value(name).build())
-        .tags(Tag::builder().key("role").value(role).build())
-        .tags(Tag::builder().key("team").value("platform").build())
-        .build();
-    let out = client
-        .run_instances()
-        .image_id(image)
-        .instance_type(InstanceType::T3Micro)
-        .min_count(1)
-        .max_count(1)
-        .tag_specifications(tags)
-        .send()
-        .await
-        .expect("run instance");
-    out.instances()[0].instance_id().expect("id").to_owned()
+impl Ec2 {
+    fn new(url: &str, region: &str) -> Self {
+        Ec2 {
+            url: url.to_owned(),
+            region: region.to_owned(),
+        }
+    }
+
+    /// Runs `ec2ctl.py URL REGION ARGS…` and returns what it printed.
+    async fn ctl(&self, args: &[&str]) -> String {
+        let tools = std::env::var("HOSTLEDGER_PYTHON_TOOLS").expect(
+            "HOSTLEDGER_PYTHON_TOOLS is not set: run under scripts/test (it installs moto)",
+        );
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/e2e/ec2ctl.py");
+        let out = tokio::process::Command::new(format!("{tools}/python"))
+            .arg(script)
+            .args([&self.url, &self.region])
+            .args(args)
+            .output()
+            .await
+            .expect("run ec2ctl.py");
+        assert!(
+            out.status.success(),
+            "ec2ctl.py {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    }
+
+    async fn launch(&self, name: &str, role: &str) -> String {
+        let id = self.ctl(&["launch", name, role]).await;
+        assert!(id.starts_with("i-"), "not an instance id: {id:?}");
+        id
+    }
+
+    async fn tag(&self, id: &str, key: &str, value: &str) {
+        self.ctl(&["tag", id, key, value]).await;
+    }
 }
 
 /// An HTTP proxy in front of moto that, once `fail_pages` is set, answers every request for
@@ -181,10 +186,10 @@ async fn a_listing_that_fails_mid_pagination_publishes_nothing() {
     let moto = start_moto().await;
     let fail = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let proxy = flaky_proxy(moto.url.clone(), fail.clone()).await;
-    let east = ec2(&moto.url, "us-east-1").await;
+    let east = Ec2::new(&moto.url, "us-east-1");
     let mut ids = Vec::new();
     for i in 0..7 {
-        ids.push(launch(&east, &format!("api-{i}"), "api").await);
+        ids.push(east.launch(&format!("api-{i}"), "api").await);
     }
     let dir = tempfile::tempdir().expect("tempdir");
     let t = &env.kafka.settings().topics;
@@ -209,12 +214,7 @@ async fn a_listing_that_fails_mid_pagination_publishes_nothing() {
     // Page 2 now fails: the hosts on page 1 must not be reported changed, and the hosts on
     // page 2 must not be declared missing. Nothing at all is published.
     for id in &ids {
-        east.create_tags()
-            .resources(id)
-            .tags(Tag::builder().key("role").value("api-v2").build())
-            .send()
-            .await
-            .expect("tag");
+        east.tag(id, "role", "api-v2").await;
     }
     fail.store(true, std::sync::atomic::Ordering::SeqCst);
     let err = env.fetch_once_err(&config).await;
@@ -245,13 +245,13 @@ async fn ec2_instances_flow_into_hosts() {
     moto_credentials();
     let env = TestEnv::new("aws", 3).await;
     let moto = start_moto().await;
-    let east = ec2(&moto.url, "us-east-1").await;
-    let west = ec2(&moto.url, "eu-west-1").await;
+    let east = Ec2::new(&moto.url, "us-east-1");
+    let west = Ec2::new(&moto.url, "eu-west-1");
     let mut ids = Vec::new();
     for i in 0..6 {
-        ids.push(launch(&east, &format!("web-{i}"), "web").await);
+        ids.push(east.launch(&format!("web-{i}"), "web").await);
     }
-    let db = launch(&west, "db-0", "db").await;
+    let db = west.launch("db-0", "db").await;
 
     let dir = tempfile::tempdir().expect("tempdir");
     let t = &env.kafka.settings().topics;
@@ -292,28 +292,11 @@ async fn ec2_instances_flow_into_hosts() {
     );
 
     // Stop one, terminate one, re-tag one; stop and start another (no net change).
-    east.stop_instances()
-        .instance_ids(&ids[1])
-        .send()
-        .await
-        .expect("stop");
-    east.terminate_instances()
-        .instance_ids(&ids[2])
-        .send()
-        .await
-        .expect("terminate");
-    east.create_tags()
-        .resources(&ids[3])
-        .tags(Tag::builder().key("role").value("cache").build())
-        .send()
-        .await
-        .expect("tag");
+    east.ctl(&["stop", &ids[1]]).await;
+    east.ctl(&["terminate", &ids[2]]).await;
+    east.tag(&ids[3], "role", "cache").await;
     env.fetch_once(&config).await;
-    east.start_instances()
-        .instance_ids(&ids[1])
-        .send()
-        .await
-        .expect("start");
+    east.ctl(&["start", &ids[1]]).await;
     env.fetch_once(&config).await;
     env.project_until_caught_up().await;
 
