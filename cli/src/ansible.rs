@@ -58,6 +58,11 @@ pub struct AnsibleArgs {
         value_enum
     )]
     pub include: Vec<PhaseArg>,
+
+    /// Leave out hosts someone holds a lock on (`hostledger locks`). Without it, locked hosts
+    /// are listed and also form the group `locked` (`--limit '!locked'` skips them per run).
+    #[arg(long, env = "HOSTLEDGER_ANSIBLE_EXCLUDE_LOCKED")]
+    pub exclude_locked: bool,
 }
 
 impl AnsibleArgs {
@@ -66,6 +71,7 @@ impl AnsibleArgs {
         AnsibleSettings {
             group_keys: self.groups.clone(),
             phases,
+            exclude_locked: self.exclude_locked,
         }
     }
 }

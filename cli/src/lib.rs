@@ -12,6 +12,7 @@
 //! - [`ansible`]: the Ansible dynamic inventory.
 //! - [`prometheus`]: Prometheus file-based service discovery, kept current from a watch.
 //! - [`watch`]: Host changes as they happen.
+//! - [`locks`]: host locks: `lock`, `unlock`, `locks`, `with-lock`.
 
 pub mod ansible;
 pub mod audit;
@@ -19,6 +20,7 @@ pub mod backfill;
 pub mod events;
 pub mod fetch;
 pub mod kafka;
+pub mod locks;
 pub mod project;
 pub mod prometheus;
 pub mod read;
@@ -99,7 +101,16 @@ pub enum Command {
     PrometheusSd(prometheus::PrometheusSdArgs),
     /// Print Host changes as they happen, as lines or JSON.
     Watch(watch::WatchArgs),
-    /// Print the CustomResourceDefinitions (Host, HostHistory) as YAML, or write them.
+    /// Lock hosts for maintenance or automation: one holder per host, with a reason and a
+    /// TTL; everyone else is told who holds it.
+    Lock(locks::LockArgs),
+    /// Release host locks you hold (or, with --force and the permission, break others').
+    Unlock(locks::UnlockArgs),
+    /// List host locks: who holds which host, since when, why.
+    Locks(locks::LocksArgs),
+    /// Run a command while holding host locks: renewed while it runs, released when it ends.
+    WithLock(locks::WithLockArgs),
+    /// Print the CustomResourceDefinitions (Host, HostHistory, HostLock) as YAML, or write them.
     Crd {
         /// Write one file per CRD into this directory (deploy/crds/ in the repository).
         #[arg(long, value_name = "DIR")]
@@ -196,6 +207,10 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Ansible(args) => ansible::run(args).await,
         Command::PrometheusSd(args) => prometheus::run(args).await,
         Command::Watch(args) => watch::run(args).await,
+        Command::Lock(args) => locks::lock(args).await,
+        Command::Unlock(args) => locks::unlock(args).await,
+        Command::Locks(args) => locks::locks(args).await,
+        Command::WithLock(args) => locks::with_lock(args).await,
         Command::Crd { write: None } => {
             print_out(&hostledger_model::crd::crd_yaml())?;
             Ok(ExitCode::SUCCESS)

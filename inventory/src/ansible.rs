@@ -6,6 +6,8 @@
 //! - Groups come from keyed fields: `role_log`, `region_pdx1`, `provider_aws`, ... and one
 //!   group per lifecycle phase (`in_service`, `out_of_service`, `missing`, `retired`,
 //!   `provisioning`), so a retirement playbook can target `retired`.
+//! - Locked hosts (`hostledger lock`) are in the group `locked` and have the variables
+//!   `hostledger_lock_holder`, `_user`, `_reason`, `_since`; `exclude_locked` leaves them out.
 //! - Host variables: `hostledger_*` facts from the status, and any annotation
 //!   `ansible.hostledger.dev/VAR: VALUE` as variable `VAR` (VALUE parsed as JSON when it is
 //!   JSON, a string otherwise).
@@ -16,6 +18,7 @@ use hostledger_schemas::Lifecycle;
 use serde_json::{Map, Value, json};
 
 use crate::source::HostView;
+use hostledger_model::lock::LockMark;
 use hostledger_model::time::exact_time;
 
 /// Annotation prefix for host variables.
@@ -112,6 +115,8 @@ pub struct AnsibleSettings {
     pub group_keys: Vec<GroupKey>,
     /// Phases whose hosts are listed (InService alone by default).
     pub phases: BTreeSet<Lifecycle>,
+    /// Leave locked hosts out (a playbook that must not touch hosts someone is working on).
+    pub exclude_locked: bool,
 }
 
 impl Default for AnsibleSettings {
@@ -119,6 +124,7 @@ impl Default for AnsibleSettings {
         AnsibleSettings {
             group_keys: default_group_keys(),
             phases: BTreeSet::from([Lifecycle::InService]),
+            exclude_locked: false,
         }
     }
 }
@@ -191,6 +197,14 @@ pub fn host_vars(host: &HostView) -> Map<String, Value> {
         "in_service_since",
         json!(r.in_service_since.map(exact_time)),
     );
+    let lock = LockMark::on(&host.labels, &host.annotations);
+    put("locked", json!(lock.is_some()));
+    if let Some(lock) = lock {
+        put("lock_holder", json!(lock.holder));
+        put("lock_user", json!(lock.user));
+        put("lock_reason", json!(lock.reason));
+        put("lock_since", json!(lock.since.map(exact_time)));
+    }
     for (key, value) in &host.annotations {
         let Some(var) = key.strip_prefix(VAR_ANNOTATION_PREFIX) else {
             continue;
@@ -229,6 +243,7 @@ pub fn included<'a>(hosts: &'a [HostView], settings: &AnsibleSettings) -> Vec<&'
     hosts
         .iter()
         .filter(|h| settings.phases.contains(&h.record.phase))
+        .filter(|h| !settings.exclude_locked || LockMark::on(&h.labels, &h.annotations).is_none())
         .collect()
 }
 
@@ -252,6 +267,12 @@ pub fn list(hosts: &[HostView], settings: &AnsibleSettings) -> Value {
             .entry(phase_group(host.record.phase).to_owned())
             .or_default()
             .insert(name.clone());
+        if LockMark::on(&host.labels, &host.annotations).is_some() {
+            groups
+                .entry("locked".to_owned())
+                .or_default()
+                .insert(name.clone());
+        }
         if !member {
             ungrouped.insert(name.clone());
         }
@@ -359,6 +380,7 @@ mod tests {
         let settings = AnsibleSettings {
             group_keys: vec![GroupKey::Role, "attribute:rack".parse().expect("key")],
             phases: BTreeSet::from([Lifecycle::InService, Lifecycle::Retired]),
+            exclude_locked: false,
         };
         let inv = list(&hosts, &settings);
         assert_eq!(inv["retired"]["hosts"], json!(["old-1"]));
@@ -370,6 +392,34 @@ mod tests {
             "db-1"
         );
         assert!(host(&hosts, &AnsibleSettings::default(), "old-1").is_none());
+    }
+
+    #[test]
+    fn locked_hosts_are_a_group_with_lock_variables_or_left_out() {
+        use hostledger_model::lock::{LOCK_ANNOTATION, LOCKED_LABEL};
+        let mut web = view("dc/a", "web-1", Some("web"), Lifecycle::InService);
+        web.labels.insert(LOCKED_LABEL.into(), "true".into());
+        web.annotations.insert(
+            LOCK_ANNOTATION.into(),
+            r#"{"holder":"alice@laptop","user":"alice","reason":"disk swap","since":"2026-12-01T10:00:00Z","ttlSeconds":3600}"#.into(),
+        );
+        let hosts = vec![web, view("dc/b", "db-1", Some("db"), Lifecycle::InService)];
+        let inv = list(&hosts, &AnsibleSettings::default());
+        assert_eq!(inv["locked"]["hosts"], json!(["web-1"]));
+        let vars = &inv["_meta"]["hostvars"]["web-1"];
+        assert_eq!(vars["hostledger_locked"], true);
+        assert_eq!(vars["hostledger_lock_holder"], "alice@laptop");
+        assert_eq!(vars["hostledger_lock_reason"], "disk swap");
+        assert_eq!(vars["hostledger_lock_since"], "2026-12-01T10:00:00.000000Z");
+        assert_eq!(inv["_meta"]["hostvars"]["db-1"]["hostledger_locked"], false);
+        let settings = AnsibleSettings {
+            exclude_locked: true,
+            ..AnsibleSettings::default()
+        };
+        let inv = list(&hosts, &settings);
+        assert!(inv.get("locked").is_none());
+        assert!(inv["_meta"]["hostvars"].get("web-1").is_none());
+        assert_eq!(inv["in_service"]["hosts"], json!(["db-1"]));
     }
 
     #[test]

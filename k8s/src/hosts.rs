@@ -65,6 +65,11 @@ impl HostStore {
         &self.namespace
     }
 
+    /// The client it writes with.
+    pub fn client(&self) -> Client {
+        self.client.clone()
+    }
+
     /// The typed API handle.
     pub fn api(&self) -> &Api<Host> {
         &self.api

@@ -5,6 +5,7 @@
 //!   manager (status through the status subresource).
 //! - `history`: HostHistory chunks: a host's history read back, entries appended
 //!   idempotently.
+//! - [`locks`]: HostLocks: acquire, renew, release, break, and the sweeper's pass.
 //! - `pager`: the one loop over `continue` tokens.
 //! - `retry`: which failures pass, and retrying them with the one backoff.
 //! - `error`: [`K8sError`], with the one "CRDs not installed" remedy.
@@ -12,6 +13,7 @@
 mod error;
 mod history;
 mod hosts;
+pub mod locks;
 mod pager;
 mod retry;
 

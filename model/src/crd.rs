@@ -16,6 +16,10 @@ pub fn crd_documents() -> Vec<(&'static str, String)> {
             "hosthistories.hostledger.dev.yaml",
             render(crate::history::HostHistory::crd()),
         ),
+        (
+            "hostlocks.hostledger.dev.yaml",
+            render(crate::lock::HostLock::crd()),
+        ),
     ]
 }
 

@@ -6,6 +6,8 @@
 //! - [`host`]: the `Host` custom resource and the mapping between its status and a record.
 //! - [`history`]: the `HostHistory` custom resource, history entries, and folding an event
 //!   into its entry.
+//! - [`lock`]: the `HostLock` custom resource and the rules of host locks (who holds one,
+//!   when one expires).
 //! - [`timeline`]: a host as of any time, with every phase change; events rebuilt from a
 //!   stored history.
 //! - [`names`]: object names, labels, annotations and finalizers.
@@ -23,6 +25,7 @@ pub mod fixtures;
 pub mod fold;
 pub mod history;
 pub mod host;
+pub mod lock;
 pub mod names;
 pub mod time;
 pub mod timeline;
@@ -30,4 +33,5 @@ pub mod timeline;
 pub use fold::{AppliedEvent, HostRecord, Outcome, Position, ServiceInterval};
 pub use history::{HistoryEntry, HostHistory, HostHistorySpec};
 pub use host::{Host, HostSpec, HostStatus, StatusError};
+pub use lock::{HostLock, HostLockSpec};
 pub use timeline::{HistoryError, Timeline, Timelines};

@@ -7,12 +7,14 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use hostledger_k8s::locks::{LockStore, SweepReason};
 use hostledger_k8s::{HistoryStore, HostStore};
 use hostledger_kafka::log::{Item, decode};
 use hostledger_kafka::{ErrorClass, GroupConsumer, KafkaClients, KafkaError, Producer};
 use hostledger_model::Position;
 use hostledger_model::backoff::Backoff;
 use hostledger_model::defaults::defaults;
+use hostledger_model::lock::ExpiryTracker;
 use hostledger_model::names::HISTORY_FINALIZER;
 use hostledger_schemas::Codec;
 use rdkafka::consumer::{CommitMode, Consumer};
@@ -148,6 +150,10 @@ impl Projector {
             .map_err(|e| KafkaError::client(format!("subscribe to {topic}"), e))?;
         let dead_letters = self.kafka.producer(None)?;
         let releaser = tokio::spawn(release_deleted_hosts(self.store.clone()));
+        let sweeper = tokio::spawn(sweep_locks(LockStore::new(
+            self.store.client(),
+            self.store.namespace(),
+        )));
         self.metrics.set_ready(true);
 
         tokio::pin!(shutdown);
@@ -191,6 +197,7 @@ impl Projector {
         }
         self.metrics.set_ready(false);
         releaser.abort();
+        sweeper.abort();
         Ok(self.stats)
     }
 
@@ -434,6 +441,57 @@ async fn release_deleted_hosts(store: HostStore) {
             }
             Err(error) => tracing::warn!(%host_id, %error, "could not release a deleted Host"),
         }
+    }
+}
+
+/// How often the lock sweeper looks at the HostLocks.
+const SWEEP_EVERY: Duration = Duration::from_secs(1);
+
+/// Releases HostLocks that expired (unchanged for their TTL, by this process's monotonic
+/// clock) and locks of Hosts that retired or were deleted, and marks locked Hosts (label
+/// `hostledger.dev/locked`, annotation `hostledger.dev/lock`). Every replica sweeps; the deletes
+/// carry preconditions, so two sweepers never release a lock that was renewed meanwhile.
+async fn sweep_locks(locks: LockStore) {
+    let mut tracker = ExpiryTracker::default();
+    let mut marks = None;
+    let mut warned = false;
+    loop {
+        let pass = async {
+            if marks.is_none() {
+                marks = Some(locks.marked_hosts().await?);
+            }
+            let sweep = locks.sweep(&mut tracker, Instant::now()).await?;
+            if let Some(marks) = marks.as_mut() {
+                locks.reconcile_marks(&sweep.held, marks).await?;
+            }
+            Ok::<_, hostledger_k8s::K8sError>(sweep.released)
+        };
+        match pass.await {
+            Ok(released) => {
+                warned = false;
+                for (lock, reason) in released {
+                    let host = lock.metadata.name.clone().unwrap_or_default();
+                    let why = match reason {
+                        SweepReason::Expired(d) => format!("not renewed for {} s", d.as_secs()),
+                        SweepReason::HostRetired => "its host retired".to_owned(),
+                        SweepReason::HostGone => "its Host was deleted".to_owned(),
+                    };
+                    tracing::info!(
+                        %host,
+                        host_id = %lock.spec.host_id,
+                        holder = %lock.spec.holder,
+                        user = %lock.spec.user,
+                        "released a host lock: {why}"
+                    );
+                }
+            }
+            Err(error) if !warned => {
+                warned = true;
+                tracing::warn!(%error, "cannot sweep host locks; retrying");
+            }
+            Err(_) => {}
+        }
+        tokio::time::sleep(SWEEP_EVERY).await;
     }
 }
 

@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use hostledger_e2e::{Figure, TestEnv, bench_arg, bench_text_arg, event};
+use hostledger_e2e::{Figure, TestEnv, bench_arg, bench_text_arg, event, percentile};
 use hostledger_k8s::HostStore;
 use hostledger_model::names::labels;
 use hostledger_model::{HostRecord, Position, fold::apply};
@@ -43,14 +43,6 @@ fn parse_id(id: &str) -> Option<(usize, u64)> {
     let (host, n) = id.rsplit_once('#')?;
     let h = host.rsplit_once('-')?.1.parse().ok()?;
     Some((h, n.parse().ok()?))
-}
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i.min(sorted.len() - 1)]
 }
 
 /// A projector process on the benchmark's slice of the stack.

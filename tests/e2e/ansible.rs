@@ -186,3 +186,126 @@ async fn ansible_inventory_lists_the_in_service_hosts_in_label_groups() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("no host \"nobody\""));
     env.cleanup().await;
 }
+
+#[tokio::test]
+async fn locked_hosts_are_a_group_with_lock_variables_and_a_prometheus_label() {
+    let env = TestEnv::new("ansiblelock", 1).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let export = dir.path().join("inventory.csv");
+    let config = env.dc_fetcher_config(dir.path(), &export, 0);
+    std::fs::write(
+        &export,
+        format!(
+            "{HEADER}\
+             PX1,db-1,pdx1,hall-a,active,db,data,10.1.0.1,R650,A01\n\
+             PX2,db-2,pdx1,hall-a,active,db,data,10.1.0.2,R650,A02\n"
+        ),
+    )
+    .expect("write export");
+    env.fetch_once(&config).await;
+    env.project_until_caught_up().await;
+    // The running projector's sweeper marks locked Hosts.
+    let _projector = env.spawn_projector(&[], false);
+    let locked = hostledger_e2e::run_hostledger(&[
+        "lock",
+        "db-1",
+        "--reason",
+        "disk swap",
+        "--holder",
+        "ops@bastion",
+        "--namespace",
+        &env.namespace,
+    ])
+    .await
+    .ok();
+    assert!(locked.contains("locked dc.pdx1.px1"), "{locked}");
+    let started = std::time::Instant::now();
+    while env
+        .list_hosts(Some("hostledger.dev/locked=true"))
+        .await
+        .len()
+        != 1
+    {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(10),
+            "db-1 not marked locked on its Host"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+
+    let inventory: Value =
+        serde_json::from_str(&ansible(&env, &["--list"], &[]).await).expect("JSON");
+    assert_eq!(hosts_of(&inventory, "locked"), ["db-1"]);
+    assert_eq!(hosts_of(&inventory, "role_db"), ["db-1", "db-2"]);
+    let vars = &inventory["_meta"]["hostvars"]["db-1"];
+    assert_eq!(vars["hostledger_locked"], true);
+    assert_eq!(vars["hostledger_lock_holder"], "ops@bastion");
+    assert_eq!(vars["hostledger_lock_user"], "hostledger-admin");
+    assert_eq!(vars["hostledger_lock_reason"], "disk swap");
+    assert_eq!(
+        inventory["_meta"]["hostvars"]["db-2"]["hostledger_locked"],
+        false
+    );
+    let without: Value = serde_json::from_str(
+        &ansible(
+            &env,
+            &["--list"],
+            &[("HOSTLEDGER_ANSIBLE_EXCLUDE_LOCKED", "true")],
+        )
+        .await,
+    )
+    .expect("JSON");
+    assert_eq!(hosts_of(&without, "role_db"), ["db-2"]);
+    assert!(hosts_of(&without, "locked").is_empty());
+
+    let targets = dir.path().join("targets.json");
+    let targets_arg = targets.to_str().expect("utf-8");
+    hostledger_e2e::run_hostledger(&[
+        "prometheus-sd",
+        "--output",
+        targets_arg,
+        "--namespace",
+        &env.namespace,
+    ])
+    .await
+    .ok();
+    let groups: Value =
+        serde_json::from_slice(&std::fs::read(&targets).expect("targets")).expect("JSON");
+    let labels_of = |host: &str| {
+        groups
+            .as_array()
+            .expect("array")
+            .iter()
+            .find(|g| g["labels"]["hostname"] == host)
+            .map(|g| g["labels"].clone())
+            .expect("listed")
+    };
+    assert_eq!(labels_of("db-1")["locked"], "true");
+    assert_eq!(labels_of("db-1")["lock_holder"], "ops@bastion");
+    assert_eq!(labels_of("db-2")["locked"], "false");
+
+    // Released: the mark goes.
+    hostledger_e2e::run_hostledger(&[
+        "unlock",
+        "db-1",
+        "--holder",
+        "ops@bastion",
+        "--namespace",
+        &env.namespace,
+    ])
+    .await
+    .ok();
+    let started = std::time::Instant::now();
+    while !env
+        .list_hosts(Some("hostledger.dev/locked"))
+        .await
+        .is_empty()
+    {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(10),
+            "db-1 still marked locked"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    env.cleanup().await;
+}

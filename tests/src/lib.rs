@@ -578,6 +578,15 @@ pub fn bench_text_arg(name: &str) -> Option<String> {
         .cloned()
 }
 
+/// The `p` quantile (0 to 1) of sorted values, nearest rank; NaN when there are none.
+pub fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
 /// One figure a benchmark measured, for the table `scripts/bench` prints.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Figure {

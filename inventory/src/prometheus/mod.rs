@@ -6,7 +6,9 @@
 //! - The target is `ADDRESS:PORT`: the first of the host's addresses (IPv6 in brackets) and
 //!   the port from the Host's annotation `prometheus.hostledger.dev/port`, else the default.
 //! - Labels: `hostname`, `host_id`, `provider`, `region`, `zone`, `role`, `team`, `phase`,
-//!   `machine_type` (those the host has) and `hostledger_namespace`.
+//!   `machine_type` (those the host has), `hostledger_namespace`, and `locked` (`true` while
+//!   someone holds a host lock, with `lock_holder`; alert rules can hold off on hosts under
+//!   planned maintenance).
 //! - What cannot be listed is reported, not dropped silently: hosts without an address, port
 //!   annotations that are not ports. (A status with an unknown phase cannot exist: the CRD
 //!   schema and the typed status refuse it.)
@@ -17,6 +19,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv6Addr;
 
 use hostledger_model::Host;
+use hostledger_model::lock::LockMark;
 use hostledger_schemas::Lifecycle;
 use serde::Serialize;
 
@@ -160,6 +163,15 @@ pub fn discover<'a>(hosts: impl IntoIterator<Item = &'a Host>, settings: &SdSett
                 labels.insert(key.to_owned(), v.to_owned());
             }
         }
+        let empty = BTreeMap::new();
+        let lock = LockMark::on(
+            host.metadata.labels.as_ref().unwrap_or(&empty),
+            host.metadata.annotations.as_ref().unwrap_or(&empty),
+        );
+        labels.insert("locked".to_owned(), lock.is_some().to_string());
+        if let Some(lock) = lock.filter(|l| !l.holder.is_empty()) {
+            labels.insert("lock_holder".to_owned(), lock.holder);
+        }
         groups.push((
             status.host_id.clone(),
             name,
@@ -255,6 +267,7 @@ mod tests {
                     "phase": "InService",
                     "machine_type": "R650",
                     "hostledger_namespace": "hostledger",
+                    "locked": "false",
                 }
             })
         );
@@ -369,8 +382,16 @@ mod tests {
         status.zone = Some("z".into());
         status.team = Some("t".into());
         status.machine_type = Some("m".into());
+        use hostledger_model::lock::{LOCK_ANNOTATION, LOCKED_LABEL};
+        h.metadata.labels = Some(BTreeMap::from([(LOCKED_LABEL.into(), "true".into())]));
+        h.metadata.annotations = Some(BTreeMap::from([(
+            LOCK_ANNOTATION.into(),
+            r#"{"holder":"ops@bastion","user":"ops","reason":"r","ttlSeconds":60}"#.into(),
+        )]));
         let d = discover([&h], &SdSettings::new("ns"));
-        assert_eq!(d.groups[0].labels.len(), 10);
+        assert_eq!(d.groups[0].labels.len(), 12);
+        assert_eq!(d.groups[0].labels["locked"], "true");
+        assert_eq!(d.groups[0].labels["lock_holder"], "ops@bastion");
         for name in d.groups[0].labels.keys() {
             assert!(is_label_name(name), "{name}");
             assert!(!name.starts_with("__"), "{name} is reserved");

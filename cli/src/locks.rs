@@ -1,0 +1,761 @@
+//! Host locks from the command line: `lock`, `unlock`, `locks` and `with-lock`.
+//!
+//! A lock is a HostLock object named after its Host (`hostledger_model::lock`). Taking one
+//! is a create, so of many holders racing for a host exactly one wins and the others are
+//! told who holds it. `with-lock` renews its locks while the command runs and releases them
+//! when it ends, however it ends; a `with-lock` that is killed outright leaves locks that
+//! expire after their TTL (the projector's sweeper releases them).
+
+use std::collections::BTreeMap;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, ValueEnum};
+use hostledger_inventory::LabelSelector;
+use hostledger_k8s::locks::{Acquired, LockStore, Lost, whoami};
+use hostledger_model::lock::{self, HostLock, check_ttl, renew_every};
+use hostledger_model::names::object_name;
+use hostledger_model::time::human_duration;
+use hostledger_model::{Host, defaults::defaults};
+use hostledger_schemas::{Lifecycle, Timestamp};
+use kube::api::{Api, ListParams};
+
+use crate::print_out;
+use crate::read::parse_selector;
+
+/// Exit code when a host is locked by someone else.
+pub const EXIT_HELD: u8 = 3;
+/// Exit code of `with-lock` when a lock was lost while the command ran.
+pub const EXIT_LOST: u8 = 4;
+
+/// Which hosts: one by id, object name or host name, or every Host matching a selector.
+#[derive(Debug, Clone, Args)]
+pub struct Targets {
+    /// The host: its id (dc/pdx1/SN-0001), its Host object name (dc.pdx1.sn-0001) or its
+    /// host name.
+    #[arg(required_unless_present = "selector", conflicts_with = "selector")]
+    pub host: Option<String>,
+
+    /// Every Host whose labels match this selector (kubectl syntax: `role=db,region=pdx1`).
+    #[arg(long, short = 'l', value_parser = parse_selector)]
+    pub selector: Option<LabelSelector>,
+
+    /// Namespace of the Host and HostLock objects.
+    #[arg(
+        long,
+        short,
+        env = "HOSTLEDGER_NAMESPACE",
+        default_value = defaults().namespace.as_str()
+    )]
+    pub namespace: String,
+}
+
+/// Who holds the lock.
+#[derive(Debug, Clone, Args)]
+pub struct HolderArgs {
+    /// Holder name, for people (default: `$USER@HOSTNAME`). One identity may hold locks under
+    /// several names; only the same name (and identity) renews or releases them.
+    #[arg(long, env = "HOSTLEDGER_LOCK_HOLDER")]
+    pub holder: Option<String>,
+}
+
+impl HolderArgs {
+    fn name(&self) -> String {
+        self.holder.clone().unwrap_or_else(|| {
+            let host = hostname::get().ok().and_then(|h| h.into_string().ok());
+            lock::default_holder(std::env::var("USER").ok().as_deref(), host.as_deref())
+        })
+    }
+}
+
+/// `hostledger lock`.
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  hostledger lock web-1 --reason 'kernel upgrade' --ttl 2h
+  hostledger lock -l role=db,region=pdx1 --reason 'failover test'
+
+Locking a host you already hold renews it. A host held by someone else is not touched: the
+command says who holds it and since when, and exits 3. With -l, either every matching host
+is locked or none is.")]
+pub struct LockArgs {
+    /// Which hosts.
+    #[command(flatten)]
+    pub targets: Targets,
+    /// Why (shown to everyone who finds the host locked).
+    #[arg(long)]
+    pub reason: String,
+    /// Expire the lock after this long without a renewal (5s to 7d). Run `lock` again to
+    /// renew it.
+    #[arg(long, default_value = "1h", value_parser = parse_ttl)]
+    pub ttl: Duration,
+    /// Who holds it.
+    #[command(flatten)]
+    pub holder: HolderArgs,
+    /// Wait this long for hosts held by others to be released (default: do not wait).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub wait: Option<Duration>,
+}
+
+/// `hostledger unlock`.
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  hostledger unlock web-1
+  hostledger unlock web-1 --force    # break someone else's lock (needs the break permission)")]
+pub struct UnlockArgs {
+    /// Which hosts.
+    #[command(flatten)]
+    pub targets: Targets,
+    /// Whose locks.
+    #[command(flatten)]
+    pub holder: HolderArgs,
+    /// Break locks held by anyone else too. The API server allows it only to identities
+    /// granted the `break` verb on hostlocks.hostledger.dev.
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// Output of `locks`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LocksOutput {
+    /// Aligned columns.
+    Table,
+    /// A JSON array.
+    Json,
+}
+
+/// `hostledger locks`.
+#[derive(Debug, Args)]
+pub struct LocksArgs {
+    /// Only locks of hosts whose labels match this selector.
+    #[arg(long, short = 'l', value_parser = parse_selector)]
+    pub selector: Option<LabelSelector>,
+    /// Namespace of the HostLock objects.
+    #[arg(
+        long,
+        short,
+        env = "HOSTLEDGER_NAMESPACE",
+        default_value = defaults().namespace.as_str()
+    )]
+    pub namespace: String,
+    /// Output format.
+    #[arg(long, short, value_enum, default_value_t = LocksOutput::Table)]
+    pub output: LocksOutput,
+}
+
+/// `hostledger with-lock`.
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  hostledger with-lock web-1 --reason reboot -- ssh web-1 sudo reboot
+  for h in $(kubectl get hosts -l role=db -o name); do
+    hostledger with-lock ${h#*/} --reason 'rolling reboot' --wait 10m -- ansible-playbook reboot.yml -l ${h#*/}
+  done
+
+The command runs with HOSTLEDGER_LOCKED_HOSTS set to the locked Host names (comma-separated).
+Exit status: the command's (128+N if it died of signal N); 3 if a host is held by someone
+else; 4 if a lock was lost while the command ran (the command is then sent SIGTERM).
+SIGINT and SIGTERM are passed on to the command; the locks are released when it exits.")]
+pub struct WithLockArgs {
+    /// Which hosts.
+    #[command(flatten)]
+    pub targets: Targets,
+    /// Why.
+    #[arg(long, default_value = "hostledger with-lock")]
+    pub reason: String,
+    /// Expire after this long without a renewal; renewed every third of it while the command
+    /// runs, so a killed `with-lock` frees its hosts after at most this long.
+    #[arg(long, default_value = "60s", value_parser = parse_ttl)]
+    pub ttl: Duration,
+    /// Who holds it.
+    #[command(flatten)]
+    pub holder: HolderArgs,
+    /// Wait this long for hosts held by others to be released (default: do not wait).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub wait: Option<Duration>,
+    /// The command and its arguments.
+    #[arg(last = true, required = true, value_name = "COMMAND")]
+    pub command: Vec<String>,
+}
+
+fn parse_ttl(text: &str) -> Result<Duration, String> {
+    check_ttl(humantime::parse_duration(text).map_err(|e| e.to_string())?)
+}
+
+/// A Host to lock.
+#[derive(Debug, Clone)]
+struct Target {
+    name: String,
+    host_id: String,
+    labels: BTreeMap<String, String>,
+    phase: Option<Lifecycle>,
+}
+
+impl Target {
+    fn from_host(host: Host) -> Target {
+        let labels = hostledger_model::names::owned_labels(host.metadata.labels.as_ref())
+            .into_iter()
+            .filter(|(k, _)| k != "phase")
+            .collect();
+        Target {
+            name: host.metadata.name.clone().unwrap_or_default(),
+            host_id: host
+                .status
+                .as_ref()
+                .map(|s| s.host_id.clone())
+                .unwrap_or_default(),
+            labels,
+            phase: host.status.as_ref().map(|s| s.state.lifecycle),
+        }
+    }
+}
+
+/// The Hosts `targets` names, sorted by name; refuses an empty selection.
+async fn resolve(client: &kube::Client, targets: &Targets) -> Result<Vec<Target>> {
+    let ns = &targets.namespace;
+    let api: Api<Host> = Api::namespaced(client.clone(), ns);
+    let mut found = match (&targets.host, &targets.selector) {
+        (Some(host), _) => {
+            let (host_id, _) = hostledger_inventory::history::find_host(client, ns, host).await?;
+            let name = object_name(&host_id);
+            let host = api
+                .get(&name)
+                .await
+                .with_context(|| format!("cannot read Host {name} in namespace {ns}"))?;
+            vec![Target::from_host(host)]
+        }
+        (None, Some(selector)) => {
+            let hosts = hostledger_k8s::list_all(
+                &api,
+                ListParams::default().labels(selector.as_str()),
+                "list Hosts",
+            )
+            .await?;
+            if hosts.is_empty() {
+                bail!(
+                    "no Hosts in namespace {ns} match -l {}; nothing locked",
+                    selector.as_str()
+                );
+            }
+            hosts.into_iter().map(Target::from_host).collect()
+        }
+        (None, None) => bail!("name a host or give -l SELECTOR"),
+    };
+    found.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(found)
+}
+
+/// Locks held by others, as a refusal.
+fn held_error(held: &[HostLock], now: Timestamp) -> String {
+    held.iter()
+        .map(|l| {
+            format!(
+                "{} is {}",
+                l.metadata.name.as_deref().unwrap_or("?"),
+                l.describe_holder(now)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// What an attempt to lock every target came to.
+enum Attempt {
+    /// Every target is ours.
+    All(Vec<HostLock>),
+    /// Some are held by others; the ones this attempt took were released again.
+    Held(Vec<HostLock>),
+}
+
+/// Tries once to lock every target, all or nothing: on a refusal the locks taken by this
+/// attempt are released (those already held before are kept).
+async fn lock_all(
+    store: &LockStore,
+    targets: &[Target],
+    holder: &str,
+    user: &str,
+    reason: &str,
+    ttl: Duration,
+) -> Result<Attempt> {
+    let mut ours = Vec::new();
+    let mut taken_now = Vec::new();
+    let mut held = Vec::new();
+    for t in targets {
+        let request = HostLock::request(
+            &t.name,
+            &t.host_id,
+            t.labels.clone(),
+            holder,
+            user,
+            reason,
+            ttl,
+        );
+        match store.acquire(&request).await {
+            Ok(Acquired::New(l)) => {
+                taken_now.push(l.clone());
+                ours.push(l);
+            }
+            Ok(Acquired::Renewed(l)) => ours.push(l),
+            Ok(Acquired::HeldBy(l)) => held.push(l),
+            Err(e) => {
+                release_quietly(store, &taken_now).await;
+                return Err(refusal(e, "take host locks"));
+            }
+        }
+        if !held.is_empty() {
+            break;
+        }
+    }
+    if held.is_empty() {
+        Ok(Attempt::All(ours))
+    } else {
+        release_quietly(store, &taken_now).await;
+        Ok(Attempt::Held(held))
+    }
+}
+
+async fn release_quietly(store: &LockStore, locks: &[HostLock]) {
+    for l in locks {
+        if let Err(e) = store.release(l).await {
+            tracing::warn!(error = %e, lock = ?l.metadata.name, "could not release a lock; it expires after its TTL");
+        }
+    }
+}
+
+/// A refused request (HTTP 403) explained: which identity, what is missing, how to grant it.
+fn refusal(error: hostledger_k8s::K8sError, doing: &str) -> anyhow::Error {
+    if let hostledger_k8s::K8sError::Api {
+        source: kube::Error::Api(status),
+        ..
+    } = &error
+        && status.code == 403
+    {
+        return anyhow::anyhow!(
+            "the API server refused to {doing}: {}\nA person or tool that locks hosts needs \
+             the ClusterRole hostledger:lock-operator (deploy/policies/host-locks.yaml) in \
+             this namespace; breaking others' locks needs hostledger:lock-breaker too.",
+            status.message
+        );
+    }
+    anyhow::Error::new(error)
+}
+
+/// Locks every target, waiting up to `wait` for others' locks to go. `Err(held)` when they
+/// are still held at the deadline.
+async fn acquire(
+    store: &LockStore,
+    targets: &[Target],
+    holder: &str,
+    user: &str,
+    reason: &str,
+    ttl: Duration,
+    wait: Option<Duration>,
+) -> Result<std::result::Result<Vec<HostLock>, Vec<HostLock>>> {
+    let deadline = wait.map(|w| Instant::now() + w);
+    let mut announced = false;
+    loop {
+        match lock_all(store, targets, holder, user, reason, ttl).await? {
+            Attempt::All(locks) => return Ok(Ok(locks)),
+            Attempt::Held(held) => {
+                let now = Timestamp::from(chrono::Utc::now());
+                match deadline {
+                    Some(d) if Instant::now() < d => {
+                        if !announced {
+                            eprintln!("waiting: {}", held_error(&held, now));
+                            announced = true;
+                        }
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                    _ => return Ok(Err(held)),
+                }
+            }
+        }
+    }
+}
+
+/// `hostledger lock`.
+pub async fn lock(args: LockArgs) -> Result<ExitCode> {
+    let client = crate::kube_client().await?;
+    let user = whoami(&client).await?;
+    let targets = lockable(resolve(&client, &args.targets).await?)?;
+    let store = LockStore::new(client, &args.targets.namespace);
+    let holder = args.holder.name();
+    match acquire(
+        &store,
+        &targets,
+        &holder,
+        &user,
+        &args.reason,
+        args.ttl,
+        args.wait,
+    )
+    .await?
+    {
+        Ok(locks) => {
+            let mut out = String::new();
+            for l in &locks {
+                out.push_str(&format!(
+                    "locked {} ({}) as {holder} (user {user}) for {} without renewal: {}\n",
+                    l.metadata.name.as_deref().unwrap_or("?"),
+                    l.spec.host_id,
+                    human_duration(i64::try_from(args.ttl.as_micros()).unwrap_or(i64::MAX)),
+                    l.spec.reason
+                ));
+            }
+            print_out(&out)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(held) => {
+            eprintln!(
+                "error: {}\nnothing was locked. Wait for it (--wait 10m), or break it with \
+                 `hostledger unlock HOST --force` (needs the break permission).",
+                held_error(&held, Timestamp::from(chrono::Utc::now()))
+            );
+            Ok(ExitCode::from(EXIT_HELD))
+        }
+    }
+}
+
+/// Drops retired hosts (they are not in service, and their locks are released anyway);
+/// refuses a selection of retired hosts only.
+fn lockable(targets: Vec<Target>) -> Result<Vec<Target>> {
+    let (retired, live): (Vec<_>, Vec<_>) = targets
+        .into_iter()
+        .partition(|t| t.phase == Some(Lifecycle::Retired));
+    if live.is_empty() {
+        let names: Vec<_> = retired.iter().map(|t| t.name.as_str()).collect();
+        bail!(
+            "{} retired; a retired host cannot be locked",
+            if names.len() == 1 {
+                format!("{} is", names[0])
+            } else {
+                format!("every selected host ({}) is", names.join(", "))
+            }
+        );
+    }
+    if !retired.is_empty() {
+        eprintln!("skipping {} retired host(s)", retired.len());
+    }
+    Ok(live)
+}
+
+/// `hostledger unlock`.
+pub async fn unlock(args: UnlockArgs) -> Result<ExitCode> {
+    let client = crate::kube_client().await?;
+    let user = whoami(&client).await?;
+    let targets = resolve(&client, &args.targets).await?;
+    let store = LockStore::new(client, &args.targets.namespace);
+    let holder = args.holder.name();
+    let now = Timestamp::from(chrono::Utc::now());
+    let mut out = String::new();
+    let mut refused = Vec::new();
+    for t in &targets {
+        let Some(existing) = store.get(&t.name).await? else {
+            out.push_str(&format!("{} was not locked\n", t.name));
+            continue;
+        };
+        if existing.is_held_by(&holder, &user) {
+            if store
+                .release(&existing)
+                .await
+                .map_err(|e| refusal(e, "release the lock"))?
+            {
+                out.push_str(&format!("released {}\n", t.name));
+            } else {
+                out.push_str(&format!("{} was released meanwhile\n", t.name));
+            }
+        } else if args.force {
+            match store
+                .break_lock(&t.name)
+                .await
+                .map_err(|e| refusal(e, "break the lock"))?
+            {
+                Some(l) => out.push_str(&format!(
+                    "broke the lock on {}: it was {}\n",
+                    t.name,
+                    l.describe_holder(now)
+                )),
+                None => out.push_str(&format!("{} was released meanwhile\n", t.name)),
+            }
+        } else {
+            refused.push(existing);
+        }
+    }
+    print_out(&out)?;
+    if refused.is_empty() {
+        Ok(ExitCode::SUCCESS)
+    } else {
+        eprintln!(
+            "error: {}\nonly its holder ({}) may release it; you are {holder} (user {user}). \
+             --holder NAME releases a lock you took under another name; --force breaks it \
+             (needs the break permission).",
+            held_error(&refused, now),
+            refused
+                .iter()
+                .map(|l| l.spec.holder.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        Ok(ExitCode::from(EXIT_HELD))
+    }
+}
+
+/// `hostledger locks`.
+pub async fn locks(args: LocksArgs) -> Result<ExitCode> {
+    let client = crate::kube_client().await?;
+    let store = LockStore::new(client, &args.namespace);
+    let selector = args
+        .selector
+        .as_ref()
+        .map(|s| s.as_str().to_owned())
+        .unwrap_or_default();
+    let mut locks = store.list(&selector).await?;
+    locks.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
+    let now = Timestamp::from(chrono::Utc::now());
+    let text = match args.output {
+        LocksOutput::Json => {
+            let rows: Vec<_> = locks
+                .iter()
+                .map(|l| {
+                    serde_json::json!({
+                        "host": l.metadata.name,
+                        "hostId": l.spec.host_id,
+                        "holder": l.spec.holder,
+                        "user": l.spec.user,
+                        "reason": l.spec.reason,
+                        "ttlSeconds": l.spec.ttl_seconds,
+                        "acquiredAt": l.acquired_at(),
+                        "renewedAt": l.spec.renewed_at,
+                    })
+                })
+                .collect();
+            format!("{}\n", serde_json::to_string_pretty(&rows)?)
+        }
+        LocksOutput::Table if locks.is_empty() => {
+            format!("no host locks in namespace {}\n", args.namespace)
+        }
+        LocksOutput::Table => {
+            let rows: Vec<Vec<String>> = locks
+                .iter()
+                .map(|l| {
+                    vec![
+                        l.metadata.name.clone().unwrap_or_default(),
+                        l.spec.holder.clone(),
+                        l.spec.user.clone(),
+                        l.acquired_at()
+                            .map(|t| format!("{} ago", human_duration(now.micros_since(t))))
+                            .unwrap_or_default(),
+                        human_duration(l.spec.ttl_seconds.saturating_mul(1_000_000)),
+                        l.spec.reason.clone(),
+                    ]
+                })
+                .collect();
+            hostledger_inventory::table::aligned(
+                &["HOST", "HOLDER", "USER", "ACQUIRED", "TTL", "REASON"],
+                &rows,
+            )
+        }
+    };
+    print_out(&text)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `hostledger with-lock`.
+pub async fn with_lock(args: WithLockArgs) -> Result<ExitCode> {
+    let client = crate::kube_client().await?;
+    let user = whoami(&client).await?;
+    let targets = lockable(resolve(&client, &args.targets).await?)?;
+    let store = LockStore::new(client, &args.targets.namespace);
+    let holder = args.holder.name();
+    let mut locks = match acquire(
+        &store,
+        &targets,
+        &holder,
+        &user,
+        &args.reason,
+        args.ttl,
+        args.wait,
+    )
+    .await?
+    {
+        Ok(locks) => locks,
+        Err(held) => {
+            eprintln!(
+                "error: {}\nthe command was not run.",
+                held_error(&held, Timestamp::from(chrono::Utc::now()))
+            );
+            return Ok(ExitCode::from(EXIT_HELD));
+        }
+    };
+    let names: Vec<String> = locks
+        .iter()
+        .filter_map(|l| l.metadata.name.clone())
+        .collect();
+    tracing::info!(hosts = %names.join(","), %holder, "locked; running the command");
+
+    let mut child = match tokio::process::Command::new(&args.command[0])
+        .args(&args.command[1..])
+        .env("HOSTLEDGER_LOCKED_HOSTS", names.join(","))
+        .spawn()
+    {
+        Ok(child) => child,
+        Err(e) => {
+            release_quietly(&store, &locks).await;
+            bail!("cannot run {:?}: {e}", args.command[0]);
+        }
+    };
+    let ttl_seconds = i64::try_from(args.ttl.as_secs()).unwrap_or(i64::MAX);
+    let mut renew = tokio::time::interval(renew_every(args.ttl));
+    renew.tick().await;
+    let mut last_renewed = Instant::now();
+    let shutdown = crate::shutdown_signal();
+    tokio::pin!(shutdown);
+    let mut signalled = false;
+    let mut lost: Option<String> = None;
+    let status = loop {
+        tokio::select! {
+            status = child.wait() => break status.context("waiting for the command")?,
+            () = &mut shutdown, if !signalled => {
+                signalled = true;
+                eprintln!("with-lock: signal received; stopping the command, then releasing the locks");
+                terminate(&child);
+            }
+            _ = renew.tick(), if lost.is_none() => {
+                match renew_all(&store, &mut locks, &args.reason, ttl_seconds).await {
+                    Ok(()) => last_renewed = Instant::now(),
+                    Err(RenewFailure::Lost(why)) => {
+                        eprintln!("with-lock: {why}; stopping the command");
+                        lost = Some(why);
+                        terminate(&child);
+                    }
+                    Err(RenewFailure::Unreachable(why)) => {
+                        if last_renewed.elapsed() + renew_every(args.ttl) >= args.ttl {
+                            let why = format!("could not renew for nearly the whole TTL ({why}); the locks may have expired");
+                            eprintln!("with-lock: {why}; stopping the command");
+                            lost = Some(why);
+                            terminate(&child);
+                        } else {
+                            tracing::warn!(error = %why, "could not renew the locks; trying again");
+                        }
+                    }
+                }
+            }
+        }
+    };
+    release_quietly(&store, &locks).await;
+    if let Some(why) = lost {
+        eprintln!("error: {why}");
+        return Ok(ExitCode::from(EXIT_LOST));
+    }
+    Ok(exit_code(status))
+}
+
+enum RenewFailure {
+    Lost(String),
+    Unreachable(String),
+}
+
+async fn renew_all(
+    store: &LockStore,
+    locks: &mut [HostLock],
+    reason: &str,
+    ttl_seconds: i64,
+) -> std::result::Result<(), RenewFailure> {
+    let now = Timestamp::from(chrono::Utc::now());
+    for l in locks.iter_mut() {
+        let name = l.metadata.name.clone().unwrap_or_default();
+        match store.renew(l, reason, ttl_seconds).await {
+            Ok(renewed) => *l = renewed,
+            Err(Lost::Gone) => {
+                return Err(RenewFailure::Lost(format!(
+                    "lost the lock on {name}: it was released, broken or expired"
+                )));
+            }
+            Err(Lost::Changed(now_held)) => {
+                return Err(RenewFailure::Lost(match now_held {
+                    Some(other) => format!(
+                        "lost the lock on {name}: it was broken; it is now {}",
+                        other.describe_holder(now)
+                    ),
+                    None => format!("lost the lock on {name}: it was broken"),
+                }));
+            }
+            Err(Lost::Api(e)) => return Err(RenewFailure::Unreachable(e.to_string())),
+        }
+    }
+    Ok(())
+}
+
+/// Sends SIGTERM to the command.
+fn terminate(child: &tokio::process::Child) {
+    if let Some(pid) = child
+        .id()
+        .and_then(|p| i32::try_from(p).ok())
+        .and_then(rustix::process::Pid::from_raw)
+    {
+        let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+    }
+}
+
+/// The command's exit status as ours: its code, or 128 + the signal that ended it.
+fn exit_code(status: std::process::ExitStatus) -> ExitCode {
+    if let Some(code) = status.code() {
+        return ExitCode::from(u8::try_from(code).unwrap_or(1));
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::ExitStatusExt as _;
+        if let Some(signal) = status.signal() {
+            return ExitCode::from(u8::try_from(128 + signal).unwrap_or(1));
+        }
+    }
+    ExitCode::from(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ttls_are_checked_when_parsed() {
+        assert_eq!(parse_ttl("90s"), Ok(Duration::from_secs(90)));
+        assert!(parse_ttl("1s").unwrap_err().contains("at least 5 s"));
+        assert!(parse_ttl("30d").unwrap_err().contains("at most 7 days"));
+        assert!(parse_ttl("soon").is_err());
+    }
+
+    #[test]
+    fn retired_hosts_are_skipped_and_a_selection_of_only_retired_ones_refused() {
+        let t = |name: &str, phase| Target {
+            name: name.into(),
+            host_id: format!("dc/x/{name}"),
+            labels: BTreeMap::new(),
+            phase: Some(phase),
+        };
+        let kept = lockable(vec![
+            t("a", Lifecycle::InService),
+            t("b", Lifecycle::Retired),
+        ])
+        .expect("one left");
+        assert_eq!(kept.len(), 1);
+        let err = lockable(vec![t("b", Lifecycle::Retired)]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "b is retired; a retired host cannot be locked"
+        );
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn exit_codes_follow_the_command() {
+        use std::os::unix::process::ExitStatusExt as _;
+        assert_eq!(
+            exit_code(std::process::ExitStatus::from_raw(7 << 8)),
+            ExitCode::from(7)
+        );
+        // Killed by SIGTERM (15): 143, as a shell reports it.
+        assert_eq!(
+            exit_code(std::process::ExitStatus::from_raw(15)),
+            ExitCode::from(143)
+        );
+    }
+}

@@ -1,0 +1,202 @@
+//! Host lock benchmark on the real stack: how long taking and releasing a lock takes, against
+//! the API server's own floor for the same verbs, measured in the same run.
+//!
+//! - acquire (a HostLock create, through the admission policy) and release (a delete with a
+//!   uid precondition), one at a time, `--rounds N` times, p50/p99 in milliseconds;
+//! - the floor: creating and deleting a ConfigMap (a built-in object with no policy) with
+//!   the same client, the same number of times;
+//! - contention: `--contenders N` tasks racing for one host, over and over; exactly one wins
+//!   each round (checked), and the time until every contender has its answer.
+//!
+//! usage: scripts/stack up && eval "$(scripts/stack env)" &&
+//!        cargo bench -p hostledger-e2e --bench locks -- [--rounds N] [--contenders N]
+
+use std::time::{Duration, Instant};
+
+use hostledger_e2e::{Figure, TestEnv, bench_arg, percentile};
+use hostledger_k8s::locks::{Acquired, LockStore};
+use hostledger_model::HostLock;
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::api::{Api, DeleteParams, PostParams};
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+fn sorted(mut v: Vec<f64>) -> Vec<f64> {
+    v.sort_by(f64::total_cmp);
+    v
+}
+
+fn request(name: &str, holder: &str) -> HostLock {
+    HostLock::request(
+        name,
+        &format!("bench/{name}"),
+        Default::default(),
+        holder,
+        "hostledger-admin",
+        "benchmark",
+        Duration::from_secs(60),
+    )
+}
+
+#[tokio::main]
+async fn main() {
+    let rounds = bench_arg("--rounds", 300);
+    let contenders = bench_arg("--contenders", 20);
+    let env = TestEnv::new("benchlocks", 1).await;
+    let store = LockStore::new(env.kube.clone(), &env.namespace);
+    let user = hostledger_k8s::locks::whoami(&env.kube)
+        .await
+        .expect("whoami");
+    assert_eq!(user, "hostledger-admin", "the stack's admin identity");
+
+    // Warm up connections and the API server's caches for both kinds.
+    let maps: Api<ConfigMap> = Api::namespaced(env.kube.clone(), &env.namespace);
+    let (mut acquire, mut release, mut create, mut delete) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for round in 0..rounds + 10 {
+        let name = format!("host-{}", round % 10);
+        let started = Instant::now();
+        let lock = match store
+            .acquire(&request(&name, "bench"))
+            .await
+            .expect("acquire")
+        {
+            Acquired::New(l) => l,
+            other => panic!("a free host was not locked: {other:?}"),
+        };
+        let acquired = started.elapsed();
+        let started = Instant::now();
+        assert!(store.release(&lock).await.expect("release"));
+        let released = started.elapsed();
+
+        let map: ConfigMap = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": name}, "data": {"reason": "benchmark"}
+        }))
+        .expect("configmap");
+        let started = Instant::now();
+        maps.create(&PostParams::default(), &map)
+            .await
+            .expect("create ConfigMap");
+        let created = started.elapsed();
+        let started = Instant::now();
+        maps.delete(&name, &DeleteParams::default())
+            .await
+            .expect("delete ConfigMap");
+        let deleted = started.elapsed();
+        if round >= 10 {
+            acquire.push(ms(acquired));
+            release.push(ms(released));
+            create.push(ms(created));
+            delete.push(ms(deleted));
+        }
+    }
+    let (acquire, release, create, delete) = (
+        sorted(acquire),
+        sorted(release),
+        sorted(create),
+        sorted(delete),
+    );
+
+    // Contention: every contender asks at once; one wins, the others read who holds it.
+    let mut answered = Vec::new();
+    for round in 0..20 {
+        let name = format!("contended-{round}");
+        let started = Instant::now();
+        let results = futures::future::join_all((0..contenders).map(|c| {
+            let store = store.clone();
+            let name = name.clone();
+            async move {
+                store
+                    .acquire(&request(&name, &format!("contender-{c}")))
+                    .await
+                    .expect("acquire")
+            }
+        }))
+        .await;
+        answered.push(ms(started.elapsed()));
+        let winners: Vec<_> = results
+            .iter()
+            .filter_map(|r| match r {
+                Acquired::New(l) => Some(l),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(winners.len(), 1, "round {round}: exactly one winner");
+        for r in &results {
+            if let Acquired::HeldBy(l) = r {
+                assert_eq!(
+                    l.spec.holder, winners[0].spec.holder,
+                    "told the real holder"
+                );
+            }
+        }
+        assert!(store.release(winners[0]).await.expect("release"));
+    }
+    let answered = sorted(answered);
+
+    println!("host locks, {rounds} rounds, one at a time (ms):");
+    println!("{:<44} {:>8} {:>8}", "", "p50", "p99");
+    let rows = [
+        ("acquire (HostLock create + policy)", &acquire),
+        ("  floor: ConfigMap create", &create),
+        ("release (HostLock delete, uid precondition)", &release),
+        ("  floor: ConfigMap delete", &delete),
+    ];
+    for (what, v) in rows {
+        println!(
+            "{what:<44} {:>8.1} {:>8.1}",
+            percentile(v, 0.5),
+            percentile(v, 0.99)
+        );
+    }
+    println!(
+        "{contenders} contenders for one host, until all answered (20 rounds): p50 {:.1} ms, p99 {:.1} ms",
+        percentile(&answered, 0.5),
+        percentile(&answered, 0.99)
+    );
+    for (figure, q, v, floor, floor_name) in [
+        (
+            "lock acquire p50",
+            0.5,
+            &acquire,
+            &create,
+            "ConfigMap create p50",
+        ),
+        (
+            "lock acquire p99",
+            0.99,
+            &acquire,
+            &create,
+            "ConfigMap create p99",
+        ),
+        (
+            "lock release p50",
+            0.5,
+            &release,
+            &delete,
+            "ConfigMap delete p50",
+        ),
+        (
+            "lock release p99",
+            0.99,
+            &release,
+            &delete,
+            "ConfigMap delete p99",
+        ),
+    ] {
+        Figure::new(figure, percentile(v, q), "ms", "", None)
+            .with_floor(floor_name, percentile(floor, q))
+            .record();
+    }
+    Figure::new(
+        &format!("{contenders} contenders for one host, all answered, p99"),
+        percentile(&answered, 0.99),
+        "ms",
+        "exactly one winner",
+        Some(true),
+    )
+    .record();
+    env.cleanup().await;
+}
