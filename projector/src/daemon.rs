@@ -120,6 +120,11 @@ impl Projector {
         mut self,
         shutdown: impl Future<Output = ()>,
     ) -> Result<ProjectorStats, ProjectorError> {
+        // Host locks need only the API server: swept from the start, also while Kafka is away.
+        let sweeper = AbortOnDrop(tokio::spawn(sweep_locks(LockStore::new(
+            self.store.client(),
+            self.store.namespace(),
+        ))));
         let topic = self.kafka.settings().topics.events.clone();
         self.kafka
             .check_connection_async(Duration::from_secs(15))
@@ -150,10 +155,6 @@ impl Projector {
             .map_err(|e| KafkaError::client(format!("subscribe to {topic}"), e))?;
         let dead_letters = self.kafka.producer(None)?;
         let releaser = tokio::spawn(release_deleted_hosts(self.store.clone()));
-        let sweeper = tokio::spawn(sweep_locks(LockStore::new(
-            self.store.client(),
-            self.store.namespace(),
-        )));
         self.metrics.set_ready(true);
 
         tokio::pin!(shutdown);
@@ -197,7 +198,7 @@ impl Projector {
         }
         self.metrics.set_ready(false);
         releaser.abort();
-        sweeper.abort();
+        drop(sweeper);
         Ok(self.stats)
     }
 
@@ -441,6 +442,15 @@ async fn release_deleted_hosts(store: HostStore) {
             }
             Err(error) => tracing::warn!(%host_id, %error, "could not release a deleted Host"),
         }
+    }
+}
+
+/// A task aborted when this handle is dropped, also when `run` returns early with an error.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 

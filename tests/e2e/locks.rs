@@ -35,12 +35,13 @@ fn locks(env: &TestEnv) -> Api<HostLock> {
     Api::namespaced(env.kube.clone(), &env.namespace)
 }
 
-/// Runs `hostledger ARGS --namespace NS` with an optional other kubeconfig.
+/// Runs `hostledger COMMAND --namespace NS ARGS…` with an optional other kubeconfig.
 async fn run(env: &TestEnv, kubeconfig: Option<&Path>, args: &[&str]) -> Output {
     let mut command = tokio::process::Command::new(hostledger_binary());
     command
-        .args(args)
+        .arg(args[0])
         .args(["--namespace", &env.namespace])
+        .args(&args[1..])
         .env("HOSTLEDGER_LOG", "warn");
     if let Some(k) = kubeconfig {
         command.env("KUBECONFIG", k);
