@@ -64,7 +64,10 @@ impl HolderArgs {
     fn name(&self) -> String {
         self.holder.clone().unwrap_or_else(|| {
             let host = hostname::get().ok().and_then(|h| h.into_string().ok());
-            lock::default_holder(std::env::var("USER").ok().as_deref(), host.as_deref())
+            let login = std::env::var("USER")
+                .or_else(|_| std::env::var("LOGNAME"))
+                .ok();
+            lock::default_holder(login.as_deref(), host.as_deref())
         })
     }
 }
@@ -590,7 +593,11 @@ pub async fn with_lock(args: WithLockArgs) -> Result<ExitCode> {
         .iter()
         .filter_map(|l| l.metadata.name.clone())
         .collect();
-    tracing::info!(hosts = %names.join(","), %holder, "locked; running the command");
+    eprintln!(
+        "with-lock: locked {} as {holder}; running {}",
+        names.join(", "),
+        args.command[0]
+    );
 
     let mut child = match tokio::process::Command::new(&args.command[0])
         .args(&args.command[1..])
