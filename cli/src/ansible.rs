@@ -72,6 +72,7 @@ impl AnsibleArgs {
             group_keys: self.groups.clone(),
             phases,
             exclude_locked: self.exclude_locked,
+            host_groups: Vec::new(),
         }
     }
 }
@@ -92,7 +93,10 @@ pub async fn run(args: AnsibleArgs) -> Result<ExitCode> {
                 crate::read::client_url()
             )
         })?;
-    let settings = args.settings();
+    let mut settings = args.settings();
+    settings.host_groups = crate::groups::list(&crate::kube_client().await?, &args.namespace)
+        .await?
+        .unwrap_or_default();
     let value = match &args.host {
         Some(name) => match ansible::host(&inventory.hosts, &settings, name) {
             Some(vars) => vars,

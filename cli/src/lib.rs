@@ -13,12 +13,14 @@
 //! - [`prometheus`]: Prometheus file-based service discovery, kept current from a watch.
 //! - [`watch`]: Host changes as they happen.
 //! - [`locks`]: host locks: `lock`, `unlock`, `locks`, `with-lock`.
+//! - [`groups`]: host groups: `groups`, and `--group` for the commands that read.
 
 pub mod ansible;
 pub mod audit;
 pub mod backfill;
 pub mod events;
 pub mod fetch;
+pub mod groups;
 pub mod kafka;
 pub mod locks;
 pub mod project;
@@ -101,6 +103,9 @@ pub enum Command {
     PrometheusSd(prometheus::PrometheusSdArgs),
     /// Print Host changes as they happen, as lines or JSON.
     Watch(watch::WatchArgs),
+    /// Host groups (clusters, pools): members, in service, locked, available, budgets, and
+    /// their conditions.
+    Groups(groups::GroupsArgs),
     /// Lock hosts for maintenance or automation: one holder per host, with a reason and a
     /// TTL; everyone else is told who holds it.
     Lock(locks::LockArgs),
@@ -207,6 +212,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Ansible(args) => ansible::run(args).await,
         Command::PrometheusSd(args) => prometheus::run(args).await,
         Command::Watch(args) => watch::run(args).await,
+        Command::Groups(args) => groups::run(args).await,
         Command::Lock(args) => locks::lock(args).await,
         Command::Unlock(args) => locks::unlock(args).await,
         Command::Locks(args) => locks::locks(args).await,

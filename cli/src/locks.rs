@@ -14,6 +14,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, ValueEnum};
 use hostledger_inventory::LabelSelector;
 use hostledger_k8s::locks::{Acquired, LockStore, Lost, whoami};
+use hostledger_model::group::{HostGroup, Member};
 use hostledger_model::lock::{self, HostLock, check_ttl, renew_every};
 use hostledger_model::names::object_name;
 use hostledger_model::time::human_duration;
@@ -28,6 +29,8 @@ use crate::read::parse_selector;
 pub const EXIT_HELD: u8 = 3;
 /// Exit code of `with-lock` when a lock was lost while the command ran.
 pub const EXIT_LOST: u8 = 4;
+/// Exit code when a host group's disruption budget refuses the lock.
+pub const EXIT_BUDGET: u8 = 5;
 
 /// Which hosts: one by id, object name or host name, or every Host matching a selector.
 #[derive(Debug, Clone, Args)]
@@ -79,8 +82,9 @@ impl HolderArgs {
   hostledger lock -l role=db,region=pdx1 --reason 'failover test'
 
 Locking a host you already hold renews it. A host held by someone else is not touched: the
-command says who holds it and since when, and exits 3. With -l, either every matching host
-is locked or none is.")]
+command says who holds it and since when, and exits 3. A lock that would take a host group
+below its minInService (counting members already down) or above its maxLocked is refused with
+the group's numbers, exit 5. With -l, either every matching host is locked or none is.")]
 pub struct LockArgs {
     /// Which hosts.
     #[command(flatten)]
@@ -156,7 +160,8 @@ pub struct LocksArgs {
 
 The command runs with HOSTLEDGER_LOCKED_HOSTS set to the locked Host names (comma-separated).
 Exit status: the command's (128+N if it died of signal N); 3 if a host is held by someone
-else; 4 if a lock was lost while the command ran (the command is then sent SIGTERM).
+else; 5 if a host group's budget does not allow it; 4 if a lock was lost while the command
+ran (the command is then sent SIGTERM).
 SIGINT and SIGTERM are passed on to the command; the locks are released when it exits.")]
 pub struct WithLockArgs {
     /// Which hosts.
@@ -189,8 +194,11 @@ fn parse_ttl(text: &str) -> Result<Duration, String> {
 struct Target {
     name: String,
     host_id: String,
+    /// The labels copied onto its lock: the projector's, but the phase.
     labels: BTreeMap<String, String>,
     phase: Option<Lifecycle>,
+    /// What it is to host groups.
+    member: Member,
 }
 
 impl Target {
@@ -199,17 +207,100 @@ impl Target {
             .into_iter()
             .filter(|(k, _)| k != "phase")
             .collect();
+        let member = Member::of(&host, false);
         Target {
-            name: host.metadata.name.clone().unwrap_or_default(),
-            host_id: host
-                .status
-                .as_ref()
-                .map(|s| s.host_id.clone())
-                .unwrap_or_default(),
+            name: member.name.clone(),
+            host_id: member.host_id.clone(),
             labels,
-            phase: host.status.as_ref().map(|s| s.state.lifecycle),
+            phase: member.phase,
+            member,
         }
     }
+}
+
+/// A host group with a budget, its members as they are now (locks included), and every
+/// lock in the namespace, oldest first: by creation time, then by resourceVersion (within a
+/// second, the order in which they were created; a lock renewed since is older than that).
+struct Budget {
+    group: HostGroup,
+    members: Vec<Member>,
+    order: Vec<String>,
+}
+
+/// The host groups with a budget (`minInService`, `maxLocked`) that contain any of
+/// `targets`. None when the HostGroup CRD is not installed.
+async fn budget_groups(
+    client: &kube::Client,
+    namespace: &str,
+    targets: &[Target],
+) -> Result<Vec<Budget>> {
+    let groups = crate::groups::list(client, namespace)
+        .await?
+        .unwrap_or_default();
+    let relevant: Vec<HostGroup> = groups
+        .into_iter()
+        .filter(|g| g.spec.min_in_service.is_some() || g.spec.max_locked.is_some())
+        .filter(|g| targets.iter().any(|t| g.contains(&t.member)))
+        .collect();
+    if relevant.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut locks = LockStore::new(client.clone(), namespace).list("").await?;
+    locks.sort_by_key(|l| {
+        let rv = l.metadata.resource_version.as_deref().unwrap_or_default();
+        (
+            l.acquired_at(),
+            rv.parse::<u64>().unwrap_or(u64::MAX),
+            rv.to_owned(),
+        )
+    });
+    let order: Vec<String> = locks.into_iter().filter_map(|l| l.metadata.name).collect();
+    let locked: std::collections::HashSet<&String> = order.iter().collect();
+    let hosts_api: Api<Host> = Api::namespaced(client.clone(), namespace);
+    let mut out = Vec::new();
+    for group in relevant {
+        let mut hosts = match group.selector() {
+            Ok(Some(selector)) => {
+                hostledger_k8s::list_all(
+                    &hosts_api,
+                    ListParams::default().labels(selector.as_str()),
+                    "list Hosts",
+                )
+                .await?
+            }
+            _ => Vec::new(),
+        };
+        for named in &group.spec.hosts {
+            let name = if named.contains('/') {
+                object_name(named)
+            } else {
+                named.clone()
+            };
+            if !hosts
+                .iter()
+                .any(|h| h.metadata.name.as_deref() == Some(&name))
+                && let Some(h) = hosts_api
+                    .get_opt(&name)
+                    .await
+                    .with_context(|| format!("cannot read Host {name}"))?
+            {
+                hosts.push(h);
+            }
+        }
+        let members = hosts
+            .iter()
+            .map(|h| {
+                let locked = h.metadata.name.as_ref().is_some_and(|n| locked.contains(n));
+                Member::of(h, locked)
+            })
+            .collect();
+        out.push(Budget {
+            group,
+            members,
+            order: order.clone(),
+        });
+    }
+    Ok(out)
 }
 
 /// The Hosts `targets` names, sorted by name; refuses an empty selection.
@@ -261,24 +352,47 @@ fn held_error(held: &[HostLock], now: Timestamp) -> String {
         .join("\n")
 }
 
+/// Who asks for the locks, why, for how long.
+#[derive(Debug, Clone, Copy)]
+struct Ask<'a> {
+    holder: &'a str,
+    user: &'a str,
+    reason: &'a str,
+    ttl: Duration,
+}
+
 /// What an attempt to lock every target came to.
 enum Attempt {
     /// Every target is ours.
     All(Vec<HostLock>),
     /// Some are held by others; the ones this attempt took were released again.
     Held(Vec<HostLock>),
+    /// A host group's budget does not allow it now: why.
+    Budget(String),
 }
 
 /// Tries once to lock every target, all or nothing: on a refusal the locks taken by this
-/// attempt are released (those already held before are kept).
+/// attempt are released (those already held before are kept). Host groups' budgets are
+/// checked before, and again after: if someone took a lock in the same group at the same
+/// moment and the two together break its budget, this attempt backs off.
 async fn lock_all(
+    client: &kube::Client,
     store: &LockStore,
     targets: &[Target],
-    holder: &str,
-    user: &str,
-    reason: &str,
-    ttl: Duration,
+    ask: &Ask<'_>,
 ) -> Result<Attempt> {
+    let Ask {
+        holder,
+        user,
+        reason,
+        ttl,
+    } = *ask;
+    let names: Vec<String> = targets.iter().map(|t| t.name.clone()).collect();
+    for b in budget_groups(client, store.namespace(), targets).await? {
+        if let Err(why) = b.group.check_budget(&b.members, &names) {
+            return Ok(Attempt::Budget(why));
+        }
+    }
     let mut ours = Vec::new();
     let mut taken_now = Vec::new();
     let mut held = Vec::new();
@@ -308,12 +422,29 @@ async fn lock_all(
             break;
         }
     }
-    if held.is_empty() {
-        Ok(Attempt::All(ours))
-    } else {
+    if !held.is_empty() {
         release_quietly(store, &taken_now).await;
-        Ok(Attempt::Held(held))
+        return Ok(Attempt::Held(held));
     }
+    if !taken_now.is_empty() {
+        for b in budget_groups(client, store.namespace(), targets).await? {
+            let late = b.group.late_locks(&b.members, &b.order);
+            if taken_now
+                .iter()
+                .any(|l| l.metadata.name.as_ref().is_some_and(|n| late.contains(n)))
+            {
+                release_quietly(store, &taken_now).await;
+                let why = b
+                    .group
+                    .over_budget(&b.members)
+                    .unwrap_or_else(|| "its budget is spent".to_owned());
+                return Ok(Attempt::Budget(format!(
+                    "another lock in the same group was taken at the same moment, and first: {why}"
+                )));
+            }
+        }
+    }
+    Ok(Attempt::All(ours))
 }
 
 async fn release_quietly(store: &LockStore, locks: &[HostLock]) {
@@ -342,35 +473,68 @@ fn refusal(error: hostledger_k8s::K8sError, doing: &str) -> anyhow::Error {
     anyhow::Error::new(error)
 }
 
-/// Locks every target, waiting up to `wait` for others' locks to go. `Err(held)` when they
-/// are still held at the deadline.
+/// Why a lock was not taken.
+enum Refused {
+    /// Held by others.
+    Held(Vec<HostLock>),
+    /// A group's budget.
+    Budget(String),
+}
+
+impl Refused {
+    fn report(&self, what_then: &str) -> ExitCode {
+        match self {
+            Refused::Held(held) => {
+                eprintln!(
+                    "error: {}\n{what_then} Wait for it (--wait 10m), or break it with \
+                     `hostledger unlock HOST --force` (needs the break permission).",
+                    held_error(held, Timestamp::from(chrono::Utc::now()))
+                );
+                ExitCode::from(EXIT_HELD)
+            }
+            Refused::Budget(why) => {
+                eprintln!(
+                    "error: {why}\n{what_then} Wait for other members to come back (--wait 30m), \
+                     or change the group's minInService/maxLocked."
+                );
+                ExitCode::from(EXIT_BUDGET)
+            }
+        }
+    }
+}
+
+/// Locks every target, waiting up to `wait` for others' locks to go and budgets to allow
+/// it.
 async fn acquire(
+    client: &kube::Client,
     store: &LockStore,
     targets: &[Target],
-    holder: &str,
-    user: &str,
-    reason: &str,
-    ttl: Duration,
+    ask: &Ask<'_>,
     wait: Option<Duration>,
-) -> Result<std::result::Result<Vec<HostLock>, Vec<HostLock>>> {
+) -> Result<std::result::Result<Vec<HostLock>, Refused>> {
     let deadline = wait.map(|w| Instant::now() + w);
     let mut announced = false;
     loop {
-        match lock_all(store, targets, holder, user, reason, ttl).await? {
+        let refused = match lock_all(client, store, targets, ask).await? {
             Attempt::All(locks) => return Ok(Ok(locks)),
-            Attempt::Held(held) => {
-                let now = Timestamp::from(chrono::Utc::now());
-                match deadline {
-                    Some(d) if Instant::now() < d => {
-                        if !announced {
-                            eprintln!("waiting: {}", held_error(&held, now));
-                            announced = true;
+            Attempt::Held(held) => Refused::Held(held),
+            Attempt::Budget(why) => Refused::Budget(why),
+        };
+        match deadline {
+            Some(d) if Instant::now() < d => {
+                if !announced {
+                    let why = match &refused {
+                        Refused::Held(held) => {
+                            held_error(held, Timestamp::from(chrono::Utc::now()))
                         }
-                        tokio::time::sleep(Duration::from_secs(1)).await;
-                    }
-                    _ => return Ok(Err(held)),
+                        Refused::Budget(why) => why.clone(),
+                    };
+                    eprintln!("waiting: {why}");
+                    announced = true;
                 }
+                tokio::time::sleep(Duration::from_secs(1)).await;
             }
+            _ => return Ok(Err(refused)),
         }
     }
 }
@@ -380,19 +544,15 @@ pub async fn lock(args: LockArgs) -> Result<ExitCode> {
     let client = crate::kube_client().await?;
     let user = whoami(&client).await?;
     let targets = lockable(resolve(&client, &args.targets).await?)?;
-    let store = LockStore::new(client, &args.targets.namespace);
+    let store = LockStore::new(client.clone(), &args.targets.namespace);
     let holder = args.holder.name();
-    match acquire(
-        &store,
-        &targets,
-        &holder,
-        &user,
-        &args.reason,
-        args.ttl,
-        args.wait,
-    )
-    .await?
-    {
+    let ask = Ask {
+        holder: &holder,
+        user: &user,
+        reason: &args.reason,
+        ttl: args.ttl,
+    };
+    match acquire(&client, &store, &targets, &ask, args.wait).await? {
         Ok(locks) => {
             let mut out = String::new();
             for l in &locks {
@@ -407,14 +567,7 @@ pub async fn lock(args: LockArgs) -> Result<ExitCode> {
             print_out(&out)?;
             Ok(ExitCode::SUCCESS)
         }
-        Err(held) => {
-            eprintln!(
-                "error: {}\nnothing was locked. Wait for it (--wait 10m), or break it with \
-                 `hostledger unlock HOST --force` (needs the break permission).",
-                held_error(&held, Timestamp::from(chrono::Utc::now()))
-            );
-            Ok(ExitCode::from(EXIT_HELD))
-        }
+        Err(refused) => Ok(refused.report("Nothing was locked.")),
     }
 }
 
@@ -567,27 +720,17 @@ pub async fn with_lock(args: WithLockArgs) -> Result<ExitCode> {
     let client = crate::kube_client().await?;
     let user = whoami(&client).await?;
     let targets = lockable(resolve(&client, &args.targets).await?)?;
-    let store = LockStore::new(client, &args.targets.namespace);
+    let store = LockStore::new(client.clone(), &args.targets.namespace);
     let holder = args.holder.name();
-    let mut locks = match acquire(
-        &store,
-        &targets,
-        &holder,
-        &user,
-        &args.reason,
-        args.ttl,
-        args.wait,
-    )
-    .await?
-    {
+    let ask = Ask {
+        holder: &holder,
+        user: &user,
+        reason: &args.reason,
+        ttl: args.ttl,
+    };
+    let mut locks = match acquire(&client, &store, &targets, &ask, args.wait).await? {
         Ok(locks) => locks,
-        Err(held) => {
-            eprintln!(
-                "error: {}\nthe command was not run.",
-                held_error(&held, Timestamp::from(chrono::Utc::now()))
-            );
-            return Ok(ExitCode::from(EXIT_HELD));
-        }
+        Err(refused) => return Ok(refused.report("The command was not run.")),
     };
     let names: Vec<String> = locks
         .iter()
@@ -737,6 +880,13 @@ mod tests {
             host_id: format!("dc/x/{name}"),
             labels: BTreeMap::new(),
             phase: Some(phase),
+            member: Member {
+                name: name.into(),
+                host_id: format!("dc/x/{name}"),
+                labels: BTreeMap::new(),
+                phase: Some(phase),
+                locked: false,
+            },
         };
         let kept = lockable(vec![
             t("a", Lifecycle::InService),

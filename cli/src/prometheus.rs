@@ -73,6 +73,7 @@ impl PrometheusSdArgs {
             port: self.port,
             phases,
             namespace: self.scope.namespace.clone(),
+            host_groups: Vec::new(),
         }
     }
 }
@@ -80,12 +81,17 @@ impl PrometheusSdArgs {
 /// Writes the targets file, once or (`--watch`) whenever it would change.
 pub async fn run(args: PrometheusSdArgs) -> Result<ExitCode> {
     let client = crate::kube_client().await?;
+    let groups = crate::groups::list(&client, &args.scope.namespace)
+        .await?
+        .unwrap_or_default();
     let api: Api<Host> = Api::namespaced(client, &args.scope.namespace);
     if args.watch {
-        return watch(args, api).await;
+        return watch(args, api, groups).await;
     }
     let hosts = list_hosts(&api, args.scope.selector.as_ref(), &args.scope.namespace).await?;
-    let mut targets = Targets::new(&args.output, args.settings());
+    let mut settings = args.settings();
+    settings.host_groups = groups;
+    let mut targets = Targets::new(&args.output, settings);
     let discovery = discover(&hosts, &targets.settings);
     targets.warn(&discovery);
     targets.write(&discovery)?;
@@ -120,9 +126,16 @@ async fn list_hosts(
 }
 
 /// Keeps the file current from a watch until Ctrl-C or SIGTERM.
-async fn watch(args: PrometheusSdArgs, api: Api<Host>) -> Result<ExitCode> {
+/// Host groups are read once, at the start.
+async fn watch(
+    args: PrometheusSdArgs,
+    api: Api<Host>,
+    groups: Vec<hostledger_model::HostGroup>,
+) -> Result<ExitCode> {
     let mut stream = host_watch(api, args.scope.selector.as_ref());
-    let mut targets = Targets::new(&args.output, args.settings());
+    let mut settings = args.settings();
+    settings.host_groups = groups;
+    let mut targets = Targets::new(&args.output, settings);
     let mut tracker = Tracker::new(false, true);
     let mut written_once = false;
     let mut due: Option<Instant> = None;

@@ -56,6 +56,12 @@ pub struct ReadArgs {
     #[arg(long, value_enum, default_value_t = SourceArg::Objects)]
     pub source: SourceArg,
 
+    /// Only the members of this HostGroup (`hostledger groups`): its named hosts, and the
+    /// hosts its selector matches with their labels as of --as-of (the same from both
+    /// sources).
+    #[arg(long, value_name = "NAME")]
+    pub group: Option<String>,
+
     /// Kafka connection (for --source log).
     #[command(flatten)]
     pub kafka: KafkaArgs,
@@ -152,6 +158,22 @@ impl ReadArgs {
         };
         if let Some(t) = self.as_of {
             check_as_of(t, inventory.first_event_at, now)?;
+        }
+        let mut inventory = inventory;
+        if let Some(name) = &self.group {
+            let group = crate::groups::get(&self.scope.namespace, name).await?;
+            inventory
+                .hosts
+                .retain(|view| group.contains(&crate::groups::member_as_of(view)));
+            if inventory.hosts.is_empty() {
+                anyhow::bail!(
+                    "group {name} has no members{} in {}",
+                    self.as_of
+                        .map(|t| format!(" as of {}", hostledger_model::time::exact_time(t)))
+                        .unwrap_or_default(),
+                    self.describe_source()
+                );
+            }
         }
         Ok((inventory, self.as_of.unwrap_or(now)))
     }

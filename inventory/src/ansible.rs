@@ -6,6 +6,7 @@
 //! - Groups come from keyed fields: `role_log`, `region_pdx1`, `provider_aws`, ... and one
 //!   group per lifecycle phase (`in_service`, `out_of_service`, `missing`, `retired`,
 //!   `provisioning`), so a retirement playbook can target `retired`.
+//! - Members of a HostGroup are in the group `group_NAME`.
 //! - Locked hosts (`hostledger lock`) are in the group `locked` and have the variables
 //!   `hostledger_lock_holder`, `_user`, `_reason`, `_since`; `exclude_locked` leaves them out.
 //! - Host variables: `hostledger_*` facts from the status, and any annotation
@@ -117,6 +118,8 @@ pub struct AnsibleSettings {
     pub phases: BTreeSet<Lifecycle>,
     /// Leave locked hosts out (a playbook that must not touch hosts someone is working on).
     pub exclude_locked: bool,
+    /// Host groups: each one becomes the Ansible group `group_NAME` of its members.
+    pub host_groups: Vec<hostledger_model::HostGroup>,
 }
 
 impl Default for AnsibleSettings {
@@ -125,6 +128,7 @@ impl Default for AnsibleSettings {
             group_keys: default_group_keys(),
             phases: BTreeSet::from([Lifecycle::InService]),
             exclude_locked: false,
+            host_groups: Vec::new(),
         }
     }
 }
@@ -273,6 +277,25 @@ pub fn list(hosts: &[HostView], settings: &AnsibleSettings) -> Value {
                 .or_default()
                 .insert(name.clone());
         }
+        let as_member = hostledger_model::group::Member {
+            name: host.name.clone(),
+            host_id: host.record.host_id.clone(),
+            labels: host.labels.clone(),
+            phase: Some(host.record.phase),
+            locked: false,
+        };
+        for g in settings
+            .host_groups
+            .iter()
+            .filter(|g| g.contains(&as_member))
+        {
+            let group = safe_name(&format!(
+                "group_{}",
+                g.metadata.name.as_deref().unwrap_or("")
+            ));
+            groups.entry(group).or_default().insert(name.clone());
+            member = true;
+        }
         if !member {
             ungrouped.insert(name.clone());
         }
@@ -380,7 +403,7 @@ mod tests {
         let settings = AnsibleSettings {
             group_keys: vec![GroupKey::Role, "attribute:rack".parse().expect("key")],
             phases: BTreeSet::from([Lifecycle::InService, Lifecycle::Retired]),
-            exclude_locked: false,
+            ..AnsibleSettings::default()
         };
         let inv = list(&hosts, &settings);
         assert_eq!(inv["retired"]["hosts"], json!(["old-1"]));
@@ -420,6 +443,28 @@ mod tests {
         assert!(inv.get("locked").is_none());
         assert!(inv["_meta"]["hostvars"].get("web-1").is_none());
         assert_eq!(inv["in_service"]["hosts"], json!(["db-1"]));
+    }
+
+    #[test]
+    fn host_groups_become_ansible_groups() {
+        use hostledger_model::{HostGroup, HostGroupSpec};
+        let hosts = vec![
+            view("dc/a", "web-1", Some("web"), Lifecycle::InService),
+            view("dc/b", "db-1", Some("db"), Lifecycle::InService),
+        ];
+        let settings = AnsibleSettings {
+            host_groups: vec![HostGroup::new(
+                "DB-pdx1",
+                HostGroupSpec {
+                    selector: Some("role=db".into()),
+                    hosts: vec!["dc.a".into()],
+                    ..HostGroupSpec::default()
+                },
+            )],
+            ..AnsibleSettings::default()
+        };
+        let inv = list(&hosts, &settings);
+        assert_eq!(inv["group_db_pdx1"]["hosts"], json!(["db-1", "web-1"]));
     }
 
     #[test]

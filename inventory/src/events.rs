@@ -10,7 +10,7 @@ use hostledger_schemas::{EventKind, HostEvent, Timestamp};
 use serde_json::{Value, json};
 
 use crate::history::{describe_field_changes, describe_state, is_named};
-use crate::selector::LabelSelector;
+use hostledger_model::selector::LabelSelector;
 
 /// Which events to show.
 #[derive(Debug, Clone, Default)]

@@ -11,7 +11,7 @@
 //! - [`watch`]: Host changes from a Kubernetes watch (shared by `watch` and
 //!   `prometheus-sd --watch`).
 //! - [`report`]: the self-contained HTML page: fleet in service over time, per-host timelines.
-//! - [`LabelSelector`]: Kubernetes label selectors, parsed and matched locally.
+//! - [`LabelSelector`]: Kubernetes label selectors, parsed and matched locally (from the model).
 //! - [`atomic`]: writing output files so readers never see half of one.
 
 pub mod ansible;
@@ -21,13 +21,12 @@ pub mod history;
 mod hosts;
 pub mod prometheus;
 pub mod report;
-mod selector;
 pub mod source;
 pub mod table;
 mod uptime;
 pub mod watch;
 
+pub use hostledger_model::selector::{LabelSelector, SelectorError};
 pub use hosts::HostList;
-pub use selector::{LabelSelector, SelectorError};
 pub use source::{HostView, Inventory, InventoryError, Query, Source};
 pub use uptime::{GroupBy, GroupRow, UptimeReport, UptimeRow};

@@ -16,7 +16,7 @@ use hostledger_schemas::{HostEvent, Timestamp};
 use kube::Client;
 use kube::api::ListParams;
 
-use crate::selector::LabelSelector;
+use hostledger_model::selector::LabelSelector;
 
 /// Where the answers come from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

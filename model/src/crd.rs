@@ -20,6 +20,10 @@ pub fn crd_documents() -> Vec<(&'static str, String)> {
             "hostlocks.hostledger.dev.yaml",
             render(crate::lock::HostLock::crd()),
         ),
+        (
+            "hostgroups.hostledger.dev.yaml",
+            render(crate::group::HostGroup::crd()),
+        ),
     ]
 }
 

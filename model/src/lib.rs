@@ -10,6 +10,8 @@
 //!   when one expires).
 //! - [`timeline`]: a host as of any time, with every phase change; events rebuilt from a
 //!   stored history.
+//! - [`selector`]: Kubernetes label selectors, parsed once and matched locally.
+//! - [`group`]: the `HostGroup` custom resource: membership, status, disruption budgets.
 //! - [`names`]: object names, labels, annotations and finalizers.
 //! - [`crd`]: the CustomResourceDefinitions generated from these types.
 //! - [`time`]: times and durations for people and scripts.
@@ -23,14 +25,17 @@ pub mod defaults;
 #[cfg(any(test, feature = "fixtures"))]
 pub mod fixtures;
 pub mod fold;
+pub mod group;
 pub mod history;
 pub mod host;
 pub mod lock;
 pub mod names;
+pub mod selector;
 pub mod time;
 pub mod timeline;
 
 pub use fold::{AppliedEvent, HostRecord, Outcome, Position, ServiceInterval};
+pub use group::{HostGroup, HostGroupSpec, HostGroupStatus};
 pub use history::{HistoryEntry, HostHistory, HostHistorySpec};
 pub use host::{Host, HostSpec, HostStatus, StatusError};
 pub use lock::{HostLock, HostLockSpec};

@@ -125,6 +125,10 @@ impl Projector {
             self.store.client(),
             self.store.namespace(),
         ))));
+        let group_statuses = AbortOnDrop(tokio::spawn(crate::groups::keep_group_statuses(
+            self.store.client(),
+            self.store.namespace().to_owned(),
+        )));
         let topic = self.kafka.settings().topics.events.clone();
         self.kafka
             .check_connection_async(Duration::from_secs(15))
@@ -198,7 +202,7 @@ impl Projector {
         }
         self.metrics.set_ready(false);
         releaser.abort();
-        drop(sweeper);
+        drop((sweeper, group_statuses));
         Ok(self.stats)
     }
 

@@ -5,11 +5,13 @@
 //! - `daemon`: the live consume → fold → write → commit loop, with dead-lettering.
 //! - `replay`: rebuilding from offset 0, optionally up to a time, into any namespace.
 //! - [`metrics`]: Prometheus counters and the `/metrics`, `/healthz`, `/readyz` endpoints.
+//! - [`groups`]: keeping every HostGroup's status current from watches.
 //! - `error`: what can stop the projector.
 
 mod apply;
 mod daemon;
 mod error;
+pub mod groups;
 pub mod metrics;
 mod replay;
 

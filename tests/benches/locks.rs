@@ -8,8 +8,15 @@
 //! - contention: `--contenders N` tasks racing for one host, over and over; exactly one wins
 //!   each round (checked), and the time until every contender has its answer.
 //!
+//! - host groups: `--group-hosts N` Hosts in `--groups M` HostGroups (one label value each),
+//!   the real `hostledger project` keeping their statuses; a member's phase changed
+//!   `--changes K` times, and the time from the Host write until its group's status shows
+//!   it, p50/p99.
+//!
 //! usage: scripts/stack up && eval "$(scripts/stack env)" &&
+//!        cargo build --release -p hostledger-cli --bin hostledger &&
 //!        cargo bench -p hostledger-e2e --bench locks -- [--rounds N] [--contenders N]
+//!        [--group-hosts N] [--groups M] [--changes K]
 
 use std::time::{Duration, Instant};
 
@@ -198,5 +205,130 @@ async fn main() {
         Some(true),
     )
     .record();
+    env.cleanup().await;
+
+    group_status_latency(
+        bench_arg("--group-hosts", 10_000),
+        bench_arg("--groups", 100),
+        bench_arg("--changes", 20),
+    )
+    .await;
+}
+
+/// Hosts in groups, the projector keeping the statuses: how long after a Host write its
+/// group's status shows it.
+async fn group_status_latency(hosts: usize, groups: usize, changes: usize) {
+    use futures::StreamExt as _;
+    use hostledger_k8s::HostStore;
+    use hostledger_model::{HostGroup, HostRecord, Position};
+    use hostledger_schemas::Lifecycle;
+    let env = TestEnv::new("benchgroups", 1).await;
+    let store = HostStore::new(env.kube.clone(), &env.namespace);
+    let team = |i: usize| format!("team-{:03}", i % groups);
+    let mut records: Vec<HostRecord> = (0..hosts)
+        .map(|i| {
+            let mut e = hostledger_e2e::event(
+                &format!("bench/g/h-{i:05}"),
+                0,
+                0,
+                Lifecycle::InService,
+                "app",
+            );
+            e.state.team = Some(team(i));
+            HostRecord::first(
+                &e,
+                Position {
+                    partition: 0,
+                    offset: i as i64,
+                },
+            )
+        })
+        .collect();
+    let started = Instant::now();
+    futures::stream::iter(records.iter().map(|r| store.write(r, None)))
+        .buffer_unordered(16)
+        .for_each(|r| async {
+            r.expect("write Host");
+        })
+        .await;
+    println!(
+        "\nhost groups: wrote {hosts} Hosts in {:.1} s; {groups} groups of {} hosts",
+        started.elapsed().as_secs_f64(),
+        hosts / groups.max(1)
+    );
+    let api: Api<HostGroup> = Api::namespaced(env.kube.clone(), &env.namespace);
+    for g in 0..groups {
+        let group: HostGroup = serde_json::from_value(serde_json::json!({
+            "apiVersion": "hostledger.dev/v1alpha1", "kind": "HostGroup",
+            "metadata": {"name": team(g)},
+            "spec": {"selector": format!("team={}", team(g)), "minInService": 1},
+        }))
+        .expect("group");
+        api.create(&PostParams::default(), &group)
+            .await
+            .expect("create HostGroup");
+    }
+    let mut projector = env.spawn_projector(&[], false);
+    let in_service = async |name: &str| {
+        api.get(name)
+            .await
+            .ok()
+            .and_then(|g| g.status)
+            .map(|s| s.in_service)
+    };
+    let started = Instant::now();
+    while in_service(&team(groups - 1)).await != Some((hosts / groups) as i64) {
+        assert!(
+            started.elapsed() < Duration::from_secs(300),
+            "group statuses never came"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    println!(
+        "first statuses of all groups {:.1} s after the projector started",
+        started.elapsed().as_secs_f64()
+    );
+    let mut latencies = Vec::new();
+    for k in 0..changes {
+        let i = (k * 7919) % hosts;
+        let record = &mut records[i];
+        let (phase, expect_delta) = if record.phase == Lifecycle::InService {
+            (Lifecycle::OutOfService, -1)
+        } else {
+            (Lifecycle::InService, 1)
+        };
+        let group = team(i);
+        let before = in_service(&group).await.expect("status");
+        record.phase = phase;
+        record.state.lifecycle = phase;
+        store.write(record, None).await.expect("write Host");
+        let written = Instant::now();
+        while in_service(&group).await != Some(before + expect_delta) {
+            assert!(
+                written.elapsed() < Duration::from_secs(60),
+                "group {group} never followed"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        latencies.push(ms(written.elapsed()));
+    }
+    let latencies = sorted(latencies);
+    println!(
+        "group status after a Host write ({changes} changes, {hosts} hosts in {groups} groups): p50 {:.0} ms, p99 {:.0} ms",
+        percentile(&latencies, 0.5),
+        percentile(&latencies, 0.99)
+    );
+    for (q, name) in [(0.5, "p50"), (0.99, "p99")] {
+        Figure::new(
+            &format!("group status update {name}, {hosts} hosts in {groups} groups"),
+            percentile(&latencies, q),
+            "ms",
+            "<= 1,000 ms",
+            Some(percentile(&latencies, q) <= 1000.0),
+        )
+        .record();
+    }
+    let _ = projector.start_kill();
+    let _ = projector.wait().await;
     env.cleanup().await;
 }

@@ -206,6 +206,15 @@ async fn locked_hosts_are_a_group_with_lock_variables_and_a_prometheus_label() {
     env.project_until_caught_up().await;
     // The running projector's sweeper marks locked Hosts.
     let _projector = env.spawn_projector(&[], false);
+    let group: hostledger_model::HostGroup = serde_json::from_value(json!({
+        "apiVersion": "hostledger.dev/v1alpha1", "kind": "HostGroup",
+        "metadata": {"name": "db-pdx1"}, "spec": {"hosts": ["dc/pdx1/PX2"]},
+    }))
+    .expect("HostGroup");
+    kube::Api::<hostledger_model::HostGroup>::namespaced(env.kube.clone(), &env.namespace)
+        .create(&Default::default(), &group)
+        .await
+        .expect("create HostGroup");
     let locked = hostledger_e2e::run_hostledger(&[
         "lock",
         "db-1",
@@ -236,6 +245,11 @@ async fn locked_hosts_are_a_group_with_lock_variables_and_a_prometheus_label() {
     let inventory: Value =
         serde_json::from_str(&ansible(&env, &["--list"], &[]).await).expect("JSON");
     assert_eq!(hosts_of(&inventory, "locked"), ["db-1"]);
+    assert_eq!(
+        hosts_of(&inventory, "group_db_pdx1"),
+        ["db-2"],
+        "a HostGroup is a group"
+    );
     assert_eq!(hosts_of(&inventory, "role_db"), ["db-1", "db-2"]);
     let vars = &inventory["_meta"]["hostvars"]["db-1"];
     assert_eq!(vars["hostledger_locked"], true);
@@ -283,6 +297,7 @@ async fn locked_hosts_are_a_group_with_lock_variables_and_a_prometheus_label() {
     assert_eq!(labels_of("db-1")["locked"], "true");
     assert_eq!(labels_of("db-1")["lock_holder"], "ops@bastion");
     assert_eq!(labels_of("db-2")["locked"], "false");
+    assert_eq!(labels_of("db-2")["groups"], ",db-pdx1,");
 
     // Released: the mark goes.
     hostledger_e2e::run_hostledger(&[

@@ -8,7 +8,8 @@
 //! - Labels: `hostname`, `host_id`, `provider`, `region`, `zone`, `role`, `team`, `phase`,
 //!   `machine_type` (those the host has), `hostledger_namespace`, and `locked` (`true` while
 //!   someone holds a host lock, with `lock_holder`; alert rules can hold off on hosts under
-//!   planned maintenance).
+//!   planned maintenance), and `groups` (`,db-pdx1,backups,`: the HostGroups it is in, in
+//!   Prometheus' convention for lists, so `groups=~".*,db-pdx1,.*"` selects one).
 //! - What cannot be listed is reported, not dropped silently: hosts without an address, port
 //!   annotations that are not ports. (A status with an unknown phase cannot exist: the CRD
 //!   schema and the typed status refuse it.)
@@ -32,7 +33,7 @@ pub const PORT_ANNOTATION: &str = "prometheus.hostledger.dev/port";
 pub const NAMESPACE_LABEL: &str = "hostledger_namespace";
 
 /// What goes into the targets file.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct SdSettings {
     /// Port of every target without a port annotation.
     pub port: u16,
@@ -40,6 +41,8 @@ pub struct SdSettings {
     pub phases: BTreeSet<Lifecycle>,
     /// The Hosts' namespace, for the `hostledger_namespace` label.
     pub namespace: String,
+    /// Host groups, for the `groups` label (`,db-pdx1,backups,`).
+    pub host_groups: Vec<hostledger_model::HostGroup>,
 }
 
 impl SdSettings {
@@ -49,6 +52,7 @@ impl SdSettings {
             port: 9100,
             phases: BTreeSet::from([Lifecycle::InService]),
             namespace: namespace.into(),
+            host_groups: Vec::new(),
         }
     }
 }
@@ -169,6 +173,16 @@ pub fn discover<'a>(hosts: impl IntoIterator<Item = &'a Host>, settings: &SdSett
             host.metadata.annotations.as_ref().unwrap_or(&empty),
         );
         labels.insert("locked".to_owned(), lock.is_some().to_string());
+        let member = hostledger_model::group::Member::of(host, lock.is_some());
+        let member_of: Vec<&str> = settings
+            .host_groups
+            .iter()
+            .filter(|g| g.contains(&member))
+            .filter_map(|g| g.metadata.name.as_deref())
+            .collect();
+        if !member_of.is_empty() {
+            labels.insert("groups".to_owned(), format!(",{},", member_of.join(",")));
+        }
         if let Some(lock) = lock.filter(|l| !l.holder.is_empty()) {
             labels.insert("lock_holder".to_owned(), lock.holder);
         }
