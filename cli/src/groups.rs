@@ -71,7 +71,7 @@ pub async fn get(namespace: &str, name: &str) -> Result<HostGroup> {
 /// Every HostGroup in `namespace`; `None` when the HostGroup CRD is not installed.
 pub async fn list(client: &kube::Client, namespace: &str) -> Result<Option<Vec<HostGroup>>> {
     let api: Api<HostGroup> = Api::namespaced(client.clone(), namespace);
-    match hostledger_k8s::list_all(&api, ListParams::default(), "list HostGroups").await {
+    match hostledger_k8s::list_all(&api, ListParams::default(), "HostGroups").await {
         Ok(groups) => Ok(Some(groups)),
         Err(hostledger_k8s::K8sError::Api {
             source: kube::Error::Api(status),

@@ -264,7 +264,7 @@ async fn budget_groups(
                 hostledger_k8s::list_all(
                     &hosts_api,
                     ListParams::default().labels(selector.as_str()),
-                    "list Hosts",
+                    "Hosts",
                 )
                 .await?
             }
@@ -321,7 +321,7 @@ async fn resolve(client: &kube::Client, targets: &Targets) -> Result<Vec<Target>
             let hosts = hostledger_k8s::list_all(
                 &api,
                 ListParams::default().labels(selector.as_str()),
-                "list Hosts",
+                "Hosts",
             )
             .await?;
             if hosts.is_empty() {
@@ -717,6 +717,12 @@ pub async fn locks(args: LocksArgs) -> Result<ExitCode> {
 
 /// `hostledger with-lock`.
 pub async fn with_lock(args: WithLockArgs) -> Result<ExitCode> {
+    use futures::FutureExt as _;
+    use tokio::signal::unix::{SignalKind, signal};
+    // Signals are caught from the start: one that arrives while the locks are being taken
+    // releases them instead of killing this process with the locks held.
+    let mut term = signal(SignalKind::terminate()).context("cannot catch SIGTERM")?;
+    let mut int = signal(SignalKind::interrupt()).context("cannot catch SIGINT")?;
     let client = crate::kube_client().await?;
     let user = whoami(&client).await?;
     let targets = lockable(resolve(&client, &args.targets).await?)?;
@@ -732,6 +738,13 @@ pub async fn with_lock(args: WithLockArgs) -> Result<ExitCode> {
         Ok(locks) => locks,
         Err(refused) => return Ok(refused.report("The command was not run.")),
     };
+    for (stream, code) in [(&mut term, 143), (&mut int, 130)] {
+        if stream.recv().now_or_never().is_some() {
+            eprintln!("with-lock: signal received before the command started; releasing the locks");
+            release_quietly(&store, &locks).await;
+            return Ok(ExitCode::from(code));
+        }
+    }
     let names: Vec<String> = locks
         .iter()
         .filter_map(|l| l.metadata.name.clone())
@@ -757,16 +770,19 @@ pub async fn with_lock(args: WithLockArgs) -> Result<ExitCode> {
     let mut renew = tokio::time::interval(renew_every(args.ttl));
     renew.tick().await;
     let mut last_renewed = Instant::now();
-    let shutdown = crate::shutdown_signal();
-    tokio::pin!(shutdown);
     let mut signalled = false;
     let mut lost: Option<String> = None;
     let status = loop {
         tokio::select! {
             status = child.wait() => break status.context("waiting for the command")?,
-            () = &mut shutdown, if !signalled => {
+            _ = term.recv(), if !signalled => {
                 signalled = true;
-                eprintln!("with-lock: signal received; stopping the command, then releasing the locks");
+                eprintln!("with-lock: SIGTERM; stopping the command, then releasing the locks");
+                terminate(&child);
+            }
+            _ = int.recv(), if !signalled => {
+                signalled = true;
+                eprintln!("with-lock: SIGINT; stopping the command, then releasing the locks");
                 terminate(&child);
             }
             _ = renew.tick(), if lost.is_none() => {

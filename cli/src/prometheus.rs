@@ -81,14 +81,22 @@ impl PrometheusSdArgs {
 /// Writes the targets file, once or (`--watch`) whenever it would change.
 pub async fn run(args: PrometheusSdArgs) -> Result<ExitCode> {
     let client = crate::kube_client().await?;
-    let groups = crate::groups::list(&client, &args.scope.namespace)
-        .await?
-        .unwrap_or_default();
-    let api: Api<Host> = Api::namespaced(client, &args.scope.namespace);
+    let api: Api<Host> = Api::namespaced(client.clone(), &args.scope.namespace);
     if args.watch {
+        // The watch rides out an API server that is not there yet; so does the group list.
+        let groups = match crate::groups::list(&client, &args.scope.namespace).await {
+            Ok(groups) => groups.unwrap_or_default(),
+            Err(error) => {
+                tracing::warn!(%error, "cannot list HostGroups; targets get no groups label");
+                Vec::new()
+            }
+        };
         return watch(args, api, groups).await;
     }
     let hosts = list_hosts(&api, args.scope.selector.as_ref(), &args.scope.namespace).await?;
+    let groups = crate::groups::list(&client, &args.scope.namespace)
+        .await?
+        .unwrap_or_default();
     let mut settings = args.settings();
     settings.host_groups = groups;
     let mut targets = Targets::new(&args.output, settings);

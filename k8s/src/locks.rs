@@ -204,7 +204,7 @@ impl LockStore {
         if !selector.is_empty() {
             params = params.labels(selector);
         }
-        list_all(&self.api, params, "list HostLocks")
+        list_all(&self.api, params, "HostLocks")
             .await
             .map_err(|e| match e {
                 K8sError::Api { source, .. } if is_status(&source, 404) => K8sError::NotInstalled {
@@ -298,7 +298,7 @@ impl LockStore {
         let hosts = list_all(
             &self.hosts,
             ListParams::default().labels(LOCKED_LABEL),
-            "list locked Hosts",
+            "locked Hosts",
         )
         .await?;
         Ok(hosts
