@@ -93,6 +93,7 @@ pub fn member_as_of(view: &HostView) -> Member {
         labels: all,
         phase: Some(view.record.phase),
         locked: false,
+        drifted: false,
     }
 }
 

@@ -13,11 +13,13 @@
 //! - [`prometheus`]: Prometheus file-based service discovery, kept current from a watch.
 //! - [`watch`]: Host changes as they happen.
 //! - [`locks`]: host locks: `lock`, `unlock`, `locks`, `with-lock`.
+//! - [`drift`]: intent against reality: `drift`.
 //! - [`groups`]: host groups: `groups`, and `--group` for the commands that read.
 
 pub mod ansible;
 pub mod audit;
 pub mod backfill;
+pub mod drift;
 pub mod events;
 pub mod fetch;
 pub mod groups;
@@ -103,6 +105,8 @@ pub enum Command {
     PrometheusSd(prometheus::PrometheusSdArgs),
     /// Print Host changes as they happen, as lines or JSON.
     Watch(watch::WatchArgs),
+    /// Hosts that are not what their spec.expected says (role, team, region, phase, labels).
+    Drift(drift::DriftArgs),
     /// Host groups (clusters, pools): members, in service, locked, available, budgets, and
     /// their conditions.
     Groups(groups::GroupsArgs),
@@ -213,6 +217,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::PrometheusSd(args) => prometheus::run(args).await,
         Command::Watch(args) => watch::run(args).await,
         Command::Groups(args) => groups::run(args).await,
+        Command::Drift(args) => drift::run(args).await,
         Command::Lock(args) => locks::lock(args).await,
         Command::Unlock(args) => locks::unlock(args).await,
         Command::Locks(args) => locks::locks(args).await,

@@ -12,18 +12,17 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, ValueEnum};
-use hostledger_inventory::LabelSelector;
 use hostledger_k8s::locks::{Acquired, LockStore, Lost, whoami};
+use hostledger_model::Host;
 use hostledger_model::group::{HostGroup, Member};
 use hostledger_model::lock::{self, HostLock, check_ttl, renew_every};
 use hostledger_model::names::object_name;
 use hostledger_model::time::human_duration;
-use hostledger_model::{Host, defaults::defaults};
 use hostledger_schemas::{Lifecycle, Timestamp};
 use kube::api::{Api, ListParams};
 
 use crate::print_out;
-use crate::read::parse_selector;
+use crate::read::Scope;
 
 /// Exit code when a host is locked by someone else.
 pub const EXIT_HELD: u8 = 3;
@@ -40,18 +39,9 @@ pub struct Targets {
     #[arg(required_unless_present = "selector", conflicts_with = "selector")]
     pub host: Option<String>,
 
-    /// Every Host whose labels match this selector (kubectl syntax: `role=db,region=pdx1`).
-    #[arg(long, short = 'l', value_parser = parse_selector)]
-    pub selector: Option<LabelSelector>,
-
-    /// Namespace of the Host and HostLock objects.
-    #[arg(
-        long,
-        short,
-        env = "HOSTLEDGER_NAMESPACE",
-        default_value = defaults().namespace.as_str()
-    )]
-    pub namespace: String,
+    /// The namespace, or every Host matching `-l` instead of one host.
+    #[command(flatten)]
+    pub scope: Scope,
 }
 
 /// Who holds the lock.
@@ -134,17 +124,9 @@ pub enum LocksOutput {
 /// `hostledger locks`.
 #[derive(Debug, Args)]
 pub struct LocksArgs {
-    /// Only locks of hosts whose labels match this selector.
-    #[arg(long, short = 'l', value_parser = parse_selector)]
-    pub selector: Option<LabelSelector>,
-    /// Namespace of the HostLock objects.
-    #[arg(
-        long,
-        short,
-        env = "HOSTLEDGER_NAMESPACE",
-        default_value = defaults().namespace.as_str()
-    )]
-    pub namespace: String,
+    /// The namespace, and only the locks of hosts matching `-l`.
+    #[command(flatten)]
+    pub scope: Scope,
     /// Output format.
     #[arg(long, short, value_enum, default_value_t = LocksOutput::Table)]
     pub output: LocksOutput,
@@ -305,9 +287,9 @@ async fn budget_groups(
 
 /// The Hosts `targets` names, sorted by name; refuses an empty selection.
 async fn resolve(client: &kube::Client, targets: &Targets) -> Result<Vec<Target>> {
-    let ns = &targets.namespace;
+    let ns = &targets.scope.namespace;
     let api: Api<Host> = Api::namespaced(client.clone(), ns);
-    let mut found = match (&targets.host, &targets.selector) {
+    let mut found = match (&targets.host, &targets.scope.selector) {
         (Some(host), _) => {
             let (host_id, _) = hostledger_inventory::history::find_host(client, ns, host).await?;
             let name = object_name(&host_id);
@@ -544,7 +526,7 @@ pub async fn lock(args: LockArgs) -> Result<ExitCode> {
     let client = crate::kube_client().await?;
     let user = whoami(&client).await?;
     let targets = lockable(resolve(&client, &args.targets).await?)?;
-    let store = LockStore::new(client.clone(), &args.targets.namespace);
+    let store = LockStore::new(client.clone(), &args.targets.scope.namespace);
     let holder = args.holder.name();
     let ask = Ask {
         holder: &holder,
@@ -599,7 +581,7 @@ pub async fn unlock(args: UnlockArgs) -> Result<ExitCode> {
     let client = crate::kube_client().await?;
     let user = whoami(&client).await?;
     let targets = resolve(&client, &args.targets).await?;
-    let store = LockStore::new(client, &args.targets.namespace);
+    let store = LockStore::new(client, &args.targets.scope.namespace);
     let holder = args.holder.name();
     let now = Timestamp::from(chrono::Utc::now());
     let mut out = String::new();
@@ -658,8 +640,9 @@ pub async fn unlock(args: UnlockArgs) -> Result<ExitCode> {
 /// `hostledger locks`.
 pub async fn locks(args: LocksArgs) -> Result<ExitCode> {
     let client = crate::kube_client().await?;
-    let store = LockStore::new(client, &args.namespace);
+    let store = LockStore::new(client, &args.scope.namespace);
     let selector = args
+        .scope
         .selector
         .as_ref()
         .map(|s| s.as_str().to_owned())
@@ -687,7 +670,7 @@ pub async fn locks(args: LocksArgs) -> Result<ExitCode> {
             format!("{}\n", serde_json::to_string_pretty(&rows)?)
         }
         LocksOutput::Table if locks.is_empty() => {
-            format!("no host locks in namespace {}\n", args.namespace)
+            format!("no host locks in namespace {}\n", args.scope.namespace)
         }
         LocksOutput::Table => {
             let rows: Vec<Vec<String>> = locks
@@ -726,7 +709,7 @@ pub async fn with_lock(args: WithLockArgs) -> Result<ExitCode> {
     let client = crate::kube_client().await?;
     let user = whoami(&client).await?;
     let targets = lockable(resolve(&client, &args.targets).await?)?;
-    let store = LockStore::new(client.clone(), &args.targets.namespace);
+    let store = LockStore::new(client.clone(), &args.targets.scope.namespace);
     let holder = args.holder.name();
     let ask = Ask {
         holder: &holder,
@@ -902,6 +885,7 @@ mod tests {
                 labels: BTreeMap::new(),
                 phase: Some(phase),
                 locked: false,
+                drifted: false,
             },
         };
         let kept = lockable(vec![

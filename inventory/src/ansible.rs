@@ -283,6 +283,7 @@ pub fn list(hosts: &[HostView], settings: &AnsibleSettings) -> Value {
             labels: host.labels.clone(),
             phase: Some(host.record.phase),
             locked: false,
+            drifted: false,
         };
         for g in settings
             .host_groups

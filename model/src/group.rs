@@ -123,6 +123,9 @@ pub struct HostGroupStatus {
     pub locked: i64,
     /// Members in service and not locked.
     pub available: i64,
+    /// Members that are not what their `spec.expected` says.
+    #[serde(default)]
+    pub drifted: i64,
     /// Members per phase.
     #[serde(default)]
     pub by_phase: BTreeMap<String, i64>,
@@ -147,6 +150,8 @@ pub struct Member {
     pub phase: Option<Lifecycle>,
     /// Whether someone holds a lock on it.
     pub locked: bool,
+    /// Whether it is not what its `spec.expected` says.
+    pub drifted: bool,
 }
 
 impl Member {
@@ -162,6 +167,11 @@ impl Member {
             labels: host.metadata.labels.clone().unwrap_or_default(),
             phase: host.status.as_ref().map(|s| s.state.lifecycle),
             locked,
+            drifted: host
+                .status
+                .as_ref()
+                .and_then(|s| s.drift.as_ref())
+                .is_some_and(|d| d.drifted),
         }
     }
 
@@ -211,6 +221,7 @@ impl HostGroup {
         let in_service = count(&|m| m.phase == Some(Lifecycle::InService));
         let locked = count(&|m| m.locked);
         let available = count(&|m| m.available());
+        let drifted = count(&|m| m.drifted);
         let mut by_phase = BTreeMap::new();
         for m in &members {
             let phase = m.phase.map_or("Unknown", |p| p.as_str());
@@ -269,6 +280,7 @@ impl HostGroup {
             in_service,
             locked,
             available,
+            drifted,
             by_phase,
             conditions,
             observed_generation: self.metadata.generation,
@@ -392,6 +404,7 @@ mod tests {
             labels: BTreeMap::from([("role".to_owned(), role.to_owned())]),
             phase: Some(phase),
             locked,
+            drifted: false,
         }
     }
 

@@ -43,6 +43,12 @@ use crate::fold::{AppliedEvent, HostRecord, Position, ServiceInterval};
     printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
     printcolumn(name = "Phase-Since", type_ = "date", json_path = ".status.phaseSince"),
     printcolumn(
+        name = "Drifted",
+        type_ = "boolean",
+        json_path = ".status.drift.drifted",
+        priority = "1"
+    ),
+    printcolumn(
         name = "Address",
         type_ = "string",
         json_path = ".status.addresses[0]",
@@ -68,6 +74,10 @@ pub struct HostSpec {
     /// Free-form notes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub notes: Option<String>,
+    /// What the host should be (role, team, region, phase, labels), declared by people or
+    /// tools; hostledger reports where it differs in `status.drift`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected: Option<crate::drift::ExpectedHost>,
 }
 
 /// The last event applied to this Host.
@@ -141,6 +151,10 @@ pub struct HostStatus {
     /// Conditions (`InService`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<HostCondition>,
+    /// Whether the host is what `spec.expected` says; written by the projector's drift
+    /// check under its own field manager, never with the rest of the status.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drift: Option<crate::drift::DriftStatus>,
 }
 
 /// A Host status that cannot be read (written by hand, or by an older version).
@@ -179,6 +193,7 @@ impl HostStatus {
                 message: format!("provider status {:?}", r.state.provider_status),
                 last_transition_time: r.phase_since,
             }],
+            drift: None,
         }
     }
 

@@ -11,6 +11,7 @@
 //! - [`timeline`]: a host as of any time, with every phase change; events rebuilt from a
 //!   stored history.
 //! - [`selector`]: Kubernetes label selectors, parsed once and matched locally.
+//! - [`drift`]: intent (`spec.expected`) against what the log says, and the drift status.
 //! - [`group`]: the `HostGroup` custom resource: membership, status, disruption budgets.
 //! - [`names`]: object names, labels, annotations and finalizers.
 //! - [`crd`]: the CustomResourceDefinitions generated from these types.
@@ -22,6 +23,7 @@
 pub mod backoff;
 pub mod crd;
 pub mod defaults;
+pub mod drift;
 #[cfg(any(test, feature = "fixtures"))]
 pub mod fixtures;
 pub mod fold;

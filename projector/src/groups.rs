@@ -1,11 +1,16 @@
-//! Keeps every HostGroup's status current: watches Hosts, HostLocks and HostGroups (one
-//! watch each, cached), recomputes the statuses when any of them changes (changes arriving
-//! within 100 ms are taken together), and writes only the statuses that differ.
+//! Keeps every HostGroup's status and every Host's drift status current: watches Hosts,
+//! HostLocks and HostGroups (one watch each, cached), recomputes when any of them changes
+//! (changes arriving within 100 ms are taken together), and writes only what differs.
+//!
+//! A Host's `status.drift` (is it what `spec.expected` says?) is written with its own field
+//! manager, so the projector's status writes and the drift check never remove each other's
+//! fields; a person changing `spec.expected` is seen through the same watch.
 
 use std::collections::HashSet;
 use std::time::Duration;
 
 use futures::StreamExt as _;
+use hostledger_model::drift::{self, DRIFT_MANAGER};
 use hostledger_model::group::{HostGroup, Member};
 use hostledger_model::{Host, HostLock};
 use hostledger_schemas::Timestamp;
@@ -71,9 +76,46 @@ async fn write_statuses(
     written
 }
 
+/// Writes `status.drift` of every Host whose drift status is not what it should be; returns
+/// how many it wrote.
+async fn write_drift(api: &Api<Host>, hosts: &Store<Host>) -> usize {
+    let now = Timestamp::from(chrono::Utc::now());
+    let params = PatchParams::apply(DRIFT_MANAGER).force();
+    let mut written = 0;
+    for host in hosts.state() {
+        let want = drift::observe(&host, now);
+        let have = host.status.as_ref().and_then(|s| s.drift.as_ref());
+        if host.status.is_none() || want.as_ref() == have {
+            continue;
+        }
+        let name = host.metadata.name.clone().unwrap_or_default();
+        // Without `drift`, the apply removes the field this manager owned.
+        let status = match &want {
+            Some(d) => json!({ "drift": d }),
+            None => json!({}),
+        };
+        let patch = json!({
+            "apiVersion": "hostledger.dev/v1alpha1",
+            "kind": "Host",
+            "status": status,
+        });
+        match api
+            .patch_status(&name, &params, &Patch::Apply(&patch))
+            .await
+        {
+            Ok(_) => written += 1,
+            Err(error) => {
+                tracing::warn!(host = %name, %error, "could not write a Host's drift status")
+            }
+        }
+    }
+    written
+}
+
 /// Runs until aborted.
 pub async fn keep_group_statuses(client: Client, namespace: String) {
     let hosts_api: Api<Host> = Api::namespaced(client.clone(), &namespace);
+    let drift_api = hosts_api.clone();
     let locks_api: Api<HostLock> = Api::namespaced(client.clone(), &namespace);
     let groups_api: Api<HostGroup> = Api::namespaced(client, &namespace);
     let (hosts, hosts_writer) = reflector::store();
@@ -116,6 +158,7 @@ pub async fn keep_group_statuses(client: Client, namespace: String) {
                 continue;
             }
         }
+        write_drift(&drift_api, &hosts).await;
         write_statuses(&groups_api, &groups, &hosts, &locks).await;
     }
 }

@@ -5,7 +5,8 @@
 //! - `daemon`: the live consume → fold → write → commit loop, with dead-lettering.
 //! - `replay`: rebuilding from offset 0, optionally up to a time, into any namespace.
 //! - [`metrics`]: Prometheus counters and the `/metrics`, `/healthz`, `/readyz` endpoints.
-//! - [`groups`]: keeping every HostGroup's status current from watches.
+//! - [`groups`]: keeping every HostGroup's status and every Host's drift status current
+//!   from watches.
 //! - `error`: what can stop the projector.
 
 mod apply;

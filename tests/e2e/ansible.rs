@@ -43,6 +43,18 @@ async fn ansible(env: &TestEnv, args: &[&str], vars: &[(&str, &str)]) -> String 
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// Writes a data-centre export with `rows`, fetches it once and projects it; returns the
+/// temporary directory holding the export and the fetcher config.
+async fn export_and_project(env: &TestEnv, rows: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let export = dir.path().join("inventory.csv");
+    let config = env.dc_fetcher_config(dir.path(), &export, 0);
+    std::fs::write(&export, format!("{HEADER}{rows}")).expect("write export");
+    env.fetch_once(&config).await;
+    env.project_until_caught_up().await;
+    dir
+}
+
 fn hosts_of(inventory: &Value, group: &str) -> Vec<String> {
     let mut v: Vec<String> = inventory[group]["hosts"]
         .as_array()
@@ -59,24 +71,16 @@ fn hosts_of(inventory: &Value, group: &str) -> Vec<String> {
 #[tokio::test]
 async fn ansible_inventory_lists_the_in_service_hosts_in_label_groups() {
     let env = TestEnv::new("ansible", 2).await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let export = dir.path().join("inventory.csv");
-    let config = env.dc_fetcher_config(dir.path(), &export, 0);
-    std::fs::write(
-        &export,
-        format!(
-            "{HEADER}\
-             PX1,log-1,pdx1,hall-a,active,log,observability,10.1.0.1,R650,A01\n\
-             PX2,log-2,pdx1,hall-a,active,log,observability,10.1.0.2,R650,A02\n\
-             PX3,db-1,pdx1,hall-b,active,db,data,10.1.0.3,R750,B01\n\
-             FR1,web-1,fra2,hall-1,active,web,storefront,10.2.0.1,R650,C07\n\
-             FR2,web-2,fra2,hall-1,maintenance,web,storefront,10.2.0.2,R650,C08\n\
-             FR3,old-1,fra2,hall-1,decommissioned,web,storefront,10.2.0.3,R630,C09\n"
-        ),
+    let _dir = export_and_project(
+        &env,
+        "PX1,log-1,pdx1,hall-a,active,log,observability,10.1.0.1,R650,A01\n\
+         PX2,log-2,pdx1,hall-a,active,log,observability,10.1.0.2,R650,A02\n\
+         PX3,db-1,pdx1,hall-b,active,db,data,10.1.0.3,R750,B01\n\
+         FR1,web-1,fra2,hall-1,active,web,storefront,10.2.0.1,R650,C07\n\
+         FR2,web-2,fra2,hall-1,maintenance,web,storefront,10.2.0.2,R650,C08\n\
+         FR3,old-1,fra2,hall-1,decommissioned,web,storefront,10.2.0.3,R630,C09\n",
     )
-    .expect("write export");
-    env.fetch_once(&config).await;
-    env.project_until_caught_up().await;
+    .await;
 
     // A person sets an Ansible variable on one Host with an annotation.
     let log1 = env
@@ -190,20 +194,12 @@ async fn ansible_inventory_lists_the_in_service_hosts_in_label_groups() {
 #[tokio::test]
 async fn locked_hosts_are_a_group_with_lock_variables_and_a_prometheus_label() {
     let env = TestEnv::new("ansiblelock", 1).await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let export = dir.path().join("inventory.csv");
-    let config = env.dc_fetcher_config(dir.path(), &export, 0);
-    std::fs::write(
-        &export,
-        format!(
-            "{HEADER}\
-             PX1,db-1,pdx1,hall-a,active,db,data,10.1.0.1,R650,A01\n\
-             PX2,db-2,pdx1,hall-a,active,db,data,10.1.0.2,R650,A02\n"
-        ),
+    let dir = export_and_project(
+        &env,
+        "PX1,db-1,pdx1,hall-a,active,db,data,10.1.0.1,R650,A01\n\
+         PX2,db-2,pdx1,hall-a,active,db,data,10.1.0.2,R650,A02\n",
     )
-    .expect("write export");
-    env.fetch_once(&config).await;
-    env.project_until_caught_up().await;
+    .await;
     // The running projector's sweeper marks locked Hosts.
     let _projector = env.spawn_projector(&[], false);
     let group: hostledger_model::HostGroup = serde_json::from_value(json!({

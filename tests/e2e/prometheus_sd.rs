@@ -249,6 +249,7 @@ async fn prometheus_scrapes_exactly_the_hosts_in_service_and_follows_changes() {
                 "machine_type": "R650",
                 "hostledger_namespace": ns,
                 "locked": "false",
+                "drifted": "false",
             }
         })
     );

@@ -9,7 +9,8 @@
 //!   `machine_type` (those the host has), `hostledger_namespace`, and `locked` (`true` while
 //!   someone holds a host lock, with `lock_holder`; alert rules can hold off on hosts under
 //!   planned maintenance), and `groups` (`,db-pdx1,backups,`: the HostGroups it is in, in
-//!   Prometheus' convention for lists, so `groups=~".*,db-pdx1,.*"` selects one).
+//!   Prometheus' convention for lists, so `groups=~".*,db-pdx1,.*"` selects one), and
+//!   `drifted` (`true` when the host is not what its `spec.expected` says).
 //! - What cannot be listed is reported, not dropped silently: hosts without an address, port
 //!   annotations that are not ports. (A status with an unknown phase cannot exist: the CRD
 //!   schema and the typed status refuse it.)
@@ -183,6 +184,7 @@ pub fn discover<'a>(hosts: impl IntoIterator<Item = &'a Host>, settings: &SdSett
         if !member_of.is_empty() {
             labels.insert("groups".to_owned(), format!(",{},", member_of.join(",")));
         }
+        labels.insert("drifted".to_owned(), member.drifted.to_string());
         if let Some(lock) = lock.filter(|l| !l.holder.is_empty()) {
             labels.insert("lock_holder".to_owned(), lock.holder);
         }
@@ -282,6 +284,7 @@ mod tests {
                     "machine_type": "R650",
                     "hostledger_namespace": "hostledger",
                     "locked": "false",
+                    "drifted": "false",
                 }
             })
         );
@@ -403,7 +406,7 @@ mod tests {
             r#"{"holder":"ops@bastion","user":"ops","reason":"r","ttlSeconds":60}"#.into(),
         )]));
         let d = discover([&h], &SdSettings::new("ns"));
-        assert_eq!(d.groups[0].labels.len(), 12);
+        assert_eq!(d.groups[0].labels.len(), 13);
         assert_eq!(d.groups[0].labels["locked"], "true");
         assert_eq!(d.groups[0].labels["lock_holder"], "ops@bastion");
         for name in d.groups[0].labels.keys() {
