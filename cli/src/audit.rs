@@ -21,30 +21,6 @@ pub enum Output {
     Csv,
 }
 
-/// Grouping for `uptime`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum GroupArg {
-    /// By provider kind.
-    Provider,
-    /// By region or site.
-    Region,
-    /// By role.
-    Role,
-    /// By team.
-    Team,
-}
-
-impl From<GroupArg> for GroupBy {
-    fn from(g: GroupArg) -> Self {
-        match g {
-            GroupArg::Provider => GroupBy::Provider,
-            GroupArg::Region => GroupBy::Region,
-            GroupArg::Role => GroupBy::Role,
-            GroupArg::Team => GroupBy::Team,
-        }
-    }
-}
-
 /// `hostledger uptime`.
 #[derive(Debug, Args)]
 pub struct UptimeArgs {
@@ -52,9 +28,11 @@ pub struct UptimeArgs {
     #[command(flatten)]
     pub read: ReadArgs,
 
-    /// Totals per provider, region, role or team instead of one line per host.
-    #[arg(long, value_enum)]
-    pub group_by: Option<GroupArg>,
+    /// Totals per provider, region, role, team or label:KEY (any label of the Hosts, e.g.
+    /// label:rack; from the log, the labels the projector derives) instead of one line per
+    /// host.
+    #[arg(long, value_name = "FIELD")]
+    pub group_by: Option<GroupBy>,
 
     /// Output format.
     #[arg(long, short, value_enum, default_value_t = Output::Table)]
@@ -116,11 +94,12 @@ fn require_hosts(inventory: &Inventory, read: &ReadArgs) -> Result<()> {
 pub async fn uptime(args: UptimeArgs) -> Result<ExitCode> {
     let (inventory, at) = args.read.load(false).await?;
     require_hosts(&inventory, &args.read)?;
-    let report = UptimeReport::new(
-        inventory.hosts.iter().map(|h| &h.record),
-        at,
-        args.group_by.map(GroupBy::from),
-    );
+    let rows = inventory
+        .hosts
+        .iter()
+        .map(|h| hostledger_inventory::UptimeRow::new(&h.record, at).with_labels(h.labels.clone()))
+        .collect();
+    let report = UptimeReport::from_rows(rows, at, args.group_by.clone());
     let text = match args.output {
         Output::Table => report.table(),
         Output::Json => format!("{}\n", serde_json::to_string_pretty(&report)?),

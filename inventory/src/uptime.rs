@@ -46,6 +46,8 @@ pub struct UptimeRow {
     first_seen: Timestamp,
     #[serde(skip)]
     since: Option<Timestamp>,
+    #[serde(skip)]
+    labels: BTreeMap<String, String>,
 }
 
 fn share(part: i64, whole: i64) -> f64 {
@@ -78,22 +80,30 @@ impl UptimeRow {
             lifetime_micros: lifetime,
             first_seen: record.first_seen_at,
             since: record.in_service_since,
+            labels: BTreeMap::new(),
         }
     }
 
-    fn group_value(&self, by: GroupBy) -> String {
+    /// The same row, with the host's labels (for grouping by `label:KEY`).
+    pub fn with_labels(mut self, labels: BTreeMap<String, String>) -> Self {
+        self.labels = labels;
+        self
+    }
+
+    fn group_value(&self, by: &GroupBy) -> String {
         match by {
             GroupBy::Provider => Some(self.provider.clone()),
             GroupBy::Region => self.region.clone(),
             GroupBy::Role => self.role.clone(),
             GroupBy::Team => self.team.clone(),
+            GroupBy::Label(k) => self.labels.get(k).cloned(),
         }
         .unwrap_or_else(|| "(none)".into())
     }
 }
 
 /// What to group by.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum GroupBy {
     /// Provider kind.
     Provider,
@@ -103,24 +113,50 @@ pub enum GroupBy {
     Role,
     /// Team.
     Team,
+    /// The value of a label of the host (`label:rack`): any label of the Host object, or,
+    /// read from the log, the labels the projector derives.
+    Label(String),
+}
+
+impl std::str::FromStr for GroupBy {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(match s.trim() {
+            "provider" => GroupBy::Provider,
+            "region" => GroupBy::Region,
+            "role" => GroupBy::Role,
+            "team" => GroupBy::Team,
+            other => match other.split_once(':') {
+                Some(("label", key)) if !key.is_empty() => GroupBy::Label(key.to_owned()),
+                _ => {
+                    return Err(format!(
+                        "{other:?} is not a grouping: use provider, region, role, team or label:KEY"
+                    ));
+                }
+            },
+        })
+    }
 }
 
 impl GroupBy {
-    fn header(self) -> &'static str {
+    fn header(&self) -> String {
         match self {
-            GroupBy::Provider => "PROVIDER",
-            GroupBy::Region => "REGION",
-            GroupBy::Role => "ROLE",
-            GroupBy::Team => "TEAM",
+            GroupBy::Provider => "PROVIDER".into(),
+            GroupBy::Region => "REGION".into(),
+            GroupBy::Role => "ROLE".into(),
+            GroupBy::Team => "TEAM".into(),
+            GroupBy::Label(k) => k.to_uppercase(),
         }
     }
 
-    fn key(self) -> &'static str {
+    fn key(&self) -> String {
         match self {
-            GroupBy::Provider => "provider",
-            GroupBy::Region => "region",
-            GroupBy::Role => "role",
-            GroupBy::Team => "team",
+            GroupBy::Provider => "provider".into(),
+            GroupBy::Region => "region".into(),
+            GroupBy::Role => "role".into(),
+            GroupBy::Team => "team".into(),
+            GroupBy::Label(k) => format!("label:{k}"),
         }
     }
 }
@@ -201,14 +237,22 @@ impl UptimeReport {
         at: Timestamp,
         group: Option<GroupBy>,
     ) -> Self {
-        let mut hosts: Vec<UptimeRow> =
-            records.into_iter().map(|r| UptimeRow::new(r, at)).collect();
+        Self::from_rows(
+            records.into_iter().map(|r| UptimeRow::new(r, at)).collect(),
+            at,
+            group,
+        )
+    }
+
+    /// The report over `hosts` (rows made with [`UptimeRow::new`], with labels where the
+    /// grouping needs them) as of `at`.
+    pub fn from_rows(mut hosts: Vec<UptimeRow>, at: Timestamp, group: Option<GroupBy>) -> Self {
         hosts.sort_by(|a, b| a.host_id.cmp(&b.host_id));
         let mut total = GroupRow::new("TOTAL".into());
         let mut groups: BTreeMap<String, GroupRow> = BTreeMap::new();
         for row in &hosts {
             total.add(row);
-            if let Some(by) = group {
+            if let Some(by) = &group {
                 let value = row.group_value(by);
                 groups
                     .entry(value.clone())
@@ -219,7 +263,7 @@ impl UptimeReport {
         UptimeReport {
             as_of: exact_time(at),
             hosts,
-            group_by: group.map(|g| g.key().to_owned()),
+            group_by: group.as_ref().map(GroupBy::key),
             groups: groups.into_values().collect(),
             total,
             group,
@@ -275,7 +319,7 @@ impl UptimeReport {
 
     /// Aligned columns with human durations, and a summary line.
     pub fn table(&self) -> String {
-        let mut out = match self.group {
+        let mut out = match &self.group {
             None => aligned(
                 &[
                     "HOST ID",
@@ -294,7 +338,7 @@ impl UptimeReport {
             ),
             Some(by) => aligned(
                 &[
-                    by.header(),
+                    &by.header(),
                     "HOSTS",
                     "IN SERVICE NOW",
                     "TIME IN SERVICE",
@@ -316,7 +360,7 @@ impl UptimeReport {
 
     /// CSV: one line per host, or per group plus a TOTAL line; exact figures.
     pub fn csv(&self) -> String {
-        match self.group {
+        match &self.group {
             None => {
                 let rows: Vec<Vec<String>> = self
                     .hosts
@@ -359,7 +403,7 @@ impl UptimeReport {
             }
             Some(by) => csv(
                 &[
-                    by.key(),
+                    &by.key(),
                     "hosts",
                     "in_service",
                     "in_service_seconds",
@@ -447,6 +491,32 @@ mod tests {
         let csv = report.csv();
         assert!(csv.starts_with("role,hosts,in_service,"), "{csv}");
         assert!(csv.contains("log,2,2,54000.000000,"), "{csv}");
+    }
+
+    #[test]
+    fn hosts_group_by_any_label() {
+        let a = record("a", Some("log"), &[(0, Lifecycle::InService)]);
+        let b = record("b", Some("log"), &[(0, Lifecycle::InService)]);
+        let c = record("c", Some("db"), &[(5, Lifecycle::InService)]);
+        let rack = |r: &str| BTreeMap::from([("rack".to_owned(), r.to_owned())]);
+        let rows = vec![
+            UptimeRow::new(&a, Timestamp(10 * HOUR)).with_labels(rack("A01")),
+            UptimeRow::new(&b, Timestamp(10 * HOUR)).with_labels(rack("A01")),
+            UptimeRow::new(&c, Timestamp(10 * HOUR)),
+        ];
+        let by: GroupBy = "label:rack".parse().expect("a grouping");
+        let report = UptimeReport::from_rows(rows, Timestamp(10 * HOUR), Some(by));
+        let groups: Vec<_> = report
+            .groups
+            .iter()
+            .map(|g| (g.group.as_str(), g.hosts))
+            .collect();
+        assert_eq!(groups, [("(none)", 1), ("A01", 2)]);
+        assert_eq!(report.group_by.as_deref(), Some("label:rack"));
+        assert!(report.table().starts_with("RACK"), "{}", report.table());
+        assert!(report.csv().starts_with("label:rack,"), "{}", report.csv());
+        assert!("colour".parse::<GroupBy>().is_err());
+        assert!("label:".parse::<GroupBy>().is_err());
     }
 
     #[test]

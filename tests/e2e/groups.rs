@@ -225,5 +225,44 @@ async fn group_status_budgets_and_group_uptime() {
     assert_eq!(from_objects, from_log);
     // db-0..db-3 were discovered at minutes 0..3; db-4 only at minute 4.
     assert_eq!(from_objects["hosts"].as_array().map(Vec::len), Some(4));
+
+    // Totals by any label: the lock label on two Hosts.
+    let started = Instant::now();
+    while env
+        .list_hosts(Some("hostledger.dev/locked=true"))
+        .await
+        .len()
+        != 2
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "two Hosts not marked locked"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let by_label = run_hostledger(&[
+        "uptime",
+        "--group-by",
+        "label:hostledger.dev/locked",
+        "-o",
+        "json",
+        "--namespace",
+        &env.namespace,
+    ])
+    .await
+    .ok();
+    let v: Value = serde_json::from_str(&by_label).expect("uptime JSON");
+    let groups: Vec<(String, u64)> = v["groups"]
+        .as_array()
+        .expect("groups")
+        .iter()
+        .map(|g| {
+            (
+                g["group"].as_str().unwrap_or_default().to_owned(),
+                g["hosts"].as_u64().unwrap_or_default(),
+            )
+        })
+        .collect();
+    assert_eq!(groups, [("(none)".to_owned(), 4), ("true".to_owned(), 2)]);
     env.cleanup().await;
 }
