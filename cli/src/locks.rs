@@ -521,20 +521,58 @@ async fn acquire(
     }
 }
 
-/// `hostledger lock`.
-pub async fn lock(args: LockArgs) -> Result<ExitCode> {
+/// What taking locks came to, with who took them and where.
+struct Taken {
+    store: LockStore,
+    holder: String,
+    user: String,
+    locks: std::result::Result<Vec<HostLock>, Refused>,
+}
+
+/// Resolves `targets`, learns who this is, and takes the locks (waiting up to `wait`).
+async fn take(
+    targets: &Targets,
+    holder: &HolderArgs,
+    reason: &str,
+    ttl: Duration,
+    wait: Option<Duration>,
+) -> Result<Taken> {
     let client = crate::kube_client().await?;
     let user = whoami(&client).await?;
-    let targets = lockable(resolve(&client, &args.targets).await?)?;
-    let store = LockStore::new(client.clone(), &args.targets.scope.namespace);
-    let holder = args.holder.name();
+    let targets_now = lockable(resolve(&client, targets).await?)?;
+    let store = LockStore::new(client.clone(), &targets.scope.namespace);
+    let holder = holder.name();
     let ask = Ask {
         holder: &holder,
         user: &user,
-        reason: &args.reason,
-        ttl: args.ttl,
+        reason,
+        ttl,
     };
-    match acquire(&client, &store, &targets, &ask, args.wait).await? {
+    let locks = acquire(&client, &store, &targets_now, &ask, wait).await?;
+    Ok(Taken {
+        store,
+        holder,
+        user,
+        locks,
+    })
+}
+
+/// `hostledger lock`.
+pub async fn lock(args: LockArgs) -> Result<ExitCode> {
+    let Taken {
+        holder,
+        user,
+        locks,
+        ..
+    } = take(
+        &args.targets,
+        &args.holder,
+        &args.reason,
+        args.ttl,
+        args.wait,
+    )
+    .await?;
+    match locks {
         Ok(locks) => {
             let mut out = String::new();
             for l in &locks {
@@ -706,18 +744,20 @@ pub async fn with_lock(args: WithLockArgs) -> Result<ExitCode> {
     // releases them instead of killing this process with the locks held.
     let mut term = signal(SignalKind::terminate()).context("cannot catch SIGTERM")?;
     let mut int = signal(SignalKind::interrupt()).context("cannot catch SIGINT")?;
-    let client = crate::kube_client().await?;
-    let user = whoami(&client).await?;
-    let targets = lockable(resolve(&client, &args.targets).await?)?;
-    let store = LockStore::new(client.clone(), &args.targets.scope.namespace);
-    let holder = args.holder.name();
-    let ask = Ask {
-        holder: &holder,
-        user: &user,
-        reason: &args.reason,
-        ttl: args.ttl,
-    };
-    let mut locks = match acquire(&client, &store, &targets, &ask, args.wait).await? {
+    let Taken {
+        store,
+        holder,
+        locks,
+        ..
+    } = take(
+        &args.targets,
+        &args.holder,
+        &args.reason,
+        args.ttl,
+        args.wait,
+    )
+    .await?;
+    let mut locks = match locks {
         Ok(locks) => locks,
         Err(refused) => return Ok(refused.report("The command was not run.")),
     };

@@ -50,7 +50,6 @@ async fn write_statuses(
         })
         .collect();
     let now = Timestamp::from(chrono::Utc::now());
-    let params = PatchParams::apply(GROUP_MANAGER).force();
     let mut written = 0;
     for group in groups.state() {
         let status = group.observe(&members, now);
@@ -58,20 +57,8 @@ async fn write_statuses(
             continue;
         }
         let name = group.metadata.name.clone().unwrap_or_default();
-        let patch = json!({
-            "apiVersion": "hostledger.dev/v1alpha1",
-            "kind": "HostGroup",
-            "status": status,
-        });
-        match api
-            .patch_status(&name, &params, &Patch::Apply(&patch))
-            .await
-        {
-            Ok(_) => written += 1,
-            Err(error) => {
-                tracing::warn!(group = %name, %error, "could not write a HostGroup status")
-            }
-        }
+        written +=
+            usize::from(apply_status(api, "HostGroup", &name, GROUP_MANAGER, json!(status)).await);
     }
     written
 }
@@ -80,7 +67,6 @@ async fn write_statuses(
 /// how many it wrote.
 async fn write_drift(api: &Api<Host>, hosts: &Store<Host>) -> usize {
     let now = Timestamp::from(chrono::Utc::now());
-    let params = PatchParams::apply(DRIFT_MANAGER).force();
     let mut written = 0;
     for host in hosts.state() {
         let want = drift::observe(&host, now);
@@ -94,22 +80,37 @@ async fn write_drift(api: &Api<Host>, hosts: &Store<Host>) -> usize {
             Some(d) => json!({ "drift": d }),
             None => json!({}),
         };
-        let patch = json!({
-            "apiVersion": "hostledger.dev/v1alpha1",
-            "kind": "Host",
-            "status": status,
-        });
-        match api
-            .patch_status(&name, &params, &Patch::Apply(&patch))
-            .await
-        {
-            Ok(_) => written += 1,
-            Err(error) => {
-                tracing::warn!(host = %name, %error, "could not write a Host's drift status")
-            }
-        }
+        written += usize::from(apply_status(api, "Host", &name, DRIFT_MANAGER, status).await);
     }
     written
+}
+
+/// Applies `status` to the `kind` object `name` as `manager` (server-side apply of the
+/// status subresource: the manager owns exactly the fields it sends). Logs a failure;
+/// returns whether it was written.
+async fn apply_status<K>(
+    api: &Api<K>,
+    kind: &str,
+    name: &str,
+    manager: &str,
+    status: serde_json::Value,
+) -> bool
+where
+    K: Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let patch = json!({
+        "apiVersion": "hostledger.dev/v1alpha1",
+        "kind": kind,
+        "status": status,
+    });
+    let params = PatchParams::apply(manager).force();
+    match api.patch_status(name, &params, &Patch::Apply(&patch)).await {
+        Ok(_) => true,
+        Err(error) => {
+            tracing::warn!(%name, %error, "could not write the status of {kind} {name}");
+            false
+        }
+    }
 }
 
 /// Runs until aborted.
