@@ -174,12 +174,9 @@ fn parse_ttl(text: &str) -> Result<Duration, String> {
 /// A Host to lock.
 #[derive(Debug, Clone)]
 struct Target {
-    name: String,
-    host_id: String,
     /// The labels copied onto its lock: the projector's, but the phase.
     labels: BTreeMap<String, String>,
-    phase: Option<Lifecycle>,
-    /// What it is to host groups.
+    /// Its name, id and phase, as host groups see it.
     member: Member,
 }
 
@@ -189,14 +186,14 @@ impl Target {
             .into_iter()
             .filter(|(k, _)| k != "phase")
             .collect();
-        let member = Member::of(&host, false);
         Target {
-            name: member.name.clone(),
-            host_id: member.host_id.clone(),
             labels,
-            phase: member.phase,
-            member,
+            member: Member::of(&host, false),
         }
+    }
+
+    fn name(&self) -> &str {
+        &self.member.name
     }
 }
 
@@ -316,7 +313,7 @@ async fn resolve(client: &kube::Client, targets: &Targets) -> Result<Vec<Target>
         }
         (None, None) => bail!("name a host or give -l SELECTOR"),
     };
-    found.sort_by(|a, b| a.name.cmp(&b.name));
+    found.sort_by(|a, b| a.name().cmp(b.name()));
     Ok(found)
 }
 
@@ -369,7 +366,7 @@ async fn lock_all(
         reason,
         ttl,
     } = *ask;
-    let names: Vec<String> = targets.iter().map(|t| t.name.clone()).collect();
+    let names: Vec<String> = targets.iter().map(|t| t.name().to_owned()).collect();
     for b in budget_groups(client, store.namespace(), targets).await? {
         if let Err(why) = b.group.check_budget(&b.members, &names) {
             return Ok(Attempt::Budget(why));
@@ -380,8 +377,8 @@ async fn lock_all(
     let mut held = Vec::new();
     for t in targets {
         let request = HostLock::request(
-            &t.name,
-            &t.host_id,
+            t.name(),
+            &t.member.host_id,
             t.labels.clone(),
             holder,
             user,
@@ -596,9 +593,9 @@ pub async fn lock(args: LockArgs) -> Result<ExitCode> {
 fn lockable(targets: Vec<Target>) -> Result<Vec<Target>> {
     let (retired, live): (Vec<_>, Vec<_>) = targets
         .into_iter()
-        .partition(|t| t.phase == Some(Lifecycle::Retired));
+        .partition(|t| t.member.phase == Some(Lifecycle::Retired));
     if live.is_empty() {
-        let names: Vec<_> = retired.iter().map(|t| t.name.as_str()).collect();
+        let names: Vec<_> = retired.iter().map(Target::name).collect();
         bail!(
             "{} retired; a retired host cannot be locked",
             if names.len() == 1 {
@@ -625,8 +622,8 @@ pub async fn unlock(args: UnlockArgs) -> Result<ExitCode> {
     let mut out = String::new();
     let mut refused = Vec::new();
     for t in &targets {
-        let Some(existing) = store.get(&t.name).await? else {
-            out.push_str(&format!("{} was not locked\n", t.name));
+        let Some(existing) = store.get(t.name()).await? else {
+            out.push_str(&format!("{} was not locked\n", t.name()));
             continue;
         };
         if existing.is_held_by(&holder, &user) {
@@ -635,22 +632,22 @@ pub async fn unlock(args: UnlockArgs) -> Result<ExitCode> {
                 .await
                 .map_err(|e| refusal(e, "release the lock"))?
             {
-                out.push_str(&format!("released {}\n", t.name));
+                out.push_str(&format!("released {}\n", t.name()));
             } else {
-                out.push_str(&format!("{} was released meanwhile\n", t.name));
+                out.push_str(&format!("{} was released meanwhile\n", t.name()));
             }
         } else if args.force {
             match store
-                .break_lock(&t.name)
+                .break_lock(t.name())
                 .await
                 .map_err(|e| refusal(e, "break the lock"))?
             {
                 Some(l) => out.push_str(&format!(
                     "broke the lock on {}: it was {}\n",
-                    t.name,
+                    t.name(),
                     l.describe_holder(now)
                 )),
-                None => out.push_str(&format!("{} was released meanwhile\n", t.name)),
+                None => out.push_str(&format!("{} was released meanwhile\n", t.name())),
             }
         } else {
             refused.push(existing);
@@ -915,10 +912,7 @@ mod tests {
     #[test]
     fn retired_hosts_are_skipped_and_a_selection_of_only_retired_ones_refused() {
         let t = |name: &str, phase| Target {
-            name: name.into(),
-            host_id: format!("dc/x/{name}"),
             labels: BTreeMap::new(),
-            phase: Some(phase),
             member: Member {
                 name: name.into(),
                 host_id: format!("dc/x/{name}"),

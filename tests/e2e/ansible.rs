@@ -224,19 +224,12 @@ async fn locked_hosts_are_a_group_with_lock_variables_and_a_prometheus_label() {
     .await
     .ok();
     assert!(locked.contains("locked dc.pdx1.px1"), "{locked}");
-    let started = std::time::Instant::now();
-    while env
-        .list_hosts(Some("hostledger.dev/locked=true"))
-        .await
-        .len()
-        != 1
-    {
-        assert!(
-            started.elapsed() < std::time::Duration::from_secs(30),
-            "db-1 not marked locked on its Host"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+    env.wait_for_hosts(
+        "hostledger.dev/locked=true",
+        1,
+        "db-1 marked locked on its Host",
+    )
+    .await;
 
     let inventory: Value =
         serde_json::from_str(&ansible(&env, &["--list"], &[]).await).expect("JSON");
@@ -306,17 +299,7 @@ async fn locked_hosts_are_a_group_with_lock_variables_and_a_prometheus_label() {
     ])
     .await
     .ok();
-    let started = std::time::Instant::now();
-    while !env
-        .list_hosts(Some("hostledger.dev/locked"))
-        .await
-        .is_empty()
-    {
-        assert!(
-            started.elapsed() < std::time::Duration::from_secs(30),
-            "db-1 still marked locked"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+    env.wait_for_hosts("hostledger.dev/locked", 0, "db-1's lock mark removed")
+        .await;
     env.cleanup().await;
 }

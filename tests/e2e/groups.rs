@@ -227,19 +227,8 @@ async fn group_status_budgets_and_group_uptime() {
     assert_eq!(from_objects["hosts"].as_array().map(Vec::len), Some(4));
 
     // Totals by any label: the lock label on two Hosts.
-    let started = Instant::now();
-    while env
-        .list_hosts(Some("hostledger.dev/locked=true"))
-        .await
-        .len()
-        != 2
-    {
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "two Hosts not marked locked"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    env.wait_for_hosts("hostledger.dev/locked=true", 2, "two Hosts marked locked")
+        .await;
     let by_label = run_hostledger(&[
         "uptime",
         "--group-by",

@@ -54,6 +54,17 @@ async fn run(env: &TestEnv, kubeconfig: Option<&Path>, args: &[&str]) -> Output 
     }
 }
 
+/// Starts `hostledger with-lock --namespace NS ARGS…` (killed when dropped).
+fn spawn_with_lock(env: &TestEnv, args: &[&str]) -> tokio::process::Child {
+    tokio::process::Command::new(hostledger_binary())
+        .args(["with-lock", "--namespace", &env.namespace])
+        .args(args)
+        .env("HOSTLEDGER_LOG", "warn")
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start with-lock")
+}
+
 async fn wait_until(what: &str, limit: Duration, mut done: impl AsyncFnMut() -> bool) -> Duration {
     let started = Instant::now();
     while !done().await {
@@ -144,20 +155,7 @@ async fn with_lock_releases_on_success_failure_and_sigterm() {
     assert!(gone(&env).await, "released after the command succeeded");
 
     // SIGTERM: passed on to the command, then the lock is released.
-    let mut child = tokio::process::Command::new(hostledger_binary())
-        .args([
-            "with-lock",
-            &name,
-            "--namespace",
-            &env.namespace,
-            "--",
-            "sleep",
-            "30",
-        ])
-        .env("HOSTLEDGER_LOG", "warn")
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start with-lock");
+    let mut child = spawn_with_lock(&env, &[&name, "--", "sleep", "30"]);
     wait_until(
         "with-lock took the lock",
         Duration::from_secs(20),
@@ -194,22 +192,7 @@ async fn a_killed_holder_frees_the_host_after_the_ttl_and_a_retired_host_is_unlo
     // SIGKILL leaves no chance to release: the sweeper frees it once it has gone a TTL
     // without a renewal, not before.
     let ttl = Duration::from_secs(6);
-    let mut child = tokio::process::Command::new(hostledger_binary())
-        .args([
-            "with-lock",
-            &names[0],
-            "--ttl",
-            "6s",
-            "--namespace",
-            &env.namespace,
-            "--",
-            "sleep",
-            "40",
-        ])
-        .env("HOSTLEDGER_LOG", "warn")
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start with-lock");
+    let mut child = spawn_with_lock(&env, &[&names[0], "--ttl", "6s", "--", "sleep", "40"]);
     wait_until(
         "with-lock took the lock",
         Duration::from_secs(20),

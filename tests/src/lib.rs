@@ -158,6 +158,19 @@ impl TestEnv {
         ]
     }
 
+    /// Waits until exactly `count` Hosts match `selector` (labels written by another
+    /// process, such as the projector's lock sweeper); panics with `what` after 30 s.
+    pub async fn wait_for_hosts(&self, selector: &str, count: usize, what: &str) {
+        let started = std::time::Instant::now();
+        while self.list_hosts(Some(selector)).await.len() != count {
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(30),
+                "{what}: not after 30 s"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+
     /// `hostledger project --until-caught-up` on this test's topics, namespace and group.
     pub async fn project_until_caught_up(&self) {
         let mut args = self.project_args().to_vec();
