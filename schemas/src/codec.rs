@@ -19,6 +19,7 @@ use crate::binary;
 use crate::canonical::parsing_canonical_form;
 use crate::event::HostEvent;
 use crate::fingerprint::crc64_avro;
+use crate::lock_event::{Fact, decode_lock, lock_schema};
 use crate::{CURRENT_VERSION, HOST_EVENT_SCHEMAS};
 
 /// The two marker bytes that open every single-object-encoded message.
@@ -65,6 +66,14 @@ pub enum DecodeError {
         /// How many schema versions are known.
         known: usize,
     },
+    /// A lock fact where only host events are read.
+    #[error(
+        "a lock event (lock event schema v{version}), not a host event: read it with Codec::decode_fact"
+    )]
+    NotAHostEvent {
+        /// Lock event schema version.
+        version: u32,
+    },
     /// The datum does not match the writer schema its fingerprint names.
     #[error("invalid Avro datum for host event schema v{version}: {reason}")]
     Datum {
@@ -90,6 +99,16 @@ pub struct EncodeError {
     event_id: String,
     version: u32,
     reason: String,
+}
+
+impl EncodeError {
+    pub(crate) fn new(event_id: &str, version: u32, reason: String) -> Self {
+        EncodeError {
+            event_id: event_id.to_owned(),
+            version,
+            reason,
+        }
+    }
 }
 
 struct KnownSchema {
@@ -340,6 +359,19 @@ impl Codec {
         Ok(())
     }
 
+    /// Decodes one message of the host events topic: a host event (any compiled-in version)
+    /// or a lock fact, told apart by the writer schema's fingerprint.
+    pub fn decode_fact(&self, bytes: &[u8]) -> Result<Fact, DecodeError> {
+        if bytes.len() >= HEADER_LEN && bytes[..2] == MARKER {
+            let mut fp = [0u8; 8];
+            fp.copy_from_slice(&bytes[2..HEADER_LEN]);
+            if let Some(schema) = lock_schema(Fingerprint(fp)) {
+                return decode_lock(schema, &bytes[HEADER_LEN..]).map(Fact::Lock);
+            }
+        }
+        self.decode(bytes).map(Fact::Host)
+    }
+
     /// Decodes one single-object message, resolving its writer schema by fingerprint.
     pub fn decode(&self, bytes: &[u8]) -> Result<HostEvent, DecodeError> {
         if bytes.len() < HEADER_LEN {
@@ -353,16 +385,20 @@ impl Codec {
         let mut fp = [0u8; 8];
         fp.copy_from_slice(&bytes[2..HEADER_LEN]);
         let fingerprint = Fingerprint(fp);
-        let entry = self
-            .writers
-            .iter()
-            .find(|w| {
-                w.known.fingerprint == fingerprint || w.known.legacy_fingerprint == fingerprint
-            })
-            .ok_or(DecodeError::UnknownFingerprint {
+        let entry = self.writers.iter().find(|w| {
+            w.known.fingerprint == fingerprint || w.known.legacy_fingerprint == fingerprint
+        });
+        let Some(entry) = entry else {
+            if let Some(lock) = lock_schema(fingerprint) {
+                return Err(DecodeError::NotAHostEvent {
+                    version: lock.version,
+                });
+            }
+            return Err(DecodeError::UnknownFingerprint {
                 fingerprint,
                 known: self.writers.len(),
-            })?;
+            });
+        };
         let version = entry.known.version;
         let datum_error = |reason: String| DecodeError::Datum { version, reason };
         let mut rest = &bytes[HEADER_LEN..];

@@ -12,6 +12,9 @@
 //! - `canonical` ([`parsing_canonical_form`]): a schema's Parsing Canonical Form, as the
 //!   Avro specification defines it.
 //! - `fingerprint`: the CRC-64-AVRO (Rabin) fingerprint of a schema's canonical form.
+//! - `lock_event` ([`LockEvent`], [`Fact`]): lock facts (a host locked, its lock ended), a
+//!   second record on the host events topic with schemas of their own
+//!   (`schemas/avro/lock_event.v*.avsc`).
 //! - `validate` ([`HostEvent::validate`]): semantic checks that a decodable event is also a sensible one.
 //!
 //! Nothing here does I/O.
@@ -22,12 +25,17 @@ mod canonical;
 mod codec;
 mod event;
 mod fingerprint;
+mod lock_event;
 mod validate;
 
 pub use canonical::parsing_canonical_form;
 pub use codec::{Codec, DecodeError, EncodeError, Fingerprint, HEADER_LEN, MARKER, SchemaError};
 pub use event::{EventKind, FieldChange, HostEvent, HostState, Lifecycle, Timestamp};
 pub use fingerprint::crc64_avro;
+pub use lock_event::{
+    Fact, LOCK_EVENT_SCHEMAS, LockEnd, LockEvent, LockEventKind, encode_lock,
+    lock_writer_fingerprint,
+};
 pub use validate::{
     EARLIEST, InvalidEvent, LATEST, MAX_ATTRIBUTES, MAX_HOST_ID_LEN, MAX_VALUE_LEN,
 };

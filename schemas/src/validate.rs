@@ -53,6 +53,14 @@ pub enum InvalidEvent {
         /// The time found.
         observed_at: Timestamp,
     },
+    /// Fields that contradict each other.
+    #[error("event {event_id}: {reason}")]
+    Inconsistent {
+        /// Event id.
+        event_id: String,
+        /// What contradicts what.
+        reason: String,
+    },
 }
 
 impl HostEvent {
