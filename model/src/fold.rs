@@ -4,7 +4,9 @@
 //! they cannot disagree. Times come from `observed_at`; an event older than one already
 //! folded for the same host is clamped to the later time, so durations are never negative.
 
-use hostledger_schemas::{EventKind, HostEvent, HostState, Lifecycle, Timestamp};
+use hostledger_schemas::{
+    EventKind, HostEvent, HostState, Lifecycle, LockEnd, LockEvent, LockEventKind, Timestamp,
+};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -44,6 +46,41 @@ pub struct ServiceInterval {
     pub end: Option<Timestamp>,
 }
 
+/// The lock a host holds, as the log says (its `HostLocked` fact).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct HeldLock {
+    /// The lock's identity (the HostLock's uid).
+    pub id: String,
+    /// Who holds it.
+    pub holder: String,
+    /// The identity that took it.
+    pub user: String,
+    /// Why.
+    pub reason: String,
+    /// When it was taken (the fold's clamped time).
+    pub since: Timestamp,
+}
+
+/// Time out of service (OutOfService or Missing), split by whether the host was locked:
+/// planned (locked for an operation) or unplanned. Sums of closed stretches up to `since`;
+/// the stretch from `since` on counts by the record's current phase and lock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Downtime {
+    /// Planned downtime before `since`, in microseconds.
+    pub planned_micros: i64,
+    /// Unplanned downtime before `since`, in microseconds.
+    pub unplanned_micros: i64,
+    /// When the current stretch began (the last phase or lock change).
+    pub since: Timestamp,
+}
+
+/// Whether a stretch in `phase`, locked or not, is downtime, and which.
+fn downtime_kind(phase: Lifecycle, locked: bool) -> Option<bool> {
+    matches!(phase, Lifecycle::OutOfService | Lifecycle::Missing).then_some(locked)
+}
+
 /// Everything the log says about one host.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HostRecord {
@@ -75,6 +112,13 @@ pub struct HostRecord {
     pub event_count: u64,
     /// The last event folded in.
     pub last_event: AppliedEvent,
+    /// The lock the host holds, if any.
+    pub lock: Option<HeldLock>,
+    /// Time out of service, planned and unplanned.
+    pub downtime: Downtime,
+    /// Where the last lock fact folded in sits in the log (duplicates at or below it, and at
+    /// or below `last_event`, are skipped).
+    pub last_lock_position: Option<Position>,
 }
 
 /// What folding one event did.
@@ -121,7 +165,36 @@ impl HostRecord {
                 position: at,
                 observed_at: event.observed_at,
             },
+            lock: None,
+            downtime: Downtime {
+                planned_micros: 0,
+                unplanned_micros: 0,
+                since: t,
+            },
+            last_lock_position: None,
         }
+    }
+
+    /// Planned and unplanned downtime up to `now`, in microseconds: closed stretches plus the
+    /// current one (counted up to `now`, never negative).
+    pub fn downtime_micros_at(&self, now: Timestamp) -> (i64, i64) {
+        let d = self.downtime;
+        let open = now.micros_since(d.since);
+        match downtime_kind(self.phase, self.lock.is_some()) {
+            Some(true) => (d.planned_micros + open, d.unplanned_micros),
+            Some(false) => (d.planned_micros, d.unplanned_micros + open),
+            None => (d.planned_micros, d.unplanned_micros),
+        }
+    }
+
+    /// Closes the current downtime stretch at `t` (a phase or lock change).
+    fn close_stretch(&mut self, t: Timestamp) {
+        let (planned, unplanned) = self.downtime_micros_at(t);
+        self.downtime = Downtime {
+            planned_micros: planned,
+            unplanned_micros: unplanned,
+            since: t.max(self.downtime.since),
+        };
     }
 
     /// Total time in service up to `now`, in microseconds: closed intervals plus the open one
@@ -135,8 +208,8 @@ impl HostRecord {
 
     /// Whether an event at `at` has already been folded into this record.
     pub fn has_applied(&self, at: Position) -> bool {
-        let last = self.last_event.position;
-        last.partition == at.partition && at.offset <= last.offset
+        let covers = |last: Position| last.partition == at.partition && at.offset <= last.offset;
+        covers(self.last_event.position) || self.last_lock_position.is_some_and(covers)
     }
 }
 
@@ -162,6 +235,7 @@ pub fn apply_to(r: &mut HostRecord, event: &HostEvent, at: Position) -> Outcome 
     let t = event.observed_at.max(r.last_observed_at);
     let new_phase = event.state.lifecycle;
     if new_phase != r.phase {
+        r.close_stretch(t);
         if r.phase == Lifecycle::InService {
             if let Some(since) = r.in_service_since.take() {
                 r.closed_in_service_micros += t.micros_since(since);
@@ -197,6 +271,53 @@ pub fn apply_to(r: &mut HostRecord, event: &HostEvent, at: Position) -> Outcome 
         observed_at: event.observed_at,
     };
     Outcome::Applied
+}
+
+/// Folds one lock fact into a host's record in place. A lock taken is held until its own
+/// unlock (same lock id); an unlock of another lock, or a lock while one is held, changes
+/// nothing but the position. Times are clamped like events' (never before what was folded).
+pub fn apply_lock(r: &mut HostRecord, event: &LockEvent, at: Position) -> Outcome {
+    if r.host_id != event.host_id {
+        return Outcome::OtherHost;
+    }
+    if r.has_applied(at) {
+        return Outcome::Duplicate;
+    }
+    let t = event.at.max(r.last_observed_at).max(r.downtime.since);
+    let outcome = match event.kind {
+        LockEventKind::HostLocked if r.lock.is_none() => {
+            r.close_stretch(t);
+            r.lock = Some(HeldLock {
+                id: event.lock_id.clone(),
+                holder: event.holder.clone(),
+                user: event.user.clone(),
+                reason: event.reason.clone(),
+                since: t,
+            });
+            Outcome::Applied
+        }
+        LockEventKind::HostUnlocked if r.lock.as_ref().is_some_and(|l| l.id == event.lock_id) => {
+            r.close_stretch(t);
+            r.lock = None;
+            Outcome::Applied
+        }
+        _ => Outcome::Duplicate,
+    };
+    r.last_lock_position = Some(at);
+    if outcome == Outcome::Applied {
+        r.event_count += 1;
+    }
+    outcome
+}
+
+/// How a lock ended, for people: `released`, `expired`, ...
+pub fn lock_end_word(end: Option<LockEnd>) -> &'static str {
+    match end {
+        None | Some(LockEnd::Released) => "released",
+        Some(LockEnd::Expired) => "expired",
+        Some(LockEnd::HostRetired) => "released: host retired",
+        Some(LockEnd::Unobserved) => "gone unobserved",
+    }
 }
 
 /// The fold as a function of values: the record after `event`.
@@ -240,6 +361,86 @@ mod tests {
     }
 
     use Lifecycle::*;
+
+    fn lock_fact(host: &str, kind: LockEventKind, id: &str, hours: i64) -> LockEvent {
+        LockEvent {
+            event_id: LockEvent::id_for(id, kind),
+            host_id: host.to_owned(),
+            kind,
+            lock_id: id.to_owned(),
+            at: Timestamp(T0 + hours * HOUR),
+            holder: "ansible-42".into(),
+            user: "bob".into(),
+            reason: "kernel".into(),
+            ttl_seconds: 600,
+            ended: (kind == LockEventKind::HostUnlocked).then_some(LockEnd::Released),
+            source: "test".into(),
+        }
+    }
+
+    /// Downtime while locked is planned, any other is unplanned; a stretch that a lock
+    /// begins or ends in the middle is split at that moment.
+    #[test]
+    fn planned_and_unplanned_downtime() {
+        use LockEventKind::{HostLocked, HostUnlocked};
+        let mut r = fold(None, &event("h", InService, 0), at(0)).expect("record");
+        let mut n = 0;
+        let mut next = || {
+            n += 1;
+            at(n)
+        };
+        assert_eq!(
+            apply_lock(&mut r, &lock_fact("h", HostLocked, "L1", 1), next()),
+            Outcome::Applied
+        );
+        apply_to(&mut r, &event("h", OutOfService, 2), next());
+        apply_to(&mut r, &event("h", InService, 4), next());
+        assert_eq!(
+            apply_lock(&mut r, &lock_fact("h", HostUnlocked, "L1", 5), next()),
+            Outcome::Applied
+        );
+        assert_eq!(r.lock, None);
+        // Down without a lock; locked halfway through (at 7 h), unlocked after it returned.
+        apply_to(&mut r, &event("h", OutOfService, 6), next());
+        apply_lock(&mut r, &lock_fact("h", HostLocked, "L2", 7), next());
+        assert_eq!(r.lock.as_ref().map(|l| l.id.as_str()), Some("L2"));
+        // An unlock of another lock and a second lock change nothing.
+        let p = next();
+        assert_eq!(
+            apply_lock(&mut r, &lock_fact("h", HostUnlocked, "L1", 7), p),
+            Outcome::Duplicate
+        );
+        assert!(r.has_applied(p), "its position is remembered");
+        assert_eq!(
+            apply_lock(&mut r, &lock_fact("h", HostLocked, "L3", 7), next()),
+            Outcome::Duplicate
+        );
+        apply_to(&mut r, &event("h", Missing, 8), next());
+        apply_to(&mut r, &event("h", InService, 9), next());
+        let (planned, unplanned) = r.downtime_micros_at(Timestamp(T0 + 10 * HOUR));
+        assert_eq!((planned, unplanned), (2 * HOUR + 2 * HOUR, HOUR));
+        // Still locked and down now: the open stretch counts as planned up to now.
+        let p = next();
+        apply_to(&mut r, &event("h", OutOfService, 10), p);
+        assert_eq!(
+            r.downtime_micros_at(Timestamp(T0 + 12 * HOUR)),
+            (6 * HOUR, HOUR)
+        );
+        // A duplicate delivery changes nothing.
+        let before = r.clone();
+        assert_eq!(
+            apply_lock(&mut r, &lock_fact("h", HostUnlocked, "L2", 11), p),
+            Outcome::Duplicate
+        );
+        assert_eq!(r, before);
+        // Retired is not downtime.
+        apply_lock(&mut r, &lock_fact("h", HostUnlocked, "L2", 12), next());
+        apply_to(&mut r, &event("h", Retired, 13), next());
+        assert_eq!(
+            r.downtime_micros_at(Timestamp(T0 + 20 * HOUR)),
+            (6 * HOUR, 2 * HOUR)
+        );
+    }
 
     /// Given a sequence of phases at hour marks, then the total time in service at the end.
     #[test]

@@ -8,16 +8,137 @@
 
 use std::collections::BTreeMap;
 
-use hostledger_schemas::{EventKind, FieldChange, HostEvent, HostState, Lifecycle, Timestamp};
+use hostledger_schemas::{
+    EventKind, FieldChange, HostEvent, HostState, Lifecycle, LockEnd, LockEvent, LockEventKind,
+    Timestamp,
+};
 use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::fold::{HostRecord, Outcome, Position, apply_to};
+use crate::fold::{HostRecord, Outcome, Position, apply_lock, apply_to};
 
 /// Events per HostHistory chunk. An entry is a few hundred bytes, so a chunk stays far below
 /// etcd's 1.5 MiB request limit.
 pub const CHUNK_EVENTS: u64 = 500;
+
+/// What a history entry records: a host event's kind, or a lock fact's.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum EntryKind {
+    /// See [`EventKind::HostDiscovered`].
+    HostDiscovered,
+    /// See [`EventKind::HostChanged`].
+    HostChanged,
+    /// See [`EventKind::HostLifecycleChanged`].
+    HostLifecycleChanged,
+    /// See [`EventKind::HostWentMissing`].
+    HostWentMissing,
+    /// See [`EventKind::HostReturned`].
+    HostReturned,
+    /// See [`EventKind::HostRetired`].
+    HostRetired,
+    /// The host was locked.
+    HostLocked,
+    /// The host's lock ended.
+    HostUnlocked,
+}
+
+impl EntryKind {
+    const ALL: [EntryKind; 8] = [
+        EntryKind::HostDiscovered,
+        EntryKind::HostChanged,
+        EntryKind::HostLifecycleChanged,
+        EntryKind::HostWentMissing,
+        EntryKind::HostReturned,
+        EntryKind::HostRetired,
+        EntryKind::HostLocked,
+        EntryKind::HostUnlocked,
+    ];
+
+    /// The symbol (the event kind's).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EntryKind::HostLocked => LockEventKind::HostLocked.as_str(),
+            EntryKind::HostUnlocked => LockEventKind::HostUnlocked.as_str(),
+            other => other.host().map_or("", EventKind::as_str),
+        }
+    }
+
+    /// The host event kind, if it is one.
+    pub fn host(self) -> Option<EventKind> {
+        Some(match self {
+            EntryKind::HostDiscovered => EventKind::HostDiscovered,
+            EntryKind::HostChanged => EventKind::HostChanged,
+            EntryKind::HostLifecycleChanged => EventKind::HostLifecycleChanged,
+            EntryKind::HostWentMissing => EventKind::HostWentMissing,
+            EntryKind::HostReturned => EventKind::HostReturned,
+            EntryKind::HostRetired => EventKind::HostRetired,
+            EntryKind::HostLocked | EntryKind::HostUnlocked => return None,
+        })
+    }
+}
+
+impl From<EventKind> for EntryKind {
+    fn from(kind: EventKind) -> Self {
+        match kind {
+            EventKind::HostDiscovered => EntryKind::HostDiscovered,
+            EventKind::HostChanged => EntryKind::HostChanged,
+            EventKind::HostLifecycleChanged => EntryKind::HostLifecycleChanged,
+            EventKind::HostWentMissing => EntryKind::HostWentMissing,
+            EventKind::HostReturned => EntryKind::HostReturned,
+            EventKind::HostRetired => EntryKind::HostRetired,
+        }
+    }
+}
+
+impl From<LockEventKind> for EntryKind {
+    fn from(kind: LockEventKind) -> Self {
+        match kind {
+            LockEventKind::HostLocked => EntryKind::HostLocked,
+            LockEventKind::HostUnlocked => EntryKind::HostUnlocked,
+        }
+    }
+}
+
+impl std::fmt::Display for EntryKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl JsonSchema for EntryKind {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "EntryKind".into()
+    }
+
+    fn inline_schema() -> bool {
+        true
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        let symbols: Vec<&str> = EntryKind::ALL.iter().map(|k| k.as_str()).collect();
+        schemars::json_schema!({ "type": "string", "enum": symbols })
+    }
+}
+
+/// The lock behind a `HostLocked` or `HostUnlocked` entry.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LockEntry {
+    /// The lock's identity.
+    pub lock_id: String,
+    /// Who held it.
+    pub holder: String,
+    /// The identity that took it.
+    pub user: String,
+    /// Why.
+    pub reason: String,
+    /// Its TTL in seconds.
+    pub ttl_seconds: i64,
+    /// How it ended (unlock only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ended: Option<LockEnd>,
+}
 
 /// One event in a host's history.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
@@ -28,7 +149,7 @@ pub struct HistoryEntry {
     /// Event id.
     pub event_id: String,
     /// Event kind.
-    pub kind: EventKind,
+    pub kind: EntryKind,
     /// Partition of the events topic.
     pub partition: i32,
     /// Offset in that partition.
@@ -49,6 +170,9 @@ pub struct HistoryEntry {
     /// The host's full state after its first event; later states follow from `changes`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub state: Option<HostState>,
+    /// The lock, for a lock fact (`observedAt` is when it was taken or ended).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lock: Option<LockEntry>,
 }
 
 /// A chunk of one host's history. Append-only; written only by the projector.
@@ -109,7 +233,7 @@ pub fn entry(
     HistoryEntry {
         seq: i64::try_from(seq).unwrap_or(i64::MAX),
         event_id: event.event_id.clone(),
-        kind: event.kind,
+        kind: event.kind.into(),
         partition: position.partition,
         offset: position.offset,
         observed_at: event.observed_at,
@@ -118,7 +242,41 @@ pub fn entry(
         phase: record.phase,
         changes: changes.unwrap_or_default(),
         state,
+        lock: None,
     }
+}
+
+/// Folds a lock fact into a host's record and returns its history entry; `None` when it
+/// changed nothing (already applied, another host's, an unlock of a lock not held).
+pub fn fold_lock_existing(
+    record: &mut HostRecord,
+    event: &LockEvent,
+    position: Position,
+) -> Option<HistoryEntry> {
+    if apply_lock(record, event, position) != Outcome::Applied {
+        return None;
+    }
+    Some(HistoryEntry {
+        seq: i64::try_from(record.event_count).unwrap_or(i64::MAX),
+        event_id: event.event_id.clone(),
+        kind: event.kind.into(),
+        partition: position.partition,
+        offset: position.offset,
+        observed_at: event.at,
+        source: event.source.clone(),
+        provider: record.provider.clone(),
+        phase: record.phase,
+        changes: Vec::new(),
+        state: None,
+        lock: Some(LockEntry {
+            lock_id: event.lock_id.clone(),
+            holder: event.holder.clone(),
+            user: event.user.clone(),
+            reason: event.reason.clone(),
+            ttl_seconds: event.ttl_seconds,
+            ended: event.ended,
+        }),
+    })
 }
 
 /// Folds `event` into a host's record the way the projector does to write its history: the
@@ -186,7 +344,7 @@ mod tests {
         let entry = HistoryEntry {
             seq: 1,
             event_id: "0190f0e4-8d2c-7a3b-9c1e-5f6a7b8c9d0e".into(),
-            kind: EventKind::HostLifecycleChanged,
+            kind: EventKind::HostLifecycleChanged.into(),
             partition: 5,
             offset: 123_456_789,
             observed_at: Timestamp::parse_rfc3339("2026-11-27T06:51:48.438334Z").expect("time"),
@@ -194,6 +352,7 @@ mod tests {
             provider: "aws".into(),
             phase: Lifecycle::OutOfService,
             state: None,
+            lock: None,
             changes: (0..4)
                 .map(|i| FieldChange {
                     field: format!("attributes.tag-{i}"),

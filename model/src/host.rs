@@ -12,7 +12,7 @@ use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::fold::{AppliedEvent, HostRecord, Position, ServiceInterval};
+use crate::fold::{AppliedEvent, Downtime, HeldLock, HostRecord, Position, ServiceInterval};
 
 /// What people may record about a host. The projector never writes the spec.
 // One `printcolumn(...)` per column is kube-derive's syntax; clippy mistakes the repeated
@@ -96,6 +96,16 @@ pub struct LastEventStatus {
     pub observed_at: Timestamp,
 }
 
+/// A position in the events topic.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LogPosition {
+    /// Partition.
+    pub partition: i32,
+    /// Offset within the partition.
+    pub offset: i64,
+}
+
 /// A condition in the Kubernetes style.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -151,6 +161,17 @@ pub struct HostStatus {
     /// Conditions (`InService`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<HostCondition>,
+    /// The lock the host holds as the log records it (its HostLocked fact, not yet ended).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lock: Option<HeldLock>,
+    /// Time out of service (OutOfService or Missing), planned (while locked) and unplanned.
+    /// Absent on Hosts written before lock facts: counted from `phaseSince` on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub downtime: Option<Downtime>,
+    /// Where the last lock fact applied sits in the log (lock facts at or below it, like
+    /// events at or below `lastEvent`, are skipped).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_lock_event: Option<LogPosition>,
     /// Whether the host is what `spec.expected` says; written by the projector's drift
     /// check under its own field manager, never with the rest of the status.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -194,6 +215,12 @@ impl HostStatus {
                 last_transition_time: r.phase_since,
             }],
             drift: None,
+            lock: r.lock.clone(),
+            downtime: Some(r.downtime),
+            last_lock_event: r.last_lock_position.map(|p| LogPosition {
+                partition: p.partition,
+                offset: p.offset,
+            }),
         }
     }
 
@@ -222,6 +249,16 @@ impl HostStatus {
                 },
                 observed_at: self.last_event.observed_at,
             },
+            lock: self.lock.clone(),
+            downtime: self.downtime.unwrap_or(Downtime {
+                planned_micros: 0,
+                unplanned_micros: 0,
+                since: self.phase_since,
+            }),
+            last_lock_position: self.last_lock_event.map(|p| Position {
+                partition: p.partition,
+                offset: p.offset,
+            }),
         }
     }
 
@@ -398,8 +435,17 @@ mod tests {
             record.first_seen_at,
             Timestamp::parse_rfc3339("2026-11-01T08:00:00.000000Z").expect("time")
         );
-        let written: serde_json::Value =
+        let mut written: serde_json::Value =
             serde_json::to_value(HostStatus::from_record(&record)).expect("serializes");
+        // Downtime is new: a Host written before it counts it from its current phase on.
+        let downtime = written
+            .as_object_mut()
+            .and_then(|o| o.remove("downtime"))
+            .expect("downtime written");
+        assert_eq!(
+            downtime,
+            serde_json::json!({"plannedMicros": 0, "unplannedMicros": 0, "since": "2026-11-20T10:30:00.250000Z"})
+        );
         let original: serde_json::Value = serde_json::from_str(text).expect("JSON");
         assert_eq!(written, original);
     }

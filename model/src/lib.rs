@@ -36,9 +36,9 @@ pub mod selector;
 pub mod time;
 pub mod timeline;
 
-pub use fold::{AppliedEvent, HostRecord, Outcome, Position, ServiceInterval};
+pub use fold::{AppliedEvent, Downtime, HeldLock, HostRecord, Outcome, Position, ServiceInterval};
 pub use group::{HostGroup, HostGroupSpec, HostGroupStatus};
-pub use history::{HistoryEntry, HostHistory, HostHistorySpec};
+pub use history::{EntryKind, HistoryEntry, HostHistory, HostHistorySpec, LockEntry};
 pub use host::{Host, HostSpec, HostStatus, StatusError};
 pub use lock::{HostLock, HostLockSpec};
 pub use timeline::{HistoryError, Timeline, Timelines};

@@ -8,9 +8,9 @@
 
 use std::collections::{HashMap, HashSet};
 
-use hostledger_schemas::{HostEvent, Lifecycle, Timestamp};
+use hostledger_schemas::{Fact, HostEvent, Lifecycle, LockEvent, Timestamp};
 
-use crate::fold::{HostRecord, Outcome, Position, ServiceInterval, apply_to};
+use crate::fold::{HostRecord, Outcome, Position, ServiceInterval, apply_lock, apply_to};
 use crate::history::HistoryEntry;
 
 /// The phase a host entered, and when (the fold's clamped time).
@@ -53,6 +53,11 @@ impl Timeline {
             });
         }
         outcome
+    }
+
+    /// Folds one lock fact.
+    pub fn push_lock(&mut self, event: &LockEvent, at: Position) -> Outcome {
+        apply_lock(&mut self.record, event, at)
     }
 
     /// Every service interval, oldest first; the last is open while the host is in service.
@@ -130,6 +135,30 @@ impl Timelines {
         }
     }
 
+    /// Folds one lock fact (of a host already seen; others are skipped).
+    pub fn push_lock(&mut self, event: &LockEvent, at: Position) {
+        if self.until.is_some_and(|t| event.at > t) {
+            self.skipped += 1;
+            return;
+        }
+        let outcome = match self.hosts.get_mut(&event.host_id) {
+            Some(timeline) => timeline.push_lock(event, at),
+            None => Outcome::OtherHost,
+        };
+        match outcome {
+            Outcome::Applied => self.applied += 1,
+            _ => self.skipped += 1,
+        }
+    }
+
+    /// Folds one fact of either kind.
+    pub fn push_fact(&mut self, fact: &Fact, at: Position) {
+        match fact {
+            Fact::Host(event) => self.push(event, at),
+            Fact::Lock(event) => self.push_lock(event, at),
+        }
+    }
+
     /// When the earliest host was first seen (whatever `until` is): the time before which
     /// nothing existed.
     pub fn first_event_at(&self) -> Option<Timestamp> {
@@ -155,14 +184,14 @@ pub struct HistoryError {
     pub reason: String,
 }
 
-/// The events behind a host's HostHistory entries (in sequence order), rebuilt: the first
-/// entry records the whole state, each later one what changed. Event ids, kinds, times,
-/// sources, providers and log positions are the originals, so folding these gives exactly
-/// what folding the log gives.
+/// The facts behind a host's HostHistory entries (in sequence order), rebuilt: the first
+/// entry records the whole state, each later one what changed (or the lock it records).
+/// Event ids, kinds, times, sources, providers and log positions are the originals, so
+/// folding these gives exactly what folding the log gives.
 pub fn events_from_history(
     host_id: &str,
     entries: &[HistoryEntry],
-) -> Result<Vec<(HostEvent, Position)>, HistoryError> {
+) -> Result<Vec<(Fact, Position)>, HistoryError> {
     let fail = |reason: String| HistoryError {
         host_id: host_id.to_owned(),
         reason,
@@ -197,31 +226,56 @@ pub fn events_from_history(
                 e.seq, state.lifecycle, e.phase
             )));
         }
-        out.push((
-            HostEvent {
+        let position = Position {
+            partition: e.partition,
+            offset: e.offset,
+        };
+        let fact = match (e.kind.host(), &e.lock) {
+            (Some(kind), _) => Fact::Host(HostEvent {
                 event_id: e.event_id.clone(),
                 host_id: host_id.to_owned(),
-                kind: e.kind,
+                kind,
                 provider: e.provider.clone(),
                 source: e.source.clone(),
                 observed_at: e.observed_at,
                 state: state.clone(),
                 changes: Vec::new(),
-            },
-            Position {
-                partition: e.partition,
-                offset: e.offset,
-            },
-        ));
+            }),
+            (None, Some(lock)) if i > 0 => Fact::Lock(LockEvent {
+                event_id: e.event_id.clone(),
+                host_id: host_id.to_owned(),
+                kind: match e.kind {
+                    crate::history::EntryKind::HostUnlocked => {
+                        hostledger_schemas::LockEventKind::HostUnlocked
+                    }
+                    _ => hostledger_schemas::LockEventKind::HostLocked,
+                },
+                lock_id: lock.lock_id.clone(),
+                at: e.observed_at,
+                holder: lock.holder.clone(),
+                user: lock.user.clone(),
+                reason: lock.reason.clone(),
+                ttl_seconds: lock.ttl_seconds,
+                ended: lock.ended,
+                source: e.source.clone(),
+            }),
+            (None, _) => {
+                return Err(fail(format!(
+                    "entry {} is a {} without its lock (or is the host's first entry)",
+                    e.seq, e.kind
+                )));
+            }
+        };
+        out.push((fact, position));
     }
     Ok(out)
 }
 
 /// Folds a host's rebuilt events up to `until`; `None` when nothing was observed by then.
-pub fn fold_until(events: &[(HostEvent, Position)], until: Option<Timestamp>) -> Option<Timeline> {
+pub fn fold_until(events: &[(Fact, Position)], until: Option<Timestamp>) -> Option<Timeline> {
     let mut set = Timelines::new(until);
-    for (event, at) in events {
-        set.push(event, *at);
+    for (fact, at) in events {
+        set.push_fact(fact, *at);
     }
     set.into_hosts().into_values().next()
 }
@@ -282,7 +336,7 @@ mod tests {
         let rebuilt: Vec<_> = events
             .iter()
             .enumerate()
-            .map(|(i, e)| (e.clone(), pos(i as i64)))
+            .map(|(i, e)| (Fact::Host(e.clone()), pos(i as i64)))
             .collect();
         // (as of, in service so far in hours, phase)
         let cases = [
@@ -313,6 +367,64 @@ mod tests {
     }
 
     #[test]
+    fn lock_facts_in_the_history_rebuild_the_same_record() {
+        use crate::history::fold_lock_existing;
+        use hostledger_schemas::{LockEnd, LockEventKind};
+        let lock = |kind: LockEventKind, hours: i64| LockEvent {
+            event_id: LockEvent::id_for("L1", kind),
+            host_id: "dc/pdx1/A1".into(),
+            kind,
+            lock_id: "L1".into(),
+            at: Timestamp(hours * HOUR),
+            holder: "h".into(),
+            user: "u".into(),
+            reason: "r".into(),
+            ttl_seconds: 60,
+            ended: (kind == LockEventKind::HostUnlocked).then_some(LockEnd::Expired),
+            source: "projector".into(),
+        };
+        let events = life();
+        let mut log: Vec<(Fact, Position)> = Vec::new();
+        let mut record: Option<HostRecord> = None;
+        let mut entries = Vec::new();
+        for (i, e) in events.iter().enumerate() {
+            let p = pos(log.len() as i64);
+            entries.push(fold_entry(&mut record, e, p).expect("applied"));
+            log.push((Fact::Host(e.clone()), p));
+            if i == 0 {
+                let p = pos(log.len() as i64);
+                let l = lock(LockEventKind::HostLocked, 1);
+                let r = record.as_mut().expect("record");
+                entries.push(fold_lock_existing(r, &l, p).expect("locked"));
+                log.push((Fact::Lock(l), p));
+            }
+            if i == 3 {
+                let p = pos(log.len() as i64);
+                let l = lock(LockEventKind::HostUnlocked, 6);
+                let r = record.as_mut().expect("record");
+                entries.push(fold_lock_existing(r, &l, p).expect("unlocked"));
+                log.push((Fact::Lock(l), p));
+            }
+        }
+        let rebuilt = events_from_history("dc/pdx1/A1", &entries).expect("readable");
+        let from_history = fold_until(&rebuilt, None).expect("host").record;
+        let from_log = fold_until(&log, None).expect("host").record;
+        assert_eq!(from_history, from_log);
+        assert_eq!(from_log, record.expect("record"));
+        // Out 2–5 h while locked (1–6 h): planned; nothing unplanned; as of 4 h, 2 h planned.
+        assert_eq!(
+            from_log.downtime_micros_at(Timestamp(10 * HOUR)),
+            (3 * HOUR, 0)
+        );
+        let at4 = fold_until(&rebuilt, Some(Timestamp(4 * HOUR))).expect("host");
+        assert_eq!(
+            at4.record.downtime_micros_at(Timestamp(4 * HOUR)),
+            (2 * HOUR, 0)
+        );
+        assert!(at4.record.lock.is_some());
+    }
+
+    #[test]
     fn history_entries_rebuild_the_same_events() {
         let events = life();
         let mut record: Option<HostRecord> = None;
@@ -329,7 +441,7 @@ mod tests {
             assert_eq!(at, &pos(i as i64));
             let mut want = want.clone();
             want.changes.clear();
-            assert_eq!(got, &want);
+            assert_eq!(got, &Fact::Host(want));
         }
         // A history from an older projector (no initial state) is refused with advice.
         let mut old = entries.clone();

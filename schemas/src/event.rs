@@ -89,7 +89,7 @@ impl JsonSchema for Timestamp {
 }
 
 /// The JSON schema of an enum of string symbols (what Kubernetes validates a field against).
-fn symbols_schema(symbols: impl IntoIterator<Item = &'static str>) -> schemars::Schema {
+pub(crate) fn symbols_schema(symbols: impl IntoIterator<Item = &'static str>) -> schemars::Schema {
     let symbols: Vec<&str> = symbols.into_iter().collect();
     schemars::json_schema!({ "type": "string", "enum": symbols })
 }

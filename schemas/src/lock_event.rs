@@ -71,6 +71,28 @@ impl LockEnd {
     }
 }
 
+impl schemars::JsonSchema for LockEnd {
+    fn schema_name() -> Cow<'static, str> {
+        "LockEnd".into()
+    }
+
+    fn inline_schema() -> bool {
+        true
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        crate::event::symbols_schema(
+            [
+                LockEnd::Released,
+                LockEnd::Expired,
+                LockEnd::HostRetired,
+                LockEnd::Unobserved,
+            ]
+            .map(LockEnd::as_str),
+        )
+    }
+}
+
 impl fmt::Display for LockEnd {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
