@@ -6,7 +6,7 @@ use hostledger_kafka::{Item, ReadScope};
 use hostledger_model::Position;
 use hostledger_model::names::state_labels;
 use hostledger_model::time::{exact_time, formatted};
-use hostledger_schemas::{EventKind, HostEvent, Timestamp};
+use hostledger_schemas::{EventKind, HostEvent, LockEvent, Timestamp};
 use serde_json::{Value, json};
 
 use crate::history::{describe_field_changes, describe_state, is_named};
@@ -55,6 +55,20 @@ impl EventFilter {
                 )))
     }
 
+    /// Whether a lock fact is one to show: in the time range, of the host asked for (by id
+    /// or object name: a lock fact carries no host name), and only when no kind or label
+    /// filter is given (a lock fact has neither an event kind nor a state).
+    pub fn matches_lock(&self, event: &LockEvent) -> bool {
+        self.since.is_none_or(|t| event.at >= t)
+            && self.until.is_none_or(|t| event.at <= t)
+            && self.kinds.is_empty()
+            && self.selector.is_empty()
+            && self
+                .host
+                .as_deref()
+                .is_none_or(|h| is_named(&event.host_id, "", h))
+    }
+
     /// Whether a message that is not an event is one to show: always, unless only one host's
     /// events are asked for and its key is another host's. (Its time, kind and state are
     /// unknown, so those filters cannot rule it out.)
@@ -69,6 +83,7 @@ impl EventFilter {
     pub fn shows(&self, item: &Item) -> bool {
         match item {
             Item::Event(event, _) => self.matches(event),
+            Item::Lock(event, _) => self.matches_lock(event),
             Item::Poison { key, .. } => self.shows_poison(key.as_deref()),
         }
     }
@@ -100,7 +115,25 @@ pub fn event_json(e: &HostEvent) -> Value {
     })
 }
 
-/// One JSON line: `{"partition", "offset", "event"}` or, for a message that is not an event,
+/// The lock fact in the schema's field names (docs/events.md), with `at` as RFC 3339.
+pub fn lock_json(e: &LockEvent) -> Value {
+    json!({
+        "event_id": e.event_id,
+        "host_id": e.host_id,
+        "kind": e.kind.as_str(),
+        "lock_id": e.lock_id,
+        "at": exact_time(e.at),
+        "holder": e.holder,
+        "user": e.user,
+        "reason": e.reason,
+        "ttl_seconds": e.ttl_seconds,
+        "ended": e.ended.map(|x| x.as_str()),
+        "source": e.source,
+    })
+}
+
+/// One JSON line: `{"partition", "offset", "event"}`, `{"partition", "offset", "lock"}` for a
+/// lock fact, or, for a message that is not an event,
 /// `{"partition", "offset", "key", "poison": REASON}`.
 pub fn json_line(item: &Item) -> String {
     let Position { partition, offset } = item.position();
@@ -109,6 +142,11 @@ pub fn json_line(item: &Item) -> String {
             "partition": partition,
             "offset": offset,
             "event": event_json(event),
+        }),
+        Item::Lock(event, _) => json!({
+            "partition": partition,
+            "offset": offset,
+            "lock": lock_json(event),
         }),
         Item::Poison { reason, key, .. } => json!({
             "partition": partition,
@@ -165,6 +203,24 @@ pub fn table_row(item: &Item) -> String {
                 &e.host_id,
                 e.kind.as_str(),
                 e.state.lifecycle.as_str(),
+                &what,
+            ])
+        }
+        Item::Lock(e, _) => {
+            let by = format!("{} (user {})", e.holder, e.user);
+            let what = match e.ended {
+                None => format!("locked by {by} for {} s: {}", e.ttl_seconds, e.reason),
+                end => format!(
+                    "lock of {by} {}",
+                    hostledger_model::fold::lock_end_word(end)
+                ),
+            };
+            line([
+                &formatted(e.at, "%Y-%m-%d %H:%M:%S"),
+                &position,
+                &e.host_id,
+                e.kind.as_str(),
+                "-",
                 &what,
             ])
         }

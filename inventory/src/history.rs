@@ -3,11 +3,11 @@
 
 use hostledger_k8s::{HistoryStore, K8sError, list_hosts};
 use hostledger_kafka::{KafkaClients, ReadScope};
-use hostledger_model::history::fold_entry;
+use hostledger_model::history::{fold_entry, fold_lock_existing};
 use hostledger_model::names::object_name;
 use hostledger_model::time::{exact_time, formatted};
 use hostledger_model::{HistoryEntry, Host, HostRecord};
-use hostledger_schemas::{FieldChange, HostState, Timestamp};
+use hostledger_schemas::{Fact, FieldChange, HostState, Timestamp};
 use kube::Client;
 use kube::api::{Api, ListParams};
 
@@ -69,6 +69,17 @@ impl HostHistoryView {
 
 /// `role: web → db; attributes.env: (none) → prod`, or the initial state of a first event.
 pub fn describe_changes(e: &HistoryEntry) -> String {
+    if let Some(lock) = &e.lock {
+        let by = format!("{} (user {})", lock.holder, lock.user);
+        return match lock.ended {
+            None => format!("locked by {by}: {}", lock.reason),
+            Some(end) => format!(
+                "lock of {by} {}: {}",
+                hostledger_model::fold::lock_end_word(Some(end)),
+                lock.reason
+            ),
+        };
+    }
     match &e.state {
         Some(s) => describe_state(s),
         None => describe_field_changes(&e.changes),
@@ -197,12 +208,19 @@ pub async fn from_log(
         key: wanted.contains('/').then(|| wanted.to_owned()),
         follow: false,
     };
-    for_each_event_in(kafka, scope, |event, position| {
-        if !is_named(&event.host_id, &event.state.name, wanted) {
-            return;
+    for_each_event_in(kafka, scope, |fact, position| match fact {
+        Fact::Host(event) => {
+            if !is_named(&event.host_id, &event.state.name, wanted) {
+                return;
+            }
+            ids.insert(event.host_id.clone());
+            entries.extend(fold_entry(&mut record, event, position));
         }
-        ids.insert(event.host_id.clone());
-        entries.extend(fold_entry(&mut record, event, position));
+        Fact::Lock(event) => {
+            if let Some(r) = record.as_mut().filter(|r| r.host_id == event.host_id) {
+                entries.extend(fold_lock_existing(r, event, position));
+            }
+        }
     })
     .await?;
     if ids.len() > 1 {

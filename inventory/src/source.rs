@@ -12,7 +12,7 @@ use hostledger_model::timeline::{
     HistoryError, Timeline, Timelines, events_from_history, fold_until,
 };
 use hostledger_model::{HistoryEntry, HostRecord, Position, ServiceInterval};
-use hostledger_schemas::{HostEvent, Timestamp};
+use hostledger_schemas::{Fact, Timestamp};
 use kube::Client;
 use kube::api::ListParams;
 
@@ -231,10 +231,11 @@ pub async fn from_objects(
 }
 
 /// Reads the whole events topic (up to its end when the read starts) and calls `f` with each
-/// usable event in log order (per partition). Unusable messages are counted and logged.
+/// usable fact (host event or lock fact) in log order (per partition). Unusable messages are
+/// counted and logged.
 pub async fn for_each_event(
     kafka: &KafkaClients,
-    f: impl FnMut(&HostEvent, Position),
+    f: impl FnMut(&Fact, Position),
 ) -> Result<LogStats, InventoryError> {
     for_each_event_in(kafka, ReadScope::default(), f).await
 }
@@ -243,13 +244,14 @@ pub async fn for_each_event(
 pub async fn for_each_event_in(
     kafka: &KafkaClients,
     scope: ReadScope,
-    mut f: impl FnMut(&HostEvent, Position),
+    mut f: impl FnMut(&Fact, Position),
 ) -> Result<LogStats, InventoryError> {
     let mut log = LogReader::open_scoped(kafka, scope).await?;
     while let Some(chunk) = log.next_chunk().await {
         for item in chunk {
             match item {
-                Item::Event(event, position) => f(&event, position),
+                Item::Event(event, position) => f(&Fact::Host(*event), position),
+                Item::Lock(event, position) => f(&Fact::Lock(*event), position),
                 Item::Poison {
                     reason, position, ..
                 } => {
@@ -267,7 +269,7 @@ pub async fn fold_log(
     until: Option<Timestamp>,
 ) -> Result<(Timelines, LogStats), InventoryError> {
     let mut timelines = Timelines::new(until);
-    let stats = for_each_event(kafka, |event, position| timelines.push(event, position)).await?;
+    let stats = for_each_event(kafka, |fact, position| timelines.push_fact(fact, position)).await?;
     Ok((timelines, stats))
 }
 

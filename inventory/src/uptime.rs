@@ -38,16 +38,34 @@ pub struct UptimeRow {
     pub lifetime_seconds: f64,
     /// Share of its lifetime spent in service, 0–1.
     pub in_service_share: f64,
+    /// Time out of service (OutOfService or Missing) while locked for an operation, in
+    /// seconds.
+    pub planned_downtime_seconds: f64,
+    /// Time out of service without a lock, in seconds.
+    pub unplanned_downtime_seconds: f64,
     #[serde(skip)]
     in_service_micros: i64,
     #[serde(skip)]
     lifetime_micros: i64,
+    #[serde(skip)]
+    planned_micros: i64,
+    #[serde(skip)]
+    unplanned_micros: i64,
     #[serde(skip)]
     first_seen: Timestamp,
     #[serde(skip)]
     since: Option<Timestamp>,
     #[serde(skip)]
     labels: BTreeMap<String, String>,
+}
+
+/// A downtime for the table: `-` when there was none.
+fn down(micros: i64) -> String {
+    if micros > 0 {
+        human_duration(micros)
+    } else {
+        "-".into()
+    }
 }
 
 fn share(part: i64, whole: i64) -> f64 {
@@ -63,6 +81,7 @@ impl UptimeRow {
     pub fn new(record: &HostRecord, at: Timestamp) -> Self {
         let in_service = record.in_service_micros_at(at);
         let lifetime = at.micros_since(record.first_seen_at);
+        let (planned, unplanned) = record.downtime_micros_at(at);
         UptimeRow {
             host_id: record.host_id.clone(),
             hostname: record.state.name.clone(),
@@ -76,8 +95,12 @@ impl UptimeRow {
             in_service_seconds: in_service as f64 / 1e6,
             lifetime_seconds: lifetime as f64 / 1e6,
             in_service_share: share(in_service, lifetime),
+            planned_downtime_seconds: planned as f64 / 1e6,
+            unplanned_downtime_seconds: unplanned as f64 / 1e6,
             in_service_micros: in_service,
             lifetime_micros: lifetime,
+            planned_micros: planned,
+            unplanned_micros: unplanned,
             first_seen: record.first_seen_at,
             since: record.in_service_since,
             labels: BTreeMap::new(),
@@ -177,10 +200,18 @@ pub struct GroupRow {
     pub lifetime_seconds: f64,
     /// Time in service over lifetime, 0–1.
     pub in_service_share: f64,
+    /// Sum of their planned downtime (out of service while locked), in seconds.
+    pub planned_downtime_seconds: f64,
+    /// Sum of their unplanned downtime, in seconds.
+    pub unplanned_downtime_seconds: f64,
     #[serde(skip)]
     in_service_micros: i64,
     #[serde(skip)]
     lifetime_micros: i64,
+    #[serde(skip)]
+    planned_micros: i64,
+    #[serde(skip)]
+    unplanned_micros: i64,
 }
 
 impl GroupRow {
@@ -192,8 +223,12 @@ impl GroupRow {
             in_service_seconds: 0.0,
             lifetime_seconds: 0.0,
             in_service_share: 0.0,
+            planned_downtime_seconds: 0.0,
+            unplanned_downtime_seconds: 0.0,
             in_service_micros: 0,
             lifetime_micros: 0,
+            planned_micros: 0,
+            unplanned_micros: 0,
         }
     }
 
@@ -205,6 +240,10 @@ impl GroupRow {
         self.in_service_seconds = self.in_service_micros as f64 / 1e6;
         self.lifetime_seconds = self.lifetime_micros as f64 / 1e6;
         self.in_service_share = share(self.in_service_micros, self.lifetime_micros);
+        self.planned_micros += row.planned_micros;
+        self.unplanned_micros += row.unplanned_micros;
+        self.planned_downtime_seconds = self.planned_micros as f64 / 1e6;
+        self.unplanned_downtime_seconds = self.unplanned_micros as f64 / 1e6;
     }
 }
 
@@ -288,6 +327,8 @@ impl UptimeReport {
                     r.since.map_or_else(|| "-".into(), short_time),
                     human_duration(r.in_service_micros),
                     format!("{:.1}%", r.in_service_share * 100.0),
+                    down(r.planned_micros),
+                    down(r.unplanned_micros),
                 ]
             })
             .collect()
@@ -312,6 +353,16 @@ impl UptimeReport {
                     } else {
                         format!("{:.6}", g.in_service_share)
                     },
+                    if human {
+                        down(g.planned_micros)
+                    } else {
+                        format!("{:.6}", g.planned_downtime_seconds)
+                    },
+                    if human {
+                        down(g.unplanned_micros)
+                    } else {
+                        format!("{:.6}", g.unplanned_downtime_seconds)
+                    },
                 ]
             })
             .collect()
@@ -333,6 +384,8 @@ impl UptimeReport {
                     "IN SERVICE SINCE",
                     "IN SERVICE",
                     "SHARE",
+                    "PLANNED DOWN",
+                    "UNPLANNED DOWN",
                 ],
                 &self.host_cells(),
             ),
@@ -343,6 +396,8 @@ impl UptimeReport {
                     "IN SERVICE NOW",
                     "TIME IN SERVICE",
                     "SHARE",
+                    "PLANNED DOWN",
+                    "UNPLANNED DOWN",
                 ],
                 &self.group_cells(true),
             ),
@@ -355,6 +410,13 @@ impl UptimeReport {
             human_duration(self.total.in_service_micros),
             self.total.in_service_share * 100.0
         ));
+        if self.total.planned_micros + self.total.unplanned_micros > 0 {
+            out.push_str(&format!(
+                "out of service: {} planned (locked for an operation), {} unplanned\n",
+                human_duration(self.total.planned_micros),
+                human_duration(self.total.unplanned_micros)
+            ));
+        }
         out
     }
 
@@ -380,6 +442,8 @@ impl UptimeReport {
                             format!("{:.6}", r.in_service_seconds),
                             format!("{:.6}", r.lifetime_seconds),
                             format!("{:.6}", r.in_service_share),
+                            format!("{:.6}", r.planned_downtime_seconds),
+                            format!("{:.6}", r.unplanned_downtime_seconds),
                         ]
                     })
                     .collect();
@@ -397,6 +461,8 @@ impl UptimeReport {
                         "in_service_seconds",
                         "lifetime_seconds",
                         "in_service_share",
+                        "planned_downtime_seconds",
+                        "unplanned_downtime_seconds",
                     ],
                     &rows,
                 )
@@ -408,6 +474,8 @@ impl UptimeReport {
                     "in_service",
                     "in_service_seconds",
                     "in_service_share",
+                    "planned_downtime_seconds",
+                    "unplanned_downtime_seconds",
                 ],
                 &self.group_cells(false),
             ),
@@ -436,6 +504,104 @@ mod tests {
             })
             .collect();
         fold_events(&events)
+    }
+
+    #[test]
+    fn downtime_is_split_into_planned_and_unplanned_in_every_format() {
+        use hostledger_model::Position;
+        use hostledger_schemas::{LockEvent, LockEventKind};
+        // Out 2–4 h and 6–7 h; locked 1–5 h: 2 h planned, 1 h unplanned.
+        let lock = |kind: LockEventKind, h: i64| LockEvent {
+            event_id: LockEvent::id_for("L", kind),
+            host_id: "a".into(),
+            kind,
+            lock_id: "L".into(),
+            at: Timestamp(h * HOUR),
+            holder: "h".into(),
+            user: "u".into(),
+            reason: "r".into(),
+            ttl_seconds: 60,
+            ended: None,
+            source: "s".into(),
+        };
+        let events = [
+            (0, Lifecycle::InService),
+            (2, Lifecycle::OutOfService),
+            (4, Lifecycle::InService),
+            (6, Lifecycle::OutOfService),
+            (7, Lifecycle::InService),
+        ];
+        let mut rec: Option<HostRecord> = None;
+        let mut offset = 0;
+        let mut pos = || {
+            offset += 1;
+            Position {
+                partition: 0,
+                offset,
+            }
+        };
+        for (i, (h, l)) in events.iter().enumerate() {
+            if i == 1 {
+                hostledger_model::fold::apply_lock(
+                    rec.as_mut().expect("record"),
+                    &lock(LockEventKind::HostLocked, 1),
+                    pos(),
+                );
+            }
+            if i == 3 {
+                hostledger_model::fold::apply_lock(
+                    rec.as_mut().expect("record"),
+                    &lock(LockEventKind::HostUnlocked, 5),
+                    pos(),
+                );
+            }
+            let e = EventBuilder::new("a")
+                .id(format!("a-{i}"))
+                .name("a")
+                .lifecycle(*l)
+                .provider_status("x")
+                .at(Timestamp(h * HOUR))
+                .role(Some("db"))
+                .build();
+            hostledger_model::fold::apply(&mut rec, &e, pos());
+        }
+        let r = rec.expect("record");
+        let report = UptimeReport::new([&r], Timestamp(8 * HOUR), None);
+        let row = &report.hosts[0];
+        assert_eq!(row.planned_downtime_seconds, 7200.0);
+        assert_eq!(row.unplanned_downtime_seconds, 3600.0);
+        let table = report.table();
+        assert!(table.contains("PLANNED DOWN"), "{table}");
+        assert!(
+            table.contains(
+                "out of service: 2h 0m planned (locked for an operation), 1h 0m unplanned"
+            ),
+            "{table}"
+        );
+        let csv = report.csv();
+        assert!(
+            csv.lines()
+                .next()
+                .expect("header")
+                .ends_with(",planned_downtime_seconds,unplanned_downtime_seconds"),
+            "{csv}"
+        );
+        assert!(
+            csv.lines()
+                .nth(1)
+                .expect("row")
+                .ends_with(",7200.000000,3600.000000"),
+            "{csv}"
+        );
+        let json = serde_json::to_value(&report).expect("json");
+        assert_eq!(json["hosts"][0]["plannedDowntimeSeconds"], 7200.0);
+        assert_eq!(json["total"]["unplannedDowntimeSeconds"], 3600.0);
+        let grouped = UptimeReport::new([&r], Timestamp(8 * HOUR), Some(GroupBy::Role));
+        assert!(
+            grouped.csv().contains(",7200.000000,3600.000000"),
+            "{}",
+            grouped.csv()
+        );
     }
 
     #[test]

@@ -11,7 +11,7 @@ use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use hostledger_model::Position;
-use hostledger_schemas::{Codec, HostEvent};
+use hostledger_schemas::{Codec, Fact, HostEvent, LockEvent};
 use rdkafka::consumer::Consumer;
 use rdkafka::error::KafkaError as RdError;
 use rdkafka::message::Message;
@@ -27,6 +27,8 @@ use crate::error::{ErrorClass, KafkaError, classify};
 pub enum Item {
     /// A decoded, valid event and where it sits in the log.
     Event(Box<HostEvent>, Position),
+    /// A decoded, valid lock fact and where it sits in the log.
+    Lock(Box<LockEvent>, Position),
     /// A message that cannot be folded (undecodable, unknown schema, invalid).
     Poison {
         /// What is wrong with it.
@@ -44,7 +46,7 @@ impl Item {
     /// Where the message sits in the log.
     pub fn position(&self) -> Position {
         match self {
-            Item::Event(_, p) | Item::Poison { position: p, .. } => *p,
+            Item::Event(_, p) | Item::Lock(_, p) | Item::Poison { position: p, .. } => *p,
         }
     }
 }
@@ -61,21 +63,24 @@ pub fn decode(codec: &Codec, message: &impl Message, position: Position) -> Item
     let Some(payload) = message.payload() else {
         return poison("message has no payload".into());
     };
-    let event = match codec.decode(payload) {
-        Ok(event) => event,
+    let fact = match codec.decode_fact(payload) {
+        Ok(fact) => fact,
         Err(error) => return poison(format!("undecodable: {error}")),
     };
-    if let Err(error) = event.validate() {
+    if let Err(error) = fact.validate() {
         return poison(format!("invalid event: {error}"));
     }
-    if message.key() != Some(event.host_id.as_bytes()) {
+    if message.key() != Some(fact.host_id().as_bytes()) {
         return poison(format!(
             "message key {:?} is not the event's host id {:?}",
             message.key().map(String::from_utf8_lossy),
-            event.host_id
+            fact.host_id()
         ));
     }
-    Item::Event(Box::new(event), position)
+    match fact {
+        Fact::Host(event) => Item::Event(Box::new(event), position),
+        Fact::Lock(event) => Item::Lock(Box::new(event), position),
+    }
 }
 
 /// Messages per chunk handed to the caller.

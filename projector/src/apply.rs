@@ -5,10 +5,12 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use futures::{StreamExt, TryStreamExt};
 use hostledger_k8s::{HistoryStore, HostStore, K8sError, StoredHost, WriteReport};
-use hostledger_model::history::{chunk_of, entry_key, first_entry, fold_existing};
+use hostledger_model::history::{
+    chunk_of, entry_key, first_entry, fold_existing, fold_lock_existing,
+};
 use hostledger_model::names::chunk_name;
 use hostledger_model::{HistoryEntry, Outcome, Position};
-use hostledger_schemas::{HostEvent, Timestamp};
+use hostledger_schemas::{HostEvent, LockEvent, Timestamp};
 
 use crate::error::ProjectorError;
 
@@ -118,6 +120,35 @@ impl Applier {
                 Some(entry)
             }
         };
+        self.queue(&event.host_id, entry)
+    }
+
+    /// Folds one lock fact into its host's cached record and queues its history entry. A
+    /// fact about a host not projected here is skipped (its first event comes before it in
+    /// the same partition, so that is a host of another namespace's inventory or time).
+    pub fn fold_lock(&mut self, event: &LockEvent, position: Position) -> Outcome {
+        if self.until.is_some_and(|until| event.at > until) {
+            self.stats.skipped += 1;
+            return Outcome::Duplicate;
+        }
+        let Some(stored) = self.hosts.get_mut(&event.host_id) else {
+            self.stats.skipped += 1;
+            return Outcome::OtherHost;
+        };
+        let before = stored.record.last_lock_position;
+        let entry = fold_lock_existing(&mut stored.record, event, position);
+        if entry.is_none()
+            && stored.record.last_lock_position != before
+            && self.dirty_set.insert(event.host_id.clone())
+        {
+            // A fact that changed nothing still moves the host's position: write it, so a
+            // restart does not fold it again.
+            self.dirty.push(event.host_id.clone());
+        }
+        self.queue(&event.host_id, entry)
+    }
+
+    fn queue(&mut self, host_id: &str, entry: Option<HistoryEntry>) -> Outcome {
         let Some(entry) = entry else {
             self.stats.skipped += 1;
             return Outcome::Duplicate;
@@ -125,11 +156,11 @@ impl Applier {
         self.stats.applied += 1;
         let seq = u64::try_from(entry.seq).unwrap_or(0);
         self.pending
-            .entry(event.host_id.clone())
+            .entry(host_id.to_owned())
             .or_default()
             .insert(seq, entry);
-        if self.dirty_set.insert(event.host_id.clone()) {
-            self.dirty.push(event.host_id.clone());
+        if self.dirty_set.insert(host_id.to_owned()) {
+            self.dirty.push(host_id.to_owned());
         }
         Outcome::Applied
     }

@@ -25,6 +25,7 @@ use rdkafka::{Offset, TopicPartitionList};
 
 use crate::apply::Applier;
 use crate::error::ProjectorError;
+use crate::lockfacts::LockRecorder;
 use crate::metrics::Metrics;
 
 /// How the projector runs.
@@ -121,10 +122,16 @@ impl Projector {
         shutdown: impl Future<Output = ()>,
     ) -> Result<ProjectorStats, ProjectorError> {
         // Host locks need only the API server: swept from the start, also while Kafka is away.
-        let sweeper = AbortOnDrop(tokio::spawn(sweep_locks(LockStore::new(
-            self.store.client(),
-            self.store.namespace(),
-        ))));
+        let recorder = LockRecorder::new(
+            self.kafka.producer(None)?,
+            self.kafka.settings().topics.events.clone(),
+            recorder_source(self.settings.instance_id.as_deref()),
+        );
+        let sweeper = AbortOnDrop(tokio::spawn(sweep_locks(
+            LockStore::new(self.store.client(), self.store.namespace()),
+            recorder,
+            kube::Api::namespaced(self.store.client(), self.store.namespace()),
+        )));
         let group_statuses = AbortOnDrop(tokio::spawn(crate::groups::keep_group_statuses(
             self.store.client(),
             self.store.namespace().to_owned(),
@@ -288,6 +295,9 @@ impl Projector {
             match item {
                 Item::Event(event, position) => {
                     applier.fold(&event, position);
+                }
+                Item::Lock(event, position) => {
+                    applier.fold_lock(&event, position);
                 }
                 Item::Poison {
                     reason,
@@ -458,6 +468,21 @@ impl Drop for AbortOnDrop {
     }
 }
 
+/// The `source` of the lock facts this process records: `projector/INSTANCE` or
+/// `projector@HOSTNAME`.
+fn recorder_source(instance_id: Option<&str>) -> String {
+    match instance_id {
+        Some(id) => format!("projector/{id}"),
+        None => format!(
+            "projector@{}",
+            hostname::get()
+                .ok()
+                .and_then(|h| h.into_string().ok())
+                .unwrap_or_else(|| "localhost".into())
+        ),
+    }
+}
+
 /// How often the lock sweeper looks at the HostLocks.
 const SWEEP_EVERY: Duration = Duration::from_secs(1);
 
@@ -465,10 +490,15 @@ const SWEEP_EVERY: Duration = Duration::from_secs(1);
 /// clock) and locks of Hosts that retired or were deleted, and marks locked Hosts (label
 /// `hostledger.dev/locked`, annotation `hostledger.dev/lock`). Every replica sweeps; the deletes
 /// carry preconditions, so two sweepers never release a lock that was renewed meanwhile.
-async fn sweep_locks(locks: LockStore) {
+async fn sweep_locks(
+    locks: LockStore,
+    mut recorder: LockRecorder,
+    hosts: kube::Api<hostledger_model::Host>,
+) {
     let mut tracker = ExpiryTracker::default();
     let mut marks = None;
     let mut warned = false;
+    let mut recorder_warned = false;
     loop {
         let pass = async {
             if marks.is_none() {
@@ -477,6 +507,18 @@ async fn sweep_locks(locks: LockStore) {
             let sweep = locks.sweep(&mut tracker, Instant::now()).await?;
             if let Some(marks) = marks.as_mut() {
                 locks.reconcile_marks(&sweep.held, marks).await?;
+            }
+            Ok::<_, hostledger_k8s::K8sError>(sweep)
+        };
+        let pass = async {
+            let sweep = pass.await?;
+            match recorder.record(&hosts, &sweep).await {
+                Ok(()) => recorder_warned = false,
+                Err(error) if !recorder_warned => {
+                    recorder_warned = true;
+                    tracing::warn!(%error, "cannot record lock facts in the log yet; retrying");
+                }
+                Err(_) => {}
             }
             Ok::<_, hostledger_k8s::K8sError>(sweep.released)
         };

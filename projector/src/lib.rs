@@ -3,6 +3,7 @@
 //!
 //! - `apply`: folding events into cached records and writing each touched host once.
 //! - `daemon`: the live consume → fold → write → commit loop, with dead-lettering.
+//! - `lockfacts`: recording host locks taken and ended as lock facts in the log.
 //! - `replay`: rebuilding from offset 0, optionally up to a time, into any namespace.
 //! - [`metrics`]: Prometheus counters and the `/metrics`, `/healthz`, `/readyz` endpoints.
 //! - [`groups`]: keeping every HostGroup's status and every Host's drift status current
@@ -13,6 +14,7 @@ mod apply;
 mod daemon;
 mod error;
 pub mod groups;
+mod lockfacts;
 pub mod metrics;
 mod replay;
 

@@ -94,6 +94,9 @@ pub async fn replay(
                 Item::Event(event, position) => {
                     applier.fold(&event, position);
                 }
+                Item::Lock(event, position) => {
+                    applier.fold_lock(&event, position);
+                }
                 Item::Poison {
                     reason, position, ..
                 } => {

@@ -151,6 +151,20 @@ fn header(out: &mut String, input: &ReportInput, in_service_now: u64) {
         "<div class=\"stat\"><b><span id=\"in-service-count\">{in_service_now}</span>{share}</b>\
          <span>in service now</span></div>\n"
     );
+    let planned: i64 = input.hosts.iter().map(|h| h.planned_down_micros).sum();
+    let unplanned: i64 = input.hosts.iter().map(|h| h.unplanned_down_micros).sum();
+    w!(
+        out,
+        "<div class=\"stat\"><b id=\"planned-downtime\" data-micros=\"{planned}\">{}</b>\
+         <span>planned downtime (locked)</span></div>\n",
+        human_duration(planned)
+    );
+    w!(
+        out,
+        "<div class=\"stat\"><b id=\"unplanned-downtime\" data-micros=\"{unplanned}\">{}</b>\
+         <span>unplanned downtime</span></div>\n",
+        human_duration(unplanned)
+    );
     // Legend: every known phase, then any other phase found, with its count.
     let counts = phase_counts(&input.hosts);
     out.push_str("<ul id=\"legend\" class=\"legend\">\n");
@@ -409,6 +423,14 @@ fn host_row(out: &mut String, host: &ReportHost, index: usize, axis: Axis, as_of
         if let Some(value) = value {
             w!(details, ", {key} {value}");
         }
+    }
+    if host.planned_down_micros + host.unplanned_down_micros > 0 {
+        w!(
+            details,
+            "\nout of service {} planned, {} unplanned",
+            human_duration(host.planned_down_micros),
+            human_duration(host.unplanned_down_micros)
+        );
     }
     for (k, v) in &host.labels {
         w!(details, "\n{k}={v}");

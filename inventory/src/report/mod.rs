@@ -51,6 +51,10 @@ pub struct ReportHost {
     pub intervals: Vec<(Timestamp, Option<Timestamp>)>,
     /// Total time in service as of `as_of`.
     pub in_service_micros: i64,
+    /// Time out of service while locked for an operation, as of `as_of`.
+    pub planned_down_micros: i64,
+    /// Time out of service without a lock, as of `as_of`.
+    pub unplanned_down_micros: i64,
     /// The host's labels, matched by the page's `key=value` filter terms.
     pub labels: BTreeMap<String, String>,
 }
@@ -71,6 +75,8 @@ impl ReportHost {
             first_seen_at: r.first_seen_at,
             intervals: h.intervals.iter().map(|i| (i.start, i.end)).collect(),
             in_service_micros: r.in_service_micros_at(at),
+            planned_down_micros: r.downtime_micros_at(at).0,
+            unplanned_down_micros: r.downtime_micros_at(at).1,
             labels: h.labels.clone(),
         }
     }
@@ -117,6 +123,8 @@ mod tests {
                 .map(|&(s, e)| (Timestamp(s), e.map(Timestamp)))
                 .collect(),
             in_service_micros: 0,
+            planned_down_micros: 0,
+            unplanned_down_micros: 0,
             labels: BTreeMap::from([
                 ("provider".to_owned(), "dc".to_owned()),
                 ("role".to_owned(), "log".to_owned()),
