@@ -155,8 +155,11 @@ pub async fn from_objects(
 
     // Hosts whose status is not the answer: changed after the as-of time, or with service
     // intervals older than the status keeps when every interval is wanted.
+    // A lock fact moves `downtime.since`, not `lastObservedAt`.
     let needs_history = |r: &HostRecord| {
-        query.as_of.is_some_and(|t| r.last_observed_at > t)
+        query
+            .as_of
+            .is_some_and(|t| r.last_observed_at.max(r.downtime.since) > t)
             || (query.full_intervals && r.intervals_dropped > 0)
     };
     let wanted: HashSet<&str> = current

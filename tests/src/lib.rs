@@ -335,13 +335,25 @@ impl TestEnv {
         read_topic_with_headers(&self.kafka, &self.kafka.settings().topics.dead_letter)
     }
 
-    /// Every committed event on this test's events topic, in partition order.
+    /// Every committed host event on this test's events topic, in partition order.
     pub fn read_events(&self) -> Vec<HostEvent> {
+        self.read_facts()
+            .into_iter()
+            .filter_map(|f| match f {
+                hostledger_schemas::Fact::Host(e) => Some(e),
+                hostledger_schemas::Fact::Lock(_) => None,
+            })
+            .collect()
+    }
+
+    /// Every committed fact (host events and lock facts) on this test's events topic, in
+    /// partition order.
+    pub fn read_facts(&self) -> Vec<hostledger_schemas::Fact> {
         read_topic(&self.kafka, &self.kafka.settings().topics.events)
             .into_iter()
             .map(|(_, payload)| {
                 Codec::new()
-                    .decode(&payload)
+                    .decode_fact(&payload)
                     .expect("events on the topic decode")
             })
             .collect()
