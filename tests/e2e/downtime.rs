@@ -209,6 +209,7 @@ async fn downtime_while_locked_is_planned_and_the_rest_unplanned() {
 
     // The history shows the lock among the events.
     let history = run_hostledger(&env.scoped(&["history", a])).await.ok();
+    println!("$ hostledger history {a}\n{history}");
     assert!(
         history.contains("HostLocked")
             && history.contains("lock of")

@@ -7,9 +7,10 @@
  * schema's Parsing Canonical Form (8 bytes), the datum. Avro's own single-object decoder
  * (BinaryMessageDecoder) finds the writer schema by that fingerprint in a SchemaStore.Cache
  * holding every .avsc file of --schemas; no schema registry is needed, and no fingerprint is
- * written here. Events are read as the newest schema of the directory (the last file by
- * version), so an older writer's event gets the newer fields' defaults, as Avro schema
- * resolution defines; with one version, that is the writer's schema.
+ * written here. The topic carries two records (HostEvent and HostLockEvent, each with its
+ * own versions): each message is read as the newest schema of the directory with its writer's
+ * record name (the last file by version), so an older writer's event gets the newer fields'
+ * defaults, as Avro schema resolution defines; with one version, that is the writer's schema.
  *
  *     examples/consumers/java/run.sh --bootstrap 127.0.0.1:19092 --schemas schemas/avro
  *
@@ -90,8 +91,12 @@ public class Consume {
     }
   };
 
-  /** The writer schemas of a directory, and the schema the events are read as. */
-  record Schemas(SchemaStore.Cache store, Map<Long, String> names, Schema newest) {}
+  /**
+   * The writer schemas of a directory by fingerprint, their file names, and per record name
+   * the decoder reading it as the newest schema of that name.
+   */
+  record Schemas(Map<Long, Schema> writers, Map<Long, String> names,
+      Map<String, BinaryMessageDecoder<GenericRecord>> decoders) {}
 
   static Schemas loadSchemas(Path directory) throws IOException {
     if (!Files.isDirectory(directory)) {
@@ -106,8 +111,9 @@ public class Consume {
     }
     files.sort(Comparator.comparing(Consume::versionOrder));
     SchemaStore.Cache store = new SchemaStore.Cache();
+    Map<Long, Schema> writers = new LinkedHashMap<>();
     Map<Long, String> names = new LinkedHashMap<>();
-    Schema newest = null;
+    Map<String, Schema> newest = new LinkedHashMap<>();
     for (Path file : files) {
       // One parser per file: the versions define the same names.
       Schema schema;
@@ -117,10 +123,14 @@ public class Consume {
         throw new IllegalArgumentException(file + ": " + describe(e));
       }
       store.addSchema(schema);
-      names.put(SchemaNormalization.parsingFingerprint64(schema), file.getFileName().toString());
-      newest = schema;
+      long fingerprint = SchemaNormalization.parsingFingerprint64(schema);
+      writers.put(fingerprint, schema);
+      names.put(fingerprint, file.getFileName().toString());
+      newest.put(schema.getFullName(), schema);
     }
-    return new Schemas(store, names, newest);
+    Map<String, BinaryMessageDecoder<GenericRecord>> decoders = new LinkedHashMap<>();
+    newest.forEach((name, reader) -> decoders.put(name, new BinaryMessageDecoder<>(MODEL, reader, store)));
+    return new Schemas(writers, names, decoders);
   }
 
   /** A file name whose numbers sort as numbers: host_event.v2 before host_event.v10. */
@@ -132,19 +142,23 @@ public class Consume {
   /** One message: its event as JSON, or the reason it is not one. */
   record Decoded(JsonNode event, String poison) {}
 
-  static Decoded decode(BinaryMessageDecoder<GenericRecord> decoder, Schemas schemas, byte[] payload) {
+  static Decoded decode(Schemas schemas, byte[] payload) {
     if (payload == null || payload.length < HEADER_LEN) {
       return new Decoded(null, "shorter than the single-object header");
     }
     if ((payload[0] & 0xff) != 0xc3 || payload[1] != 0x01) {
       return new Decoded(null, "no single-object marker");
     }
+    long fingerprint = ByteBuffer.wrap(payload, 2, 8).order(ByteOrder.LITTLE_ENDIAN).getLong();
+    Schema writer = schemas.writers().get(fingerprint);
     try {
-      return new Decoded(json(decoder.decode(payload)), null);
+      if (writer == null) {
+        throw new MissingSchemaException("unknown fingerprint");
+      }
+      return new Decoded(json(schemas.decoders().get(writer.getFullName()).decode(payload)), null);
     } catch (MissingSchemaException e) {
       return new Decoded(null, "unknown writer schema fingerprint " + HexFormat.of().formatHex(payload, 2, HEADER_LEN));
     } catch (IOException | RuntimeException e) {
-      long fingerprint = ByteBuffer.wrap(payload, 2, 8).order(ByteOrder.LITTLE_ENDIAN).getLong();
       return new Decoded(null, "invalid datum for " + schemas.names().get(fingerprint) + ": " + describe(e));
     }
   }
@@ -296,8 +310,6 @@ public class Consume {
       System.exit(1);
       return;
     }
-    BinaryMessageDecoder<GenericRecord> decoder =
-        new BinaryMessageDecoder<>(MODEL, schemas.newest(), schemas.store());
 
     Properties config = new Properties();
     config.put(ConsumerConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrap);
@@ -335,7 +347,7 @@ public class Consume {
       while (follow || System.nanoTime() - last < idleNanos) {
         for (ConsumerRecord<byte[], byte[]> message : consumer.poll(Duration.ofMillis(500))) {
           last = System.nanoTime();
-          Decoded decoded = decode(decoder, schemas, message.value());
+          Decoded decoded = decode(schemas, message.value());
           ObjectNode line = JSON.objectNode();
           line.put("key", message.key() == null ? "" : new String(message.key(), StandardCharsets.UTF_8));
           line.put("partition", message.partition());
