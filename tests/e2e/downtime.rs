@@ -170,6 +170,7 @@ async fn downtime_while_locked_is_planned_and_the_rest_unplanned() {
     let table = run_hostledger(&env.scoped(&["uptime", "--as-of", &at]))
         .await
         .ok();
+    println!("$ hostledger uptime --as-of {at}\n{table}");
     assert!(
         table.contains("PLANNED DOWN") && table.contains("out of service:"),
         "{table}"
