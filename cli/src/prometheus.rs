@@ -3,6 +3,7 @@
 //! the file is decided in [`hostledger_inventory::prometheus`]; this module reads the Hosts
 //! and writes the file (atomically, and only when its content changes).
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -13,8 +14,10 @@ use hostledger_inventory::LabelSelector;
 use hostledger_inventory::prometheus::{SdSettings, Targets, discover, summary};
 use hostledger_inventory::watch::{Tracker, error_text, host_watch, next};
 use hostledger_k8s::{K8sError, list_all};
-use hostledger_model::Host;
+use hostledger_model::{Host, HostGroup};
 use kube::api::{Api, ListParams};
+use kube::runtime::WatchStreamExt;
+use kube::runtime::watcher::Event;
 use tokio::time::Instant;
 
 use crate::read::{PhaseArg, Scope, included_phases};
@@ -91,7 +94,8 @@ pub async fn run(args: PrometheusSdArgs) -> Result<ExitCode> {
                 Vec::new()
             }
         };
-        return watch(args, api, groups).await;
+        let group_api = Api::namespaced(client.clone(), &args.scope.namespace);
+        return watch(args, api, group_api, groups).await;
     }
     let hosts = list_hosts(&api, args.scope.selector.as_ref(), &args.scope.namespace).await?;
     let groups = crate::groups::list(&client, &args.scope.namespace)
@@ -133,14 +137,60 @@ async fn list_hosts(
         })
 }
 
-/// Keeps the file current from a watch until Ctrl-C or SIGTERM.
-/// Host groups are read once, at the start.
+/// HostGroups by name, kept from a watch: a relist (`Init` … `InitDone`) replaces them all.
+#[derive(Default)]
+struct GroupSet {
+    current: BTreeMap<String, HostGroup>,
+    relisting: Option<BTreeMap<String, HostGroup>>,
+}
+
+impl GroupSet {
+    /// Applies one watch event; returns the groups when they changed.
+    fn handle(&mut self, event: Event<HostGroup>) -> Option<Vec<HostGroup>> {
+        let name = |g: &HostGroup| g.metadata.name.clone().unwrap_or_default();
+        let before = self.current.clone();
+        match event {
+            Event::Init => self.relisting = Some(BTreeMap::new()),
+            Event::InitApply(g) => {
+                self.relisting
+                    .get_or_insert_with(BTreeMap::new)
+                    .insert(name(&g), g);
+            }
+            Event::InitDone => {
+                self.current = self.relisting.take().unwrap_or_default();
+            }
+            Event::Apply(g) => {
+                self.current.insert(name(&g), g);
+            }
+            Event::Delete(g) => {
+                self.current.remove(&name(&g));
+            }
+        }
+        (self.current != before).then(|| self.current.values().cloned().collect())
+    }
+}
+
+/// Keeps the file current from watches of the Hosts and the HostGroups until Ctrl-C or
+/// SIGTERM.
 async fn watch(
     args: PrometheusSdArgs,
     api: Api<Host>,
-    groups: Vec<hostledger_model::HostGroup>,
+    group_api: Api<HostGroup>,
+    groups: Vec<HostGroup>,
 ) -> Result<ExitCode> {
     let mut stream = host_watch(api, args.scope.selector.as_ref());
+    let mut group_stream = Box::pin(
+        kube::runtime::watcher(group_api, kube::runtime::watcher::Config::default())
+            .default_backoff(),
+    );
+    let mut group_set = GroupSet {
+        current: groups
+            .iter()
+            .map(|g| (g.metadata.name.clone().unwrap_or_default(), g.clone()))
+            .collect(),
+        relisting: None,
+    };
+    let mut group_warned = false;
     let mut settings = args.settings();
     settings.host_groups = groups;
     let mut targets = Targets::new(&args.output, settings);
@@ -175,6 +225,26 @@ async fn watch(
                     Err(error) => {
                         tracing::error!(error = format!("{error:#}"), "cannot write the targets file; retrying in {WRITE_RETRY:?}");
                         due = Some(Instant::now() + WRITE_RETRY);
+                    }
+                }
+            }
+            item = next(&mut group_stream) => {
+                match item {
+                    None => bail!("the watch of HostGroups ended"),
+                    Some(Err(error)) => {
+                        if !group_warned {
+                            group_warned = true;
+                            tracing::warn!(error = %error_text(&error), "cannot watch HostGroups; the groups label keeps what it had; retrying");
+                        }
+                    }
+                    Some(Ok(event)) => {
+                        group_warned = false;
+                        if let Some(groups) = group_set.handle(event) {
+                            targets.settings.host_groups = groups;
+                            if tracker.synced() && due.is_none() {
+                                due = Some(Instant::now() + DEBOUNCE);
+                            }
+                        }
                     }
                 }
             }

@@ -9,8 +9,8 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use hostledger_e2e::{TestEnv, hostledger_binary, run_hostledger, unreachable_kubeconfig};
-use hostledger_model::Host;
 use hostledger_model::names::object_name;
+use hostledger_model::{Host, HostGroup};
 use kube::api::{Patch, PatchParams};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
@@ -316,6 +316,50 @@ async fn prometheus_scrapes_exactly_the_hosts_in_service_and_follows_changes() {
     )
     .await;
     assert_eq!(std::fs::read(&targets).expect("targets file"), first_bytes);
+
+    // A HostGroup created while it watches puts its name in its members' `groups` label;
+    // deleted, it goes again.
+    let groups_api: kube::Api<HostGroup> = kube::Api::namespaced(env.kube.clone(), ns);
+    let group: HostGroup = serde_json::from_value(json!({
+        "apiVersion": "hostledger.dev/v1alpha1", "kind": "HostGroup",
+        "metadata": {"name": "storefront"}, "spec": {"selector": "role=web"},
+    }))
+    .expect("a HostGroup");
+    groups_api
+        .create(&kube::api::PostParams::default(), &group)
+        .await
+        .expect("create the HostGroup");
+    let web_groups = || {
+        let groups: Value = serde_json::from_slice(&std::fs::read(&targets).unwrap_or_default())
+            .unwrap_or_default();
+        groups
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|g| g["labels"]["role"] == "web")
+            .map(|g| {
+                g["labels"]["groups"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned()
+            })
+    };
+    wait_for(
+        "the new group in the targets file",
+        Duration::from_secs(15),
+        || async { web_groups().filter(|g| g == ",storefront,") },
+    )
+    .await;
+    groups_api
+        .delete("storefront", &Default::default())
+        .await
+        .expect("delete the HostGroup");
+    wait_for(
+        "the deleted group gone from the targets file",
+        Duration::from_secs(15),
+        || async { std::fs::read(&targets).ok().filter(|b| *b == first_bytes) },
+    )
+    .await;
 
     // and Prometheus discovers targets from it,
     let port = free_port();
