@@ -1,0 +1,501 @@
+//! Scale benchmark on the real stack: synthetic fleets of N hosts with E events each
+//! (default 10,000 × 100), produced straight to Kafka, projected by the real `hostledger
+//! project` process, then read by the real readers. Per size it reports:
+//!
+//! - etcd's database size (`etcd_mvcc_db_total_size_in_bytes`) before and after, raw and
+//!   after a compaction and defragmentation, and its growth per history entry;
+//! - the HostHistory JSON per entry (a sample of the chunks, as stored);
+//! - kube-apiserver's peak RSS during the run (its `VmHWM`, reset at the start), and the
+//!   projector's;
+//! - projection time and API writes;
+//! - `kubectl get hosts`, `hostledger uptime`, `uptime --as-of T`, `history HOST` and
+//!   `ansible --list` times.
+//!
+//! A size that etcd refuses (its 2 GiB quota, say) is reported as far as it got.
+//!
+//! usage: scripts/stack up && eval "$(scripts/stack env)" &&
+//!        cargo build --release -p hostledger-cli --bin hostledger &&
+//!        cargo bench -p hostledger-e2e --bench scale -- [--sizes 10000,50000] [--events-per-host 100]
+
+use std::time::{Duration, Instant};
+
+use hostledger_e2e::{Figure, TestEnv, bench_arg, bench_text_arg, hostledger_binary};
+use hostledger_model::HostHistory;
+use hostledger_model::time::exact_time;
+use hostledger_schemas::{EventKind, FieldChange, HostEvent, HostState, Lifecycle, Timestamp};
+use kube::api::{Api, ListParams};
+
+/// 2026-01-01T00:00:00Z.
+const T0: i64 = 1_767_225_600_000_000;
+const MINUTE: i64 = 60_000_000;
+
+/// Event `n` of host `h`, shaped like a data-centre fetcher's: the whole state (address,
+/// rack, serial, model, a few tags), what changed, one observation per host a minute apart
+/// per round. Rounds cycle in service → maintenance → in service, with a tag changed in
+/// between, so every event is a real change.
+fn fleet_event(h: usize, n: usize) -> HostEvent {
+    let lifecycle = match n % 4 {
+        1 => Lifecycle::OutOfService,
+        _ => Lifecycle::InService,
+    };
+    let status = if lifecycle == Lifecycle::InService {
+        "active"
+    } else {
+        "maintenance"
+    };
+    let site = if h.is_multiple_of(2) { "pdx1" } else { "fra2" };
+    let role = ["web", "db", "cache", "log", "kafka"][h % 5];
+    let mut state = HostState::new(format!("{role}-{site}-{h:06}"), lifecycle, status);
+    state.region = Some(site.into());
+    state.zone = Some(format!("hall-{}", h % 3));
+    state.role = Some(role.into());
+    state.team = Some(["storefront", "data", "observability"][h % 3].into());
+    state.addresses = vec![format!(
+        "10.{}.{}.{}",
+        h / 65536 % 256,
+        h / 256 % 256,
+        h % 256
+    )];
+    state.machine_type = Some("Dell R650".into());
+    state
+        .attributes
+        .insert("rack".into(), format!("R{:03}", h % 400));
+    state
+        .attributes
+        .insert("serial".into(), format!("SN{h:08}"));
+    state
+        .attributes
+        .insert("firmware".into(), format!("2.{n}.0"));
+    let changes = if n == 0 {
+        Vec::new()
+    } else {
+        let old = fleet_event(h, n - 1).state;
+        state.changes_from(&old)
+    };
+    HostEvent {
+        event_id: format!("scale-{h}-{n}"),
+        host_id: format!("dc/{site}/SN{h:08}"),
+        kind: match n {
+            0 => EventKind::HostDiscovered,
+            _ if changes.iter().any(|c: &FieldChange| c.field == "lifecycle") => {
+                EventKind::HostLifecycleChanged
+            }
+            _ => EventKind::HostChanged,
+        },
+        provider: "dc".into(),
+        source: format!("dc-export-{site}"),
+        observed_at: Timestamp(T0 + (n as i64) * MINUTE + (h as i64 % 60_000)),
+        state,
+        changes,
+    }
+}
+
+/// One plain HTTP/1.0 request to etcd (`http://127.0.0.1:PORT`); the response body.
+async fn etcd_http(etcd: &str, method: &str, path: &str, body: &str) -> String {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let address = etcd.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(address)
+        .await
+        .unwrap_or_else(|e| panic!("connect to etcd at {address}: {e}"));
+    let request = format!(
+        "{method} {path} HTTP/1.0\r\nHost: {address}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    stream
+        .write_all(request.as_bytes())
+        .await
+        .expect("send to etcd");
+    let mut response = Vec::new();
+    stream
+        .read_to_end(&mut response)
+        .await
+        .expect("read from etcd");
+    let text = String::from_utf8_lossy(&response).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    assert!(
+        head.starts_with("HTTP/1.0 200") || head.starts_with("HTTP/1.1 200"),
+        "etcd {method} {path}: {head}"
+    );
+    body.to_owned()
+}
+
+/// etcd's database size and the part in use, in bytes, from its metrics.
+async fn etcd_sizes(etcd: &str) -> (f64, f64) {
+    let text = etcd_http(etcd, "GET", "/metrics", "").await;
+    let metric = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse::<f64>().ok())
+            .unwrap_or(f64::NAN)
+    };
+    (
+        metric("etcd_mvcc_db_total_size_in_bytes"),
+        metric("etcd_mvcc_db_total_size_in_use_in_bytes"),
+    )
+}
+
+/// Compacts etcd to its current revision and defragments it (its JSON gateway), so the
+/// database size counts live data only.
+async fn etcd_compact(etcd: &str) {
+    let range: serde_json::Value = serde_json::from_str(
+        &etcd_http(etcd, "POST", "/v3/kv/range", r#"{"key":"AA==","limit":1}"#).await,
+    )
+    .expect("etcd range JSON");
+    let revision = range["header"]["revision"]
+        .as_str()
+        .and_then(|r| r.parse::<i64>().ok())
+        .expect("etcd revision");
+    etcd_http(
+        etcd,
+        "POST",
+        "/v3/kv/compaction",
+        &format!(r#"{{"revision":"{revision}","physical":true}}"#),
+    )
+    .await;
+    etcd_http(etcd, "POST", "/v3/maintenance/defragment", "{}").await;
+}
+
+fn pid_of(component: &str) -> Option<u32> {
+    let dir = std::env::var("HOSTLEDGER_STACK_DIR").ok()?;
+    std::fs::read_to_string(format!("{dir}/{component}.pid"))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// A process's peak resident set (`VmHWM`), in MiB.
+fn peak_rss_mib(pid: u32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        })
+        .map_or(f64::NAN, |kib| kib / 1024.0)
+}
+
+/// A process's resident set now (`VmRSS`), in MiB.
+fn rss_mib(pid: u32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        })
+        .map_or(f64::NAN, |kib| kib / 1024.0)
+}
+
+/// Starts a process's peak resident set over from its current size.
+fn reset_peak_rss(pid: u32) {
+    let _ = std::fs::write(format!("/proc/{pid}/clear_refs"), "5");
+}
+
+/// Runs a command; its wall time, peak RSS (MiB, sampled) and output.
+async fn measured(program: &std::path::Path, args: &[&str]) -> (f64, f64, std::process::Output) {
+    let started = Instant::now();
+    let child = tokio::process::Command::new(program)
+        .args(args)
+        .env("HOSTLEDGER_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("run {}: {e}", program.display()));
+    let pid = child.id().unwrap_or(0);
+    let mut peak = 0.0_f64;
+    let wait = child.wait_with_output();
+    tokio::pin!(wait);
+    let output = loop {
+        tokio::select! {
+            out = &mut wait => break out.expect("wait for the command"),
+            () = tokio::time::sleep(Duration::from_millis(200)) => {
+                let now = peak_rss_mib(pid);
+                if now.is_finite() {
+                    peak = peak.max(now);
+                }
+            }
+        }
+    };
+    (started.elapsed().as_secs_f64(), peak, output)
+}
+
+/// Median wall time of `runs` runs of a command that must succeed.
+async fn timed(runs: usize, program: &std::path::Path, args: &[&str]) -> f64 {
+    let mut times = Vec::new();
+    for _ in 0..runs {
+        let (secs, _, out) = measured(program, args).await;
+        assert!(
+            out.status.success(),
+            "{} {args:?} failed: {}",
+            program.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        times.push(secs);
+    }
+    times.sort_by(f64::total_cmp);
+    times[times.len() / 2]
+}
+
+#[tokio::main]
+async fn main() {
+    let sizes: Vec<usize> = bench_text_arg("--sizes")
+        .unwrap_or_else(|| "10000".into())
+        .split(',')
+        .map(|s| {
+            s.trim()
+                .replace('_', "")
+                .parse()
+                .unwrap_or_else(|_| panic!("--sizes takes numbers, not {s:?}"))
+        })
+        .collect();
+    let per_host = bench_arg("--events-per-host", 100).max(1);
+    let runs = bench_arg("--runs", 3).max(1);
+    let partitions = bench_arg("--partitions", 6) as i32;
+    let etcd = std::env::var("HOSTLEDGER_ETCD_URL").unwrap_or_else(|_| {
+        let port = std::env::var("HOSTLEDGER_STACK_DIR")
+            .ok()
+            .and_then(|d| std::fs::read_to_string(format!("{d}/ports")).ok())
+            .and_then(|p| {
+                p.lines()
+                    .find_map(|l| l.strip_prefix("HOSTLEDGER_ETCD_PORT=").map(str::to_owned))
+            })
+            .unwrap_or_else(|| "12379".into());
+        format!("http://127.0.0.1:{port}")
+    });
+    let binary = hostledger_binary();
+    let kubectl = std::path::PathBuf::from("kubectl");
+    let apiserver = pid_of("kube-apiserver").expect("kube-apiserver's pid in HOSTLEDGER_STACK_DIR");
+    println!(
+        "scale benchmark: sizes {sizes:?} hosts x {per_host} events; readers run {runs} times (median)"
+    );
+    println!(
+        "(hostledger binary: {}; etcd {etcd}; kube-apiserver pid {apiserver})",
+        binary.display()
+    );
+
+    // The generator makes real changes with the whole state, valid events.
+    for n in 0..per_host.min(12) {
+        let e = fleet_event(7, n);
+        e.validate().expect("a valid event");
+        assert!(
+            n == 0 || !e.changes.is_empty(),
+            "event {n} changes something"
+        );
+    }
+
+    for hosts in sizes {
+        let events = hosts * per_host;
+        println!("\n== {hosts} hosts x {per_host} events = {events} events");
+        let env = TestEnv::new(&format!("scale{hosts}"), partitions).await;
+        etcd_compact(&etcd).await;
+        let (before, _) = etcd_sizes(&etcd).await;
+
+        // Produce, round by round, in chunks (memory stays small at any size).
+        let started = Instant::now();
+        let chunk = 50_000usize;
+        let mut batch = Vec::with_capacity(chunk);
+        for n in 0..per_host {
+            for h in 0..hosts {
+                batch.push(fleet_event(h, n));
+                if batch.len() == chunk {
+                    env.produce(&batch).await;
+                    batch.clear();
+                }
+            }
+        }
+        env.produce(&batch).await;
+        println!(
+            "produced {events} events in {:.1} s",
+            started.elapsed().as_secs_f64()
+        );
+
+        // Project with the real daemon until it has caught up.
+        let apiserver_before = rss_mib(apiserver);
+        reset_peak_rss(apiserver);
+        let ns = env.namespace.clone();
+        let group = env.group.clone();
+        let project = [
+            "project",
+            "--namespace",
+            &ns,
+            "--group",
+            &group,
+            "--topic-prefix",
+            &env.topic_prefix,
+            "--kafka-bootstrap",
+            &env.bootstrap,
+            "--metrics-addr",
+            "127.0.0.1:0",
+            "--until-caught-up",
+        ];
+        let (projection_secs, projector_mib, out) = measured(&binary, &project).await;
+        let apiserver_mib = peak_rss_mib(apiserver);
+        let (raw_after, in_use_after) = etcd_sizes(&etcd).await;
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        let printed = format!("{}{stderr}", String::from_utf8_lossy(&out.stdout));
+        let summary = printed
+            .lines()
+            .rev()
+            .find(|l| l.contains("caught up"))
+            .unwrap_or_default()
+            .to_owned();
+        println!(
+            "projected in {projection_secs:.1} s (projector peak RSS {projector_mib:.0} MiB, kube-apiserver peak RSS {apiserver_mib:.0} MiB): {summary}"
+        );
+        if !out.status.success() {
+            println!(
+                "the projection did not finish: {}",
+                stderr.lines().rev().take(5).collect::<Vec<_>>().join("\n")
+            );
+            println!(
+                "etcd database {:.0} MiB ({:.0} MiB in use) when it stopped",
+                raw_after / 1048576.0,
+                in_use_after / 1048576.0
+            );
+            Figure::new(
+                &format!("scale {hosts} hosts x {per_host}: projection"),
+                f64::NAN,
+                "s",
+                "completes",
+                Some(false),
+            )
+            .record();
+            continue;
+        }
+        etcd_compact(&etcd).await;
+        let (after, _) = etcd_sizes(&etcd).await;
+        let growth = after - before;
+
+        // History JSON per entry, from a sample of chunks as the API server returns them.
+        let histories: Api<HostHistory> = Api::namespaced(env.kube.clone(), &ns);
+        let sample = histories
+            .list(&ListParams::default().limit(200))
+            .await
+            .expect("list HostHistory");
+        let (bytes, entries) = sample.items.iter().fold((0usize, 0usize), |(b, e), h| {
+            (
+                b + serde_json::to_vec(h).map_or(0, |v| v.len()),
+                e + h.spec.entries.len(),
+            )
+        });
+        let json_per_entry = bytes as f64 / entries.max(1) as f64;
+
+        // Readers.
+        let kubectl_secs = timed(runs, &kubectl, &["get", "hosts", "-n", &ns]).await;
+        let uptime_secs = timed(runs, &binary, &["uptime", "--namespace", &ns, "-o", "json"]).await;
+        let mid = exact_time(Timestamp(T0 + (per_host as i64 / 2) * MINUTE));
+        let as_of_secs = timed(
+            runs,
+            &binary,
+            &["uptime", "--namespace", &ns, "--as-of", &mid, "-o", "json"],
+        )
+        .await;
+        let host_id = fleet_event(hosts / 2, 0).host_id;
+        let history_secs = timed(
+            runs,
+            &binary,
+            &["history", &host_id, "--namespace", &ns, "-o", "json"],
+        )
+        .await;
+        let ansible_secs = timed(runs, &binary, &["ansible", "--list", "--namespace", &ns]).await;
+
+        let mib = |b: f64| b / 1048576.0;
+        println!();
+        println!("{:<58} {:>14}", "figure", "value");
+        let row = |name: &str, value: String| println!("{name:<58} {value:>14}");
+        row(
+            "etcd database before (compacted, defragmented)",
+            format!("{:.0} MiB", mib(before)),
+        );
+        row(
+            "etcd database after the projection, raw",
+            format!("{:.0} MiB", mib(raw_after)),
+        );
+        row(
+            "etcd database after (compacted, defragmented)",
+            format!("{:.0} MiB", mib(after)),
+        );
+        row(
+            "etcd growth per history entry (all objects / entries)",
+            format!("{:.0} B", growth / events as f64),
+        );
+        row(
+            "HostHistory JSON per entry (sample of chunks)",
+            format!("{json_per_entry:.0} B"),
+        );
+        row(
+            "kube-apiserver RSS before the projection",
+            format!("{apiserver_before:.0} MiB"),
+        );
+        row(
+            "kube-apiserver peak RSS (from the projection on)",
+            format!("{apiserver_mib:.0} MiB"),
+        );
+        row("projector peak RSS", format!("{projector_mib:.0} MiB"));
+        row(
+            "projection (until caught up)",
+            format!("{projection_secs:.1} s"),
+        );
+        row(
+            &format!("kubectl get hosts ({hosts})"),
+            format!("{kubectl_secs:.2} s"),
+        );
+        row("hostledger uptime", format!("{uptime_secs:.2} s"));
+        row(
+            "hostledger uptime --as-of (mid-history)",
+            format!("{as_of_secs:.2} s"),
+        );
+        row("hostledger history HOST", format!("{history_secs:.3} s"));
+        row("hostledger ansible --list", format!("{ansible_secs:.2} s"));
+
+        let figure = |name: &str| format!("scale {hosts} hosts x {per_host}: {name}");
+        let gib = after / 1073741824.0;
+        Figure::new(
+            &figure("etcd database (compacted)"),
+            gib,
+            "GiB",
+            "<= 1 GiB at 100,000 hosts",
+            (hosts >= 100_000).then_some(gib <= 1.0),
+        )
+        .with_floor("before the run, GiB", before / 1073741824.0)
+        .record();
+        Figure::new(
+            &figure("etcd bytes per history entry"),
+            growth / events as f64,
+            "B",
+            "history in etcd does not grow with events",
+            None,
+        )
+        .record();
+        Figure::new(
+            &figure("kube-apiserver peak RSS"),
+            apiserver_mib / 1024.0,
+            "GiB",
+            "<= 4 GiB at 100,000 hosts",
+            (hosts >= 100_000).then_some(apiserver_mib <= 4096.0),
+        )
+        .record();
+        Figure::new(&figure("projection"), projection_secs, "s", "-", None).record();
+        Figure::new(
+            &figure("uptime"),
+            uptime_secs,
+            "s",
+            "<= 3 s at 100,000 hosts",
+            (hosts >= 100_000).then_some(uptime_secs <= 3.0),
+        )
+        .with_floor("kubectl get hosts, s", kubectl_secs)
+        .record();
+        Figure::new(&figure("uptime --as-of"), as_of_secs, "s", "-", None).record();
+        Figure::new(
+            &figure("history HOST"),
+            history_secs,
+            "s",
+            "<= 100 ms at 100,000 hosts",
+            (hosts >= 100_000).then_some(history_secs <= 0.1),
+        )
+        .record();
+        Figure::new(&figure("ansible --list"), ansible_secs, "s", "-", None).record();
+        env.cleanup().await;
+    }
+}
