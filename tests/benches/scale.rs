@@ -7,7 +7,8 @@
 //! - the HostHistory JSON per entry (a sample of the chunks, as stored);
 //! - kube-apiserver's peak RSS during the run (its `VmHWM`, reset at the start), and the
 //!   projector's;
-//! - projection time and API writes;
+//! - projection time and API writes (`hostledger replay`, or with `--daemon` the live
+//!   `hostledger project` working through the backlog);
 //! - `kubectl get hosts`, `hostledger uptime`, `uptime --as-of T`, `history HOST` and
 //!   `ansible --list` times.
 //!
@@ -34,6 +35,33 @@ const MINUTE: i64 = 60_000_000;
 /// per round. Rounds cycle in service → maintenance → in service, with a tag changed in
 /// between, so every event is a real change.
 fn fleet_event(h: usize, n: usize) -> HostEvent {
+    let state = fleet_state(h, n);
+    let changes = if n == 0 {
+        Vec::new()
+    } else {
+        state.changes_from(&fleet_state(h, n - 1))
+    };
+    let site = state.region.clone().unwrap_or_default();
+    HostEvent {
+        event_id: format!("scale-{h}-{n}"),
+        host_id: format!("dc/{site}/SN{h:08}"),
+        kind: match n {
+            0 => EventKind::HostDiscovered,
+            _ if changes.iter().any(|c: &FieldChange| c.field == "lifecycle") => {
+                EventKind::HostLifecycleChanged
+            }
+            _ => EventKind::HostChanged,
+        },
+        provider: "dc".into(),
+        source: format!("dc-export-{site}"),
+        observed_at: Timestamp(T0 + (n as i64) * MINUTE + (h as i64 % 60_000)),
+        state,
+        changes,
+    }
+}
+
+/// The state of host `h` after its event `n`.
+fn fleet_state(h: usize, n: usize) -> HostState {
     let lifecycle = match n % 4 {
         1 => Lifecycle::OutOfService,
         _ => Lifecycle::InService,
@@ -66,28 +94,7 @@ fn fleet_event(h: usize, n: usize) -> HostEvent {
     state
         .attributes
         .insert("firmware".into(), format!("2.{n}.0"));
-    let changes = if n == 0 {
-        Vec::new()
-    } else {
-        let old = fleet_event(h, n - 1).state;
-        state.changes_from(&old)
-    };
-    HostEvent {
-        event_id: format!("scale-{h}-{n}"),
-        host_id: format!("dc/{site}/SN{h:08}"),
-        kind: match n {
-            0 => EventKind::HostDiscovered,
-            _ if changes.iter().any(|c: &FieldChange| c.field == "lifecycle") => {
-                EventKind::HostLifecycleChanged
-            }
-            _ => EventKind::HostChanged,
-        },
-        provider: "dc".into(),
-        source: format!("dc-export-{site}"),
-        observed_at: Timestamp(T0 + (n as i64) * MINUTE + (h as i64 % 60_000)),
-        state,
-        changes,
-    }
+    state
 }
 
 /// One plain HTTP/1.0 request to etcd (`http://127.0.0.1:PORT`); the response body.
@@ -252,6 +259,7 @@ async fn main() {
     let per_host = bench_arg("--events-per-host", 100).max(1);
     let runs = bench_arg("--runs", 3).max(1);
     let partitions = bench_arg("--partitions", 6) as i32;
+    let daemon = std::env::args().any(|a| a == "--daemon");
     let etcd = std::env::var("HOSTLEDGER_ETCD_URL").unwrap_or_else(|_| {
         let port = std::env::var("HOSTLEDGER_STACK_DIR")
             .ok()
@@ -315,20 +323,35 @@ async fn main() {
         reset_peak_rss(apiserver);
         let ns = env.namespace.clone();
         let group = env.group.clone();
-        let project = [
-            "project",
-            "--namespace",
-            &ns,
-            "--group",
-            &group,
-            "--topic-prefix",
-            &env.topic_prefix,
-            "--kafka-bootstrap",
-            &env.bootstrap,
-            "--metrics-addr",
-            "127.0.0.1:0",
-            "--until-caught-up",
-        ];
+        // `hostledger replay` (the rebuild path: one flush per million events) by default;
+        // `--daemon`: `hostledger project --until-caught-up` (batches of 5,000 events).
+        let project: Vec<&str> = if daemon {
+            vec![
+                "project",
+                "--namespace",
+                &ns,
+                "--group",
+                &group,
+                "--topic-prefix",
+                &env.topic_prefix,
+                "--kafka-bootstrap",
+                &env.bootstrap,
+                "--metrics-addr",
+                "127.0.0.1:0",
+                "--until-caught-up",
+            ]
+        } else {
+            vec![
+                "replay",
+                "--quiet",
+                "--namespace",
+                &ns,
+                "--topic-prefix",
+                &env.topic_prefix,
+                "--kafka-bootstrap",
+                &env.bootstrap,
+            ]
+        };
         let (projection_secs, projector_mib, out) = measured(&binary, &project).await;
         let apiserver_mib = peak_rss_mib(apiserver);
         let (raw_after, in_use_after) = etcd_sizes(&etcd).await;
@@ -337,7 +360,7 @@ async fn main() {
         let summary = printed
             .lines()
             .rev()
-            .find(|l| l.contains("caught up"))
+            .find(|l| l.contains("caught up") || l.contains("replayed"))
             .unwrap_or_default()
             .to_owned();
         println!(
