@@ -189,12 +189,11 @@ impl LockRecorder {
 
 /// The locks the log says are held: each Host's `status.lock`, by lock id.
 async fn held_in_log(hosts: &Api<Host>) -> Result<HashMap<String, Recorded>, String> {
-    let list = hosts
-        .list(&ListParams::default())
+    // Paged: the namespace may hold a whole fleet.
+    let list = hostledger_k8s::list_all(hosts, ListParams::default(), "Hosts")
         .await
         .map_err(|e| format!("list Hosts to find the locks the log holds: {e}"))?;
     Ok(list
-        .items
         .into_iter()
         .filter_map(|h| {
             let status = h.status?;

@@ -16,7 +16,7 @@ use crate::canonical::parsing_canonical_form;
 use crate::codec::{DecodeError, EncodeError, Fingerprint, MARKER};
 use crate::event::{HostEvent, Timestamp};
 use crate::fingerprint::crc64_avro;
-use crate::validate::{EARLIEST, InvalidEvent, LATEST, MAX_HOST_ID_LEN, MAX_VALUE_LEN};
+use crate::validate::{InvalidEvent, MAX_VALUE_LEN, check_common};
 
 /// Every released version of the lock event schema, oldest first.
 pub const LOCK_EVENT_SCHEMAS: &[(u32, &str)] = &[(1, include_str!("../avro/lock_event.v1.avsc"))];
@@ -139,27 +139,17 @@ impl LockEvent {
     /// unlock.
     pub fn validate(&self) -> Result<(), InvalidEvent> {
         let id = || self.event_id.clone();
-        for (field, value) in [
-            ("event_id", &self.event_id),
-            ("host_id", &self.host_id),
-            ("lock_id", &self.lock_id),
-            ("source", &self.source),
-        ] {
-            if value.trim().is_empty() {
-                return Err(InvalidEvent::Empty {
-                    event_id: id(),
-                    field,
-                });
-            }
-        }
-        if self.host_id.len() > MAX_HOST_ID_LEN {
-            return Err(InvalidEvent::TooLong {
-                event_id: id(),
-                field: "host_id".into(),
-                len: self.host_id.len(),
-                max: MAX_HOST_ID_LEN,
-            });
-        }
+        check_common(
+            &self.event_id,
+            &self.host_id,
+            &[
+                ("event_id", &self.event_id),
+                ("host_id", &self.host_id),
+                ("lock_id", &self.lock_id),
+                ("source", &self.source),
+            ],
+            self.at,
+        )?;
         for (field, value) in [
             ("holder", &self.holder),
             ("user", &self.user),
@@ -174,12 +164,6 @@ impl LockEvent {
                     max: MAX_VALUE_LEN,
                 });
             }
-        }
-        if !(EARLIEST..=LATEST).contains(&self.at) {
-            return Err(InvalidEvent::AbsurdTime {
-                event_id: id(),
-                observed_at: self.at,
-            });
         }
         if self.kind == LockEventKind::HostLocked && self.ended.is_some() {
             return Err(InvalidEvent::Inconsistent {

@@ -63,38 +63,56 @@ pub enum InvalidEvent {
     },
 }
 
+/// The checks every record of the events topic shares: `required` strings not empty, the
+/// host id not too long, the time plausible.
+pub(crate) fn check_common(
+    event_id: &str,
+    host_id: &str,
+    required: &[(&'static str, &str)],
+    at: Timestamp,
+) -> Result<(), InvalidEvent> {
+    let id = || event_id.to_owned();
+    for &(field, value) in required {
+        if value.trim().is_empty() {
+            return Err(InvalidEvent::Empty {
+                event_id: id(),
+                field,
+            });
+        }
+    }
+    if host_id.len() > MAX_HOST_ID_LEN {
+        return Err(InvalidEvent::TooLong {
+            event_id: id(),
+            field: "host_id".into(),
+            len: host_id.len(),
+            max: MAX_HOST_ID_LEN,
+        });
+    }
+    if !(EARLIEST..=LATEST).contains(&at) {
+        return Err(InvalidEvent::AbsurdTime {
+            event_id: id(),
+            observed_at: at,
+        });
+    }
+    Ok(())
+}
+
 impl HostEvent {
     /// Checks that the event makes sense; see [`InvalidEvent`].
     pub fn validate(&self) -> Result<(), InvalidEvent> {
         let id = || self.event_id.clone();
-        for (field, value) in [
-            ("event_id", &self.event_id),
-            ("host_id", &self.host_id),
-            ("provider", &self.provider),
-            ("source", &self.source),
-            ("state.name", &self.state.name),
-        ] {
-            if value.trim().is_empty() {
-                return Err(InvalidEvent::Empty {
-                    event_id: id(),
-                    field,
-                });
-            }
-        }
-        if self.host_id.len() > MAX_HOST_ID_LEN {
-            return Err(InvalidEvent::TooLong {
-                event_id: id(),
-                field: "host_id".into(),
-                len: self.host_id.len(),
-                max: MAX_HOST_ID_LEN,
-            });
-        }
-        if !(EARLIEST..=LATEST).contains(&self.observed_at) {
-            return Err(InvalidEvent::AbsurdTime {
-                event_id: id(),
-                observed_at: self.observed_at,
-            });
-        }
+        check_common(
+            &self.event_id,
+            &self.host_id,
+            &[
+                ("event_id", &self.event_id),
+                ("host_id", &self.host_id),
+                ("provider", &self.provider),
+                ("source", &self.source),
+                ("state.name", &self.state.name),
+            ],
+            self.observed_at,
+        )?;
         if self.state.attributes.len() > MAX_ATTRIBUTES {
             return Err(InvalidEvent::TooManyAttributes {
                 event_id: id(),
