@@ -25,6 +25,9 @@ use hostledger_schemas::{LockEnd, LockEvent, LockEventKind, Timestamp, encode_lo
 use kube::api::{Api, ListParams};
 use rdkafka::producer::FutureRecord;
 
+/// Longest wait for the broker to confirm one fact.
+const PUBLISH_WAIT: Duration = Duration::from_secs(2);
+
 /// What the recorder knows of one lock whose `HostLocked` is in the log.
 #[derive(Debug, Clone)]
 struct Recorded {
@@ -57,6 +60,8 @@ pub struct LockRecorder {
     source: String,
     /// Lock id (HostLock uid) → what was recorded; `None` until the first pass loaded it.
     recorded: Option<HashMap<String, Recorded>>,
+    /// Lock id → how it ended, for locks this replica's sweeper released.
+    ended: HashMap<String, LockEnd>,
 }
 
 impl LockRecorder {
@@ -67,6 +72,7 @@ impl LockRecorder {
             topic,
             source,
             recorded: None,
+            ended: HashMap::new(),
         }
     }
 
@@ -76,59 +82,34 @@ impl LockRecorder {
         if self.recorded.is_none() {
             self.recorded = Some(held_in_log(hosts).await?);
         }
+        // Why the sweeper released what it did, kept until the fact is in the log.
+        for (lock, why) in &sweep.released {
+            if let Some(uid) = &lock.metadata.uid {
+                let end = match why {
+                    SweepReason::Expired(_) => LockEnd::Expired,
+                    SweepReason::HostRetired | SweepReason::HostGone => LockEnd::HostRetired,
+                };
+                self.ended.insert(uid.clone(), end);
+            }
+        }
         let now = Timestamp::from(chrono::Utc::now());
-        let mut facts: Vec<(String, LockEvent)> = Vec::new();
-        let recorded = self.recorded.as_ref().expect("loaded above");
-        let held: HashMap<&str, &HostLock> = sweep
-            .held
-            .iter()
-            .filter_map(|l| Some((l.metadata.uid.as_deref()?, l)))
-            .collect();
-        for (uid, lock) in &held {
-            if !recorded.contains_key(*uid) {
-                let at = lock.acquired_at().unwrap_or(now);
-                facts.push((
-                    uid.to_string(),
-                    self.fact(
-                        uid,
-                        &Recorded::of(lock),
-                        LockEventKind::HostLocked,
-                        at,
-                        None,
-                    ),
-                ));
-            }
-        }
-        for (uid, r) in recorded {
-            if held.contains_key(uid.as_str()) {
-                continue;
-            }
-            let swept = sweep
-                .released
-                .iter()
-                .find(|(l, _)| l.metadata.uid.as_deref() == Some(uid.as_str()));
-            let ended = match swept.map(|(_, why)| why) {
-                Some(SweepReason::Expired(_)) => LockEnd::Expired,
-                Some(SweepReason::HostRetired | SweepReason::HostGone) => LockEnd::HostRetired,
-                None if r.seen => LockEnd::Released,
-                None => LockEnd::Unobserved,
-            };
-            facts.push((
-                uid.clone(),
-                self.fact(uid, r, LockEventKind::HostUnlocked, now, Some(ended)),
-            ));
-        }
-        for (uid, fact) in facts {
+        let facts = self.plan(&sweep.held, now);
+        for fact in facts {
             self.publish(&fact).await.map_err(|e| e.to_string())?;
             let recorded = self.recorded.as_mut().expect("loaded above");
             match fact.kind {
                 LockEventKind::HostLocked => {
-                    if let Some(lock) = held.get(uid.as_str()) {
-                        recorded.insert(uid, Recorded::of(lock));
+                    if let Some(lock) = sweep
+                        .held
+                        .iter()
+                        .find(|l| l.metadata.uid.as_deref() == Some(fact.lock_id.as_str()))
+                    {
+                        recorded.insert(fact.lock_id.clone(), Recorded::of(lock));
                     }
                 }
                 LockEventKind::HostUnlocked => {
-                    recorded.remove(&uid);
+                    recorded.remove(&fact.lock_id);
+                    self.ended.remove(&fact.lock_id);
                 }
             }
             tracing::info!(host_id = %fact.host_id, lock = %fact.lock_id, holder = %fact.holder, "recorded {} in the log", fact.kind);
@@ -136,12 +117,54 @@ impl LockRecorder {
         // Locks held since before this process, already in the log: seen now.
         if let Some(recorded) = self.recorded.as_mut() {
             for (uid, r) in recorded.iter_mut() {
-                if held.contains_key(uid.as_str()) {
+                if sweep
+                    .held
+                    .iter()
+                    .any(|l| l.metadata.uid.as_deref() == Some(uid.as_str()))
+                {
                     r.seen = true;
                 }
             }
         }
         Ok(())
+    }
+
+    /// The facts that bring the log in line with the locks `held` now, in the order to
+    /// publish them: the locks that ended first, then those taken, so that a host released
+    /// and locked again between two passes ends its old lock in the log before it takes the
+    /// new one. Pure.
+    fn plan(&self, held: &[HostLock], now: Timestamp) -> Vec<LockEvent> {
+        let empty = HashMap::new();
+        let recorded = self.recorded.as_ref().unwrap_or(&empty);
+        let held: HashMap<&str, &HostLock> = held
+            .iter()
+            .filter_map(|l| Some((l.metadata.uid.as_deref()?, l)))
+            .collect();
+        let mut facts = Vec::new();
+        for (uid, r) in recorded {
+            if held.contains_key(uid.as_str()) {
+                continue;
+            }
+            let ended = match self.ended.get(uid) {
+                Some(end) => *end,
+                None if r.seen => LockEnd::Released,
+                None => LockEnd::Unobserved,
+            };
+            facts.push(self.fact(uid, r, LockEventKind::HostUnlocked, now, Some(ended)));
+        }
+        for (uid, lock) in &held {
+            if !recorded.contains_key(*uid) {
+                let at = lock.acquired_at().unwrap_or(now);
+                facts.push(self.fact(
+                    uid,
+                    &Recorded::of(lock),
+                    LockEventKind::HostLocked,
+                    at,
+                    None,
+                ));
+            }
+        }
+        facts
     }
 
     fn fact(
@@ -172,7 +195,21 @@ impl LockRecorder {
         let record: FutureRecord<'_, str, [u8]> = FutureRecord::to(&self.topic)
             .key(fact.host_id.as_str())
             .payload(payload.as_slice());
-        match self.producer.send(record, Duration::from_secs(10)).await {
+        // Bounded, so that a broker outage does not hold up the sweeper (expiry, marks). A
+        // fact not confirmed in time is sent again on the next pass; a copy that arrives
+        // late is the same fact under the same event id, which the fold folds once.
+        let sent = tokio::time::timeout(
+            PUBLISH_WAIT,
+            self.producer.send(record, Duration::from_secs(0)),
+        )
+        .await
+        .map_err(|_| {
+            KafkaError::Config(format!(
+                "the broker did not confirm {} of {} within {PUBLISH_WAIT:?}",
+                fact.kind, fact.host_id
+            ))
+        })?;
+        match sent {
             Ok(_) => Ok(()),
             Err((error, _)) => {
                 if hostledger_kafka::classify(&error) == ErrorClass::Transient {
@@ -211,4 +248,80 @@ async fn held_in_log(hosts: &Api<Host>) -> Result<HashMap<String, Recorded>, Str
             ))
         })
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+
+    fn lock(name: &str, uid: &str) -> HostLock {
+        let mut l = HostLock::request(
+            name,
+            &format!("dc/pdx1/{name}"),
+            BTreeMap::new(),
+            "ansible-42",
+            "bob",
+            "reboot",
+            Duration::from_secs(60),
+        );
+        l.metadata.uid = Some(uid.to_owned());
+        l
+    }
+
+    fn recorder() -> LockRecorder {
+        let producer = hostledger_kafka::KafkaClients::new(
+            hostledger_kafka::KafkaSettings::plaintext("127.0.0.1:1"),
+        )
+        .expect("settings")
+        .producer(None)
+        .expect("a producer (it connects lazily)");
+        LockRecorder::new(producer, "events".into(), "projector/test".into())
+    }
+
+    #[test]
+    fn a_host_released_and_locked_again_ends_its_old_lock_first() {
+        let mut r = recorder();
+        let now = Timestamp::from(chrono::Utc::now());
+        r.recorded = Some(HashMap::from([(
+            "old".to_owned(),
+            Recorded::of(&lock("a", "old")),
+        )]));
+        let facts = r.plan(&[lock("a", "new")], now);
+        let order: Vec<_> = facts.iter().map(|f| (f.kind, f.lock_id.as_str())).collect();
+        assert_eq!(
+            order,
+            [
+                (LockEventKind::HostUnlocked, "old"),
+                (LockEventKind::HostLocked, "new")
+            ]
+        );
+        assert_eq!(facts[0].ended, Some(LockEnd::Released));
+        assert_eq!(facts[1].event_id, "lock/new/locked");
+    }
+
+    #[test]
+    fn how_a_lock_ended_is_kept_until_it_is_recorded() {
+        let mut r = recorder();
+        let now = Timestamp::from(chrono::Utc::now());
+        let mut from_log = Recorded::of(&lock("a", "l1"));
+        from_log.seen = false;
+        r.recorded = Some(HashMap::from([
+            ("l1".to_owned(), from_log),
+            ("l2".to_owned(), Recorded::of(&lock("b", "l2"))),
+        ]));
+        r.ended.insert("l2".into(), LockEnd::Expired);
+        let mut facts = r.plan(&[], now);
+        facts.sort_by(|a, b| a.lock_id.cmp(&b.lock_id));
+        // Known only from the log and gone: it ended while nobody watched.
+        assert_eq!(facts[0].ended, Some(LockEnd::Unobserved));
+        assert_eq!(facts[1].ended, Some(LockEnd::Expired));
+        // Nothing to do when the log and the locks agree.
+        r.recorded = Some(HashMap::from([(
+            "l3".to_owned(),
+            Recorded::of(&lock("c", "l3")),
+        )]));
+        assert!(r.plan(&[lock("c", "l3")], now).is_empty());
+    }
 }
