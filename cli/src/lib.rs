@@ -23,6 +23,7 @@ pub mod drift;
 pub mod events;
 pub mod fetch;
 pub mod groups;
+pub mod history_server;
 pub mod kafka;
 pub mod locks;
 pub mod project;
@@ -91,6 +92,9 @@ pub enum Command {
     Uptime(audit::UptimeArgs),
     /// Every event of one host, with what changed.
     History(audit::HistoryArgs),
+    /// Serve every host's full history, read from the log, as the Kubernetes API
+    /// hosthistories.history.hostledger.dev (behind kube-apiserver's aggregation layer).
+    HistoryServer(history_server::HistoryServerArgs),
     /// The events in the log as they are (JSON lines or a table), filtered by time, host,
     /// kind and labels; from the beginning, or on as they arrive with --follow.
     Events(events::EventsArgs),
@@ -211,6 +215,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Hosts(args) => audit::hosts(args).await,
         Command::Uptime(args) => audit::uptime(args).await,
         Command::History(args) => audit::history(args).await,
+        Command::HistoryServer(args) => history_server::run(args).await,
         Command::Events(args) => events::run(args).await,
         Command::Report(args) => audit::report(args).await,
         Command::Ansible(args) => ansible::run(args).await,

@@ -4,6 +4,8 @@
 //! - [`source`]: the inventory now or as of a past time, from the Host/HostHistory objects or
 //!   from the log, folded by the same code either way.
 //! - [`history`]: one host's events with what changed.
+//! - [`history_api`]: the history API `hosthistories.history.hostledger.dev` (routes, the
+//!   documents it serves, the index of the log it serves from).
 //! - [`events`]: the log's events as they are, filtered, as JSON lines or a table.
 //! - [`HostList`], [`UptimeReport`]: hosts and their time in service, as tables, CSV, JSON.
 //! - [`ansible`]: the Ansible dynamic inventory (`--list`, `--host`).
@@ -18,6 +20,7 @@ pub mod ansible;
 pub mod atomic;
 pub mod events;
 pub mod history;
+pub mod history_api;
 mod hosts;
 pub mod prometheus;
 pub mod report;

@@ -64,6 +64,16 @@ if [ ! -s service-account.key ] || [ ! -s service-account.pub ]; then
   openssl pkey -in service-account.key -pubout -out service-account.pub
 fi
 
+# The aggregation layer: kube-apiserver proxies requests for hostledger's history API to
+# `hostledger history-server`, authenticating itself with the front-proxy client certificate.
+new_ca front-proxy-ca "hostledger-stack front-proxy CA"
+new_cert front-proxy-client front-proxy-ca "/CN=front-proxy-client" clientAuth
+# The history server's serving certificate: kube-apiserver reaches it at this machine's own
+# (non-loopback) address, since Service endpoints may not be loopback addresses.
+host_ip=${HOSTLEDGER_HOST_IP:-$(hostname -I 2>/dev/null | awk '{print $1}')}
+new_cert history-server kube-ca "/CN=hostledger-history.hostledger-system.svc" serverAuth \
+  "IP:127.0.0.1,DNS:localhost${host_ip:+,IP:$host_ip},DNS:hostledger-history.hostledger-system.svc"
+
 # Kafka.
 new_ca kafka-ca "hostledger-stack kafka CA"
 new_cert kafka-broker kafka-ca "/CN=localhost" "serverAuth,clientAuth" "IP:127.0.0.1,DNS:localhost"

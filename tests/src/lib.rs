@@ -4,7 +4,7 @@
 //! leave each other alone. The stack is found through the variables `scripts/stack env`
 //! prints; without them the tests fail with a message saying how to start it.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use hostledger_kafka::{KafkaClients, KafkaSettings, Topics};
@@ -666,4 +666,96 @@ impl Figure {
         let line = serde_json::to_string(self).expect("a figure serializes");
         writeln!(file, "{line}").unwrap_or_else(|e| panic!("cannot write {path}: {e}"));
     }
+}
+
+/// A kubeconfig for user `name` (a client certificate from the stack's CA, no groups).
+pub fn user_kubeconfig(dir: &Path, name: &str) -> PathBuf {
+    let stack =
+        std::env::var("HOSTLEDGER_STACK_DIR").expect("HOSTLEDGER_STACK_DIR (scripts/stack env)");
+    let ca = Path::new(&stack).join("certs");
+    let key = dir.join(format!("{name}.key"));
+    let csr = dir.join(format!("{name}.csr"));
+    let crt = dir.join(format!("{name}.crt"));
+    let ext = dir.join(format!("{name}.ext"));
+    std::fs::write(&ext, "extendedKeyUsage=clientAuth\n").expect("ext");
+    let openssl = |args: &[&str]| {
+        let out = std::process::Command::new("openssl")
+            .args(args)
+            .output()
+            .expect("openssl");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let p = |p: &Path| p.to_str().expect("utf-8 path").to_owned();
+    openssl(&[
+        "genpkey",
+        "-algorithm",
+        "EC",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-out",
+        &p(&key),
+    ]);
+    openssl(&[
+        "req",
+        "-new",
+        "-key",
+        &p(&key),
+        "-subj",
+        &format!("/CN={name}"),
+        "-out",
+        &p(&csr),
+    ]);
+    let serial = format!("0x{}", uuid::Uuid::new_v4().simple());
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        &p(&csr),
+        "-CA",
+        &p(&ca.join("kube-ca.crt")),
+        "-CAkey",
+        &p(&ca.join("kube-ca.key")),
+        "-set_serial",
+        &serial,
+        "-days",
+        "1",
+        "-extfile",
+        &p(&ext),
+        "-out",
+        &p(&crt),
+    ]);
+    let admin = kube::config::Kubeconfig::read().expect("the stack's kubeconfig");
+    let cluster = admin.clusters[0].cluster.clone().expect("cluster");
+    let config = serde_json::json!({
+        "apiVersion": "v1", "kind": "Config",
+        "clusters": [{"name": "stack", "cluster": {
+            "server": cluster.server,
+            "certificate-authority-data": cluster.certificate_authority_data,
+        }}],
+        "users": [{"name": name, "user": {"client-certificate": p(&crt), "client-key": p(&key)}}],
+        "contexts": [{"name": name, "context": {"cluster": "stack", "user": name}}],
+        "current-context": name,
+    });
+    let path = dir.join(format!("{name}.kubeconfig"));
+    std::fs::write(&path, config.to_string()).expect("kubeconfig");
+    path
+}
+
+/// Binds ClusterRole `role` to `user` in the test's namespace.
+pub async fn bind(env: &TestEnv, role: &str, user: &str) {
+    use k8s_openapi::api::rbac::v1::RoleBinding;
+    let binding: RoleBinding = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": format!("{user}-{}", role.replace(':', "-"))},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role},
+        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": user}],
+    }))
+    .expect("binding");
+    Api::<RoleBinding>::namespaced(env.kube.clone(), &env.namespace)
+        .create(&PostParams::default(), &binding)
+        .await
+        .expect("create RoleBinding");
 }

@@ -1,0 +1,299 @@
+//! The history API's pure part: what `hostledger history-server` serves to kube-apiserver's
+//! aggregation layer (group `history.hostledger.dev`, version `v1alpha1`, resource
+//! `hosthistories`), and the index of the log it serves from. No I/O here: the server reads
+//! the log into a [`HistoryIndex`], routes a request with [`Route::parse`] and answers with
+//! the JSON built here. See docs/design/history.md.
+
+use std::collections::BTreeMap;
+
+use hostledger_model::history::{fold_entry, fold_lock_existing};
+use hostledger_model::names::object_name;
+use hostledger_model::{HistoryEntry, HostRecord, Position};
+use hostledger_schemas::Fact;
+use serde_json::{Value, json};
+
+/// The API group.
+pub const GROUP: &str = "history.hostledger.dev";
+/// The API version.
+pub const VERSION: &str = "v1alpha1";
+/// The resource.
+pub const RESOURCE: &str = "hosthistories";
+
+/// `GROUP/VERSION`.
+pub fn group_version() -> String {
+    format!("{GROUP}/{VERSION}")
+}
+
+/// What a request asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Route {
+    /// `/apis/history.hostledger.dev`: the group.
+    Group,
+    /// `/apis/history.hostledger.dev/v1alpha1`: its resources.
+    Resources,
+    /// One host's history.
+    Get {
+        /// Namespace of the Host.
+        namespace: String,
+        /// The Host object's name.
+        name: String,
+    },
+    /// Every host's history in a namespace, or in all (`None`).
+    List {
+        /// The namespace, if one.
+        namespace: Option<String>,
+    },
+    /// Anything else.
+    NotFound,
+}
+
+impl Route {
+    /// Routes a request path (the query string is ignored).
+    pub fn parse(path: &str) -> Route {
+        let path = path.split('?').next().unwrap_or_default();
+        let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
+        match parts.as_slice() {
+            ["apis", g] if *g == GROUP => Route::Group,
+            ["apis", g, v] if *g == GROUP && *v == VERSION => Route::Resources,
+            ["apis", g, v, r] if *g == GROUP && *v == VERSION && *r == RESOURCE => {
+                Route::List { namespace: None }
+            }
+            ["apis", g, v, "namespaces", ns, r]
+                if *g == GROUP && *v == VERSION && *r == RESOURCE =>
+            {
+                Route::List {
+                    namespace: Some((*ns).to_owned()),
+                }
+            }
+            ["apis", g, v, "namespaces", ns, r, name]
+                if *g == GROUP && *v == VERSION && *r == RESOURCE && !name.is_empty() =>
+            {
+                Route::Get {
+                    namespace: (*ns).to_owned(),
+                    name: (*name).to_owned(),
+                }
+            }
+            _ => Route::NotFound,
+        }
+    }
+}
+
+/// The API group document.
+pub fn api_group() -> Value {
+    let gv = json!({"groupVersion": group_version(), "version": VERSION});
+    json!({
+        "kind": "APIGroup", "apiVersion": "v1", "name": GROUP,
+        "versions": [gv.clone()], "preferredVersion": gv,
+    })
+}
+
+/// The resource list of the version.
+pub fn api_resources() -> Value {
+    json!({
+        "kind": "APIResourceList", "apiVersion": "v1", "groupVersion": group_version(),
+        "resources": [{
+            "name": RESOURCE, "singularName": "hosthistory", "namespaced": true,
+            "kind": "HostHistory", "verbs": ["get", "list"], "shortNames": ["hhist"],
+            "categories": ["hostledger"],
+        }],
+    })
+}
+
+/// A Kubernetes `Status` failure.
+pub fn status(code: u16, reason: &str, message: &str) -> Value {
+    json!({
+        "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+        "code": code, "reason": reason, "message": message,
+    })
+}
+
+/// One host's full history, in the log's order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IndexedHost {
+    /// The fold's record after the last entry.
+    pub record: HostRecord,
+    /// Every entry, oldest first.
+    pub entries: Vec<HistoryEntry>,
+}
+
+/// Every host's full history, folded from the log the way the projector folds it.
+#[derive(Debug, Default)]
+pub struct HistoryIndex {
+    /// By Host object name.
+    hosts: BTreeMap<String, IndexedHost>,
+    /// Facts folded.
+    pub facts: u64,
+}
+
+impl HistoryIndex {
+    /// Folds one fact of the log.
+    pub fn push(&mut self, fact: &Fact, position: Position) {
+        let name = object_name(fact.host_id());
+        let entry = match (fact, self.hosts.get_mut(&name)) {
+            (Fact::Host(event), Some(host)) => {
+                let mut record = Some(host.record.clone());
+                let entry = fold_entry(&mut record, event, position);
+                if let Some(record) = record {
+                    host.record = record;
+                }
+                entry.map(|e| host.entries.push(e))
+            }
+            (Fact::Host(event), None) => {
+                let mut record = None;
+                let entry = fold_entry(&mut record, event, position);
+                if let (Some(record), Some(entry)) = (record, entry) {
+                    self.hosts.insert(
+                        name,
+                        IndexedHost {
+                            record,
+                            entries: vec![entry],
+                        },
+                    );
+                }
+                Some(())
+            }
+            (Fact::Lock(event), Some(host)) => {
+                fold_lock_existing(&mut host.record, event, position).map(|e| host.entries.push(e))
+            }
+            (Fact::Lock(_), None) => None,
+        };
+        if entry.is_some() {
+            self.facts += 1;
+        }
+    }
+
+    /// One host's history, by Host object name.
+    pub fn get(&self, name: &str) -> Option<&IndexedHost> {
+        self.hosts.get(name)
+    }
+
+    /// Every host, by object name.
+    pub fn iter(&self) -> impl Iterator<Item = (&String, &IndexedHost)> {
+        self.hosts.iter()
+    }
+
+    /// Hosts indexed.
+    pub fn len(&self) -> usize {
+        self.hosts.len()
+    }
+
+    /// Whether nothing is indexed.
+    pub fn is_empty(&self) -> bool {
+        self.hosts.is_empty()
+    }
+}
+
+/// A host's history as the API serves it: a `HostHistory` of group `history.hostledger.dev`
+/// with the host's id and every entry in order.
+pub fn history_object(namespace: &str, name: &str, host: &IndexedHost) -> Value {
+    json!({
+        "apiVersion": group_version(), "kind": "HostHistory",
+        "metadata": {
+            "name": name, "namespace": namespace,
+            "creationTimestamp": host.record.first_seen_at.to_datetime()
+                .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
+        },
+        "spec": {
+            "hostId": host.record.host_id,
+            "events": host.record.event_count,
+            "entries": host.entries,
+        },
+    })
+}
+
+/// The list of every indexed host's history, as the API serves it.
+pub fn history_list(namespace: &str, index: &HistoryIndex) -> Value {
+    let items: Vec<Value> = index
+        .iter()
+        .map(|(name, host)| history_object(namespace, name, host))
+        .collect();
+    json!({
+        "apiVersion": group_version(), "kind": "HostHistoryList",
+        "metadata": {}, "items": items,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hostledger_model::fixtures::EventBuilder;
+    use hostledger_schemas::{Lifecycle, Timestamp};
+
+    #[test]
+    fn routes() {
+        assert_eq!(Route::parse("/apis/history.hostledger.dev"), Route::Group);
+        assert_eq!(
+            Route::parse("/apis/history.hostledger.dev/v1alpha1?timeout=32s"),
+            Route::Resources
+        );
+        assert_eq!(
+            Route::parse(
+                "/apis/history.hostledger.dev/v1alpha1/namespaces/ns/hosthistories/dc.pdx1.a"
+            ),
+            Route::Get {
+                namespace: "ns".into(),
+                name: "dc.pdx1.a".into()
+            }
+        );
+        assert_eq!(
+            Route::parse(
+                "/apis/history.hostledger.dev/v1alpha1/namespaces/ns/hosthistories?limit=500"
+            ),
+            Route::List {
+                namespace: Some("ns".into())
+            }
+        );
+        assert_eq!(
+            Route::parse("/apis/history.hostledger.dev/v1alpha1/hosthistories"),
+            Route::List { namespace: None }
+        );
+        assert_eq!(
+            Route::parse("/apis/hostledger.dev/v1alpha1"),
+            Route::NotFound
+        );
+        assert_eq!(Route::parse("/healthz"), Route::NotFound);
+    }
+
+    #[test]
+    fn the_index_folds_like_the_projector() {
+        let mut index = HistoryIndex::default();
+        for (i, l) in [
+            Lifecycle::InService,
+            Lifecycle::OutOfService,
+            Lifecycle::InService,
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let e = EventBuilder::new("dc/pdx1/A")
+                .id(format!("e{i}"))
+                .name("a")
+                .lifecycle(l)
+                .provider_status("x")
+                .at(Timestamp(1_767_225_600_000_000 + i as i64 * 60_000_000))
+                .build();
+            let p = Position {
+                partition: 0,
+                offset: i as i64,
+            };
+            index.push(&Fact::Host(e.clone()), p);
+            index.push(&Fact::Host(e), p); // a duplicate delivery adds nothing
+        }
+        assert_eq!(index.len(), 1);
+        assert_eq!(index.facts, 3);
+        let name = object_name("dc/pdx1/A");
+        let host = index.get(&name).expect("indexed");
+        assert_eq!(
+            host.entries.iter().map(|e| e.seq).collect::<Vec<_>>(),
+            [1, 2, 3]
+        );
+        let object = history_object("ns", &name, host);
+        assert_eq!(object["apiVersion"], "history.hostledger.dev/v1alpha1");
+        assert_eq!(object["spec"]["hostId"], "dc/pdx1/A");
+        assert_eq!(object["spec"]["entries"][1]["phase"], "OutOfService");
+        assert_eq!(
+            history_list("ns", &index)["items"][0]["metadata"]["name"],
+            name
+        );
+    }
+}
