@@ -14,13 +14,14 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 
 use anyhow::{Context, Result};
 use clap::Args;
 use hostledger_inventory::history_api::{
     GROUP, HistoryIndex, RESOURCE, Route, api_group, api_resources, history_list, history_object,
-    status,
+    history_table, status,
 };
 use hostledger_kafka::{Item, KafkaClients, KafkaSettings, LogReader, ReadScope};
 use hostledger_schemas::Fact;
@@ -119,6 +120,10 @@ pub async fn run(args: HistoryServerArgs) -> Result<ExitCode> {
     .await?;
     let total = log.total;
     let folding = index.clone();
+    // Histories are served once the log has been read to where it ended at the start, so
+    // nobody is ever given part of a host's history.
+    let ready = Arc::new(AtomicBool::new(total == 0));
+    let caught_up = ready.clone();
     let follower = tokio::spawn(async move {
         let mut read = 0u64;
         let mut announced = false;
@@ -134,6 +139,7 @@ pub async fn run(args: HistoryServerArgs) -> Result<ExitCode> {
             }
             if !announced && read >= total {
                 announced = true;
+                caught_up.store(true, Ordering::SeqCst);
                 tracing::info!(
                     hosts = index.len(),
                     facts = index.facts,
@@ -160,11 +166,12 @@ pub async fn run(args: HistoryServerArgs) -> Result<ExitCode> {
                 }
             },
         };
-        let (tls, index, client, namespace) = (
+        let (tls, index, client, namespace, ready) = (
             tls.clone(),
             index.clone(),
             client.clone(),
             args.namespace.clone(),
+            ready.clone(),
         );
         tokio::spawn(async move {
             let stream = match tls.accept(socket).await {
@@ -176,7 +183,10 @@ pub async fn run(args: HistoryServerArgs) -> Result<ExitCode> {
             };
             let service = hyper::service::service_fn(move |request| {
                 let (index, client, namespace) = (index.clone(), client.clone(), namespace.clone());
-                async move { Ok::<_, Infallible>(answer(&request, &index, &client, &namespace).await) }
+                let ready = ready.load(Ordering::SeqCst);
+                async move {
+                    Ok::<_, Infallible>(answer(&request, &index, &client, &namespace, ready).await)
+                }
             });
             if let Err(error) = hyper::server::conn::http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), service)
@@ -255,6 +265,7 @@ async fn answer(
     index: &RwLock<HistoryIndex>,
     client: &kube::Client,
     namespace: &str,
+    ready: bool,
 ) -> Response<Full<Bytes>> {
     let route = Route::parse(request.uri().path());
     let (verb, ns, name) = match &route {
@@ -280,6 +291,16 @@ async fn answer(
                 405,
                 "MethodNotAllowed",
                 "host histories are read-only: they are the log's",
+            ),
+        );
+    }
+    if !ready {
+        return json_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &status(
+                503,
+                "ServiceUnavailable",
+                "the history server is still reading the log; it serves histories once it has read it to the end",
             ),
         );
     }
@@ -325,8 +346,18 @@ async fn answer(
         };
     }
     let index = index.read().unwrap_or_else(|e| e.into_inner());
+    // kubectl asks for a Table to print columns.
+    let table = request
+        .headers()
+        .get(hyper::header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains("as=Table"));
     match name {
         Some(n) => match index.get(n) {
+            Some(host) if table => json_response(
+                StatusCode::OK,
+                &history_table(namespace, [(&n.to_owned(), host)]),
+            ),
             Some(host) => json_response(StatusCode::OK, &history_object(namespace, n, host)),
             None => json_response(
                 StatusCode::NOT_FOUND,
@@ -339,6 +370,7 @@ async fn answer(
                 ),
             ),
         },
+        None if table => json_response(StatusCode::OK, &history_table(namespace, index.iter())),
         None => json_response(StatusCode::OK, &history_list(namespace, &index)),
     }
 }

@@ -213,6 +213,39 @@ pub fn history_list(namespace: &str, index: &HistoryIndex) -> Value {
     })
 }
 
+/// Histories as a `meta.k8s.io/v1` Table, what kubectl asks for to print columns: name,
+/// host id, events, phase now, first seen.
+pub fn history_table<'a>(
+    namespace: &str,
+    hosts: impl IntoIterator<Item = (&'a String, &'a IndexedHost)>,
+) -> Value {
+    let rows: Vec<Value> = hosts
+        .into_iter()
+        .map(|(name, host)| {
+            let first = host.record.first_seen_at.to_datetime()
+                .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
+            json!({
+                "cells": [name, host.record.host_id, host.entries.len(), host.record.phase.as_str(), first],
+                "object": {
+                    "kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1",
+                    "metadata": {"name": name, "namespace": namespace, "creationTimestamp": first},
+                },
+            })
+        })
+        .collect();
+    json!({
+        "kind": "Table", "apiVersion": "meta.k8s.io/v1", "metadata": {},
+        "columnDefinitions": [
+            {"name": "Name", "type": "string", "format": "name", "description": "The Host object's name"},
+            {"name": "Host-ID", "type": "string", "description": "The host's id"},
+            {"name": "Events", "type": "integer", "description": "Entries in its history"},
+            {"name": "Phase", "type": "string", "description": "Its lifecycle phase after the last one"},
+            {"name": "First-Seen", "type": "date", "description": "When it was first observed"},
+        ],
+        "rows": rows,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -181,6 +181,20 @@ async fn kubectl_reads_a_hosts_full_history_from_the_history_server() {
         ok && out.contains(name) && out.contains("test.r1.db-b"),
         "{out}{err}"
     );
+    // The columns the server's Table gives kubectl.
+    let header = out.lines().next().unwrap_or_default();
+    for column in ["HOST-ID", "EVENTS", "PHASE", "FIRST-SEEN"] {
+        assert!(header.contains(column), "{out}");
+    }
+    let row = out
+        .lines()
+        .find(|l| l.starts_with(name))
+        .unwrap_or_default();
+    assert!(
+        row.contains(a) && row.contains(" 3 ") && row.contains("InService"),
+        "{out}"
+    );
+    println!("$ kubectl get hosthistories.history.hostledger.dev -n NS\n{out}");
 
     // Someone without the permission is refused, with the reason (RBAC, checked by the API
     // server before it proxies, and by the history server again).
