@@ -70,7 +70,7 @@ new_ca front-proxy-ca "hostledger-stack front-proxy CA"
 new_cert front-proxy-client front-proxy-ca "/CN=front-proxy-client" clientAuth
 # The history server's serving certificate: kube-apiserver reaches it at this machine's own
 # (non-loopback) address, since Service endpoints may not be loopback addresses.
-host_ip=${HOSTLEDGER_HOST_IP:-$(hostname -I 2>/dev/null | awk '{print $1}')}
+host_ip=${HOSTLEDGER_HOST_IP:-$(hostname -I 2>/dev/null | tr ' ' '\n' | grep -m1 '^[0-9.]\+$' || true)}
 new_cert history-server kube-ca "/CN=hostledger-history.hostledger-system.svc" serverAuth \
   "IP:127.0.0.1,DNS:localhost${host_ip:+,IP:$host_ip},DNS:hostledger-history.hostledger-system.svc"
 

@@ -20,16 +20,20 @@ fn free_port() -> u16 {
         .expect("a free port")
 }
 
-/// This machine's first non-loopback address (Service endpoints may not be loopback).
+/// This machine's first non-loopback IPv4 address (Service endpoints may not be loopback),
+/// the one `scripts/lib/certs.sh` puts in the history server's certificate.
 fn host_ip() -> String {
+    if let Ok(ip) = std::env::var("HOSTLEDGER_HOST_IP") {
+        return ip;
+    }
     let out = std::process::Command::new("hostname")
         .arg("-I")
         .output()
         .expect("hostname -I");
     String::from_utf8_lossy(&out.stdout)
         .split_whitespace()
-        .next()
-        .expect("a non-loopback address")
+        .find(|a| a.parse::<std::net::Ipv4Addr>().is_ok())
+        .expect("a non-loopback IPv4 address (or set HOSTLEDGER_HOST_IP)")
         .to_owned()
 }
 
