@@ -148,25 +148,32 @@ impl GroupSet {
     /// Applies one watch event; returns the groups when they changed.
     fn handle(&mut self, event: Event<HostGroup>) -> Option<Vec<HostGroup>> {
         let name = |g: &HostGroup| g.metadata.name.clone().unwrap_or_default();
-        let before = self.current.clone();
-        match event {
-            Event::Init => self.relisting = Some(BTreeMap::new()),
+        let changed = match event {
+            Event::Init => {
+                self.relisting = Some(BTreeMap::new());
+                false
+            }
             Event::InitApply(g) => {
                 self.relisting
                     .get_or_insert_with(BTreeMap::new)
                     .insert(name(&g), g);
+                false
             }
             Event::InitDone => {
-                self.current = self.relisting.take().unwrap_or_default();
+                let listed = self.relisting.take().unwrap_or_default();
+                let changed = listed != self.current;
+                self.current = listed;
+                changed
             }
             Event::Apply(g) => {
-                self.current.insert(name(&g), g);
+                self.current.get(&name(&g)) != Some(&g) && {
+                    self.current.insert(name(&g), g);
+                    true
+                }
             }
-            Event::Delete(g) => {
-                self.current.remove(&name(&g));
-            }
-        }
-        (self.current != before).then(|| self.current.values().cloned().collect())
+            Event::Delete(g) => self.current.remove(&name(&g)).is_some(),
+        };
+        changed.then(|| self.current.values().cloned().collect())
     }
 }
 

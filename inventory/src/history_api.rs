@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 
-use hostledger_model::history::{fold_entry, fold_lock_existing};
+use hostledger_model::history::{fold_entry, fold_existing, fold_lock_existing};
 use hostledger_model::names::object_name;
 use hostledger_model::{HistoryEntry, HostRecord, Position};
 use hostledger_schemas::Fact;
@@ -131,12 +131,7 @@ impl HistoryIndex {
         let name = object_name(fact.host_id());
         let entry = match (fact, self.hosts.get_mut(&name)) {
             (Fact::Host(event), Some(host)) => {
-                let mut record = Some(host.record.clone());
-                let entry = fold_entry(&mut record, event, position);
-                if let Some(record) = record {
-                    host.record = record;
-                }
-                entry.map(|e| host.entries.push(e))
+                fold_existing(&mut host.record, event, position).map(|e| host.entries.push(e))
             }
             (Fact::Host(event), None) => {
                 let mut record = None;

@@ -509,21 +509,10 @@ mod tests {
     #[test]
     fn downtime_is_split_into_planned_and_unplanned_in_every_format() {
         use hostledger_model::Position;
-        use hostledger_schemas::{LockEvent, LockEventKind};
+        use hostledger_model::fixtures::lock_event;
+        use hostledger_schemas::LockEventKind;
         // Out 2–4 h and 6–7 h; locked 1–5 h: 2 h planned, 1 h unplanned.
-        let lock = |kind: LockEventKind, h: i64| LockEvent {
-            event_id: LockEvent::id_for("L", kind),
-            host_id: "a".into(),
-            kind,
-            lock_id: "L".into(),
-            at: Timestamp(h * HOUR),
-            holder: "h".into(),
-            user: "u".into(),
-            reason: "r".into(),
-            ttl_seconds: 60,
-            ended: None,
-            source: "s".into(),
-        };
+        let lock = |kind: LockEventKind, h: i64| lock_event("a", kind, "L", Timestamp(h * HOUR));
         let events = [
             (0, Lifecycle::InService),
             (2, Lifecycle::OutOfService),

@@ -2,7 +2,9 @@
 //! `fixtures`), so that no test hand-builds a record field by field:
 //! `fold_events(&[EventBuilder::new("dc/pdx1/A1").hours(0).build(), ...])`.
 
-use hostledger_schemas::{EventKind, HostEvent, HostState, Lifecycle, Timestamp};
+use hostledger_schemas::{
+    EventKind, HostEvent, HostState, Lifecycle, LockEnd, LockEvent, LockEventKind, Timestamp,
+};
 
 use crate::fold::{HostRecord, Position, apply};
 use crate::host::{Host, HostSpec, HostStatus};
@@ -112,6 +114,24 @@ impl EventBuilder {
     /// The event.
     pub fn build(self) -> HostEvent {
         self.0
+    }
+}
+
+/// A lock fact of `host_id`: lock `lock_id` taken (or, for `HostUnlocked`, released) at
+/// `at`, by holder `ansible-42` (user `bob`) for `kernel`, recorded by `test`.
+pub fn lock_event(host_id: &str, kind: LockEventKind, lock_id: &str, at: Timestamp) -> LockEvent {
+    LockEvent {
+        event_id: LockEvent::id_for(lock_id, kind),
+        host_id: host_id.to_owned(),
+        kind,
+        lock_id: lock_id.to_owned(),
+        at,
+        holder: "ansible-42".into(),
+        user: "bob".into(),
+        reason: "kernel".into(),
+        ttl_seconds: 600,
+        ended: (kind == LockEventKind::HostUnlocked).then_some(LockEnd::Released),
+        source: "test".into(),
     }
 }
 

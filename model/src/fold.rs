@@ -363,19 +363,7 @@ mod tests {
     use Lifecycle::*;
 
     fn lock_fact(host: &str, kind: LockEventKind, id: &str, hours: i64) -> LockEvent {
-        LockEvent {
-            event_id: LockEvent::id_for(id, kind),
-            host_id: host.to_owned(),
-            kind,
-            lock_id: id.to_owned(),
-            at: Timestamp(T0 + hours * HOUR),
-            holder: "ansible-42".into(),
-            user: "bob".into(),
-            reason: "kernel".into(),
-            ttl_seconds: 600,
-            ended: (kind == LockEventKind::HostUnlocked).then_some(LockEnd::Released),
-            source: "test".into(),
-        }
+        crate::fixtures::lock_event(host, kind, id, Timestamp(T0 + hours * HOUR))
     }
 
     /// Downtime while locked is planned, any other is unplanned; a stretch that a lock

@@ -64,6 +64,15 @@ impl EntryKind {
         }
     }
 
+    /// The lock fact kind, if it is one.
+    pub fn lock(self) -> Option<LockEventKind> {
+        match self {
+            EntryKind::HostLocked => Some(LockEventKind::HostLocked),
+            EntryKind::HostUnlocked => Some(LockEventKind::HostUnlocked),
+            _ => None,
+        }
+    }
+
     /// The host event kind, if it is one.
     pub fn host(self) -> Option<EventKind> {
         Some(match self {

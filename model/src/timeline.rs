@@ -230,7 +230,7 @@ pub fn events_from_history(
             partition: e.partition,
             offset: e.offset,
         };
-        let fact = match (e.kind.host(), &e.lock) {
+        let fact = match (e.kind.host(), e.kind.lock().zip(e.lock.as_ref())) {
             (Some(kind), _) => Fact::Host(HostEvent {
                 event_id: e.event_id.clone(),
                 host_id: host_id.to_owned(),
@@ -241,15 +241,10 @@ pub fn events_from_history(
                 state: state.clone(),
                 changes: Vec::new(),
             }),
-            (None, Some(lock)) if i > 0 => Fact::Lock(LockEvent {
+            (None, Some((kind, lock))) if i > 0 => Fact::Lock(LockEvent {
                 event_id: e.event_id.clone(),
                 host_id: host_id.to_owned(),
-                kind: match e.kind {
-                    crate::history::EntryKind::HostUnlocked => {
-                        hostledger_schemas::LockEventKind::HostUnlocked
-                    }
-                    _ => hostledger_schemas::LockEventKind::HostLocked,
-                },
+                kind,
                 lock_id: lock.lock_id.clone(),
                 at: e.observed_at,
                 holder: lock.holder.clone(),
@@ -369,19 +364,9 @@ mod tests {
     #[test]
     fn lock_facts_in_the_history_rebuild_the_same_record() {
         use crate::history::fold_lock_existing;
-        use hostledger_schemas::{LockEnd, LockEventKind};
-        let lock = |kind: LockEventKind, hours: i64| LockEvent {
-            event_id: LockEvent::id_for("L1", kind),
-            host_id: "dc/pdx1/A1".into(),
-            kind,
-            lock_id: "L1".into(),
-            at: Timestamp(hours * HOUR),
-            holder: "h".into(),
-            user: "u".into(),
-            reason: "r".into(),
-            ttl_seconds: 60,
-            ended: (kind == LockEventKind::HostUnlocked).then_some(LockEnd::Expired),
-            source: "projector".into(),
+        use hostledger_schemas::LockEventKind;
+        let lock = |kind: LockEventKind, hours: i64| {
+            crate::fixtures::lock_event("dc/pdx1/A1", kind, "L1", Timestamp(hours * HOUR))
         };
         let events = life();
         let mut log: Vec<(Fact, Position)> = Vec::new();

@@ -16,7 +16,7 @@ use crate::canonical::parsing_canonical_form;
 use crate::codec::{DecodeError, EncodeError, Fingerprint, MARKER};
 use crate::event::{HostEvent, Timestamp};
 use crate::fingerprint::crc64_avro;
-use crate::validate::{InvalidEvent, MAX_VALUE_LEN, check_common};
+use crate::validate::{InvalidEvent, check_common, check_lengths};
 
 /// Every released version of the lock event schema, oldest first.
 pub const LOCK_EVENT_SCHEMAS: &[(u32, &str)] = &[(1, include_str!("../avro/lock_event.v1.avsc"))];
@@ -150,21 +150,16 @@ impl LockEvent {
             ],
             self.at,
         )?;
-        for (field, value) in [
-            ("holder", &self.holder),
-            ("user", &self.user),
-            ("reason", &self.reason),
-            ("lock_id", &self.lock_id),
-        ] {
-            if value.len() > MAX_VALUE_LEN {
-                return Err(InvalidEvent::TooLong {
-                    event_id: id(),
-                    field: field.into(),
-                    len: value.len(),
-                    max: MAX_VALUE_LEN,
-                });
-            }
-        }
+        check_lengths(
+            &self.event_id,
+            [
+                ("holder", &self.holder),
+                ("user", &self.user),
+                ("reason", &self.reason),
+                ("lock_id", &self.lock_id),
+            ]
+            .map(|(f, v)| (f.to_owned(), v)),
+        )?;
         if self.kind == LockEventKind::HostLocked && self.ended.is_some() {
             return Err(InvalidEvent::Inconsistent {
                 event_id: id(),

@@ -97,6 +97,22 @@ pub(crate) fn check_common(
     Ok(())
 }
 
+/// Every string at most [`MAX_VALUE_LEN`] bytes; the first that is longer is named.
+pub(crate) fn check_lengths<'a>(
+    event_id: &str,
+    strings: impl IntoIterator<Item = (String, &'a String)>,
+) -> Result<(), InvalidEvent> {
+    match strings.into_iter().find(|(_, v)| v.len() > MAX_VALUE_LEN) {
+        Some((field, value)) => Err(InvalidEvent::TooLong {
+            event_id: event_id.to_owned(),
+            field,
+            len: value.len(),
+            max: MAX_VALUE_LEN,
+        }),
+        None => Ok(()),
+    }
+}
+
 impl HostEvent {
     /// Checks that the event makes sense; see [`InvalidEvent`].
     pub fn validate(&self) -> Result<(), InvalidEvent> {
@@ -142,16 +158,6 @@ impl HostEvent {
             .addresses
             .iter()
             .map(|a| ("state.addresses".to_owned(), a));
-        for (field, value) in named.chain(attrs).chain(addrs) {
-            if value.len() > MAX_VALUE_LEN {
-                return Err(InvalidEvent::TooLong {
-                    event_id: id(),
-                    field,
-                    len: value.len(),
-                    max: MAX_VALUE_LEN,
-                });
-            }
-        }
-        Ok(())
+        check_lengths(&self.event_id, named.chain(attrs).chain(addrs))
     }
 }

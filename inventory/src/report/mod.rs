@@ -63,6 +63,7 @@ impl ReportHost {
     /// The report's view of one host of a query answered as of `at`.
     pub fn from_view(h: &crate::HostView, at: Timestamp) -> Self {
         let r = &h.record;
+        let (planned, unplanned) = r.downtime_micros_at(at);
         ReportHost {
             name: h.name.clone(),
             host_id: r.host_id.clone(),
@@ -75,8 +76,8 @@ impl ReportHost {
             first_seen_at: r.first_seen_at,
             intervals: h.intervals.iter().map(|i| (i.start, i.end)).collect(),
             in_service_micros: r.in_service_micros_at(at),
-            planned_down_micros: r.downtime_micros_at(at).0,
-            unplanned_down_micros: r.downtime_micros_at(at).1,
+            planned_down_micros: planned,
+            unplanned_down_micros: unplanned,
             labels: h.labels.clone(),
         }
     }
