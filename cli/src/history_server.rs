@@ -7,22 +7,28 @@
 //! `--client-ca`) and names the caller in `X-Remote-User` / `X-Remote-Group`; every request
 //! for histories is checked with a SubjectAccessReview for that caller.
 //!
-//! This first version folds the log into memory on start and follows it; the index on disk
-//! comes next (docs/design/history.md).
+//! A namespace's histories are those of the log its ConfigMap `hostledger-projection` names
+//! (written by the projector), so one server serves every installation of the cluster whose
+//! topic it is allowed to read (`--topic`). This version folds each log into memory when a
+//! namespace first names it, and follows it; the index on disk comes next
+//! (docs/design/history.md).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::Args;
 use hostledger_inventory::history_api::{
-    GROUP, HistoryIndex, RESOURCE, Route, api_group, api_resources, history_list, history_object,
-    history_table, status,
+    GROUP, HistoryIndex, Page, RESOURCE, Route, api_group, api_resources, history_list,
+    history_object, history_table, status,
 };
+use hostledger_k8s::projection::{PROJECTION_CONFIGMAP, Projection};
 use hostledger_kafka::{Item, KafkaClients, KafkaSettings, LogReader, ReadScope};
 use hostledger_schemas::Fact;
 use http_body_util::Full;
@@ -32,7 +38,11 @@ use hyper_util::rt::TokioIo;
 use k8s_openapi::api::authorization::v1::{
     ResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec,
 };
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, PostParams};
+use kube::runtime::reflector::{self, ObjectRef};
+use kube::runtime::{WatchStreamExt, watcher};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use serde_json::Value;
@@ -61,14 +71,12 @@ pub struct HistoryServerArgs {
     #[arg(long, value_name = "FILE")]
     pub client_ca: PathBuf,
 
-    /// Namespace the histories are served in (that of the Hosts of this log).
-    #[arg(
-        long,
-        short,
-        env = "HOSTLEDGER_NAMESPACE",
-        default_value = hostledger_model::defaults::defaults().namespace.as_str()
-    )]
-    pub namespace: String,
+    /// An events topic whose histories it serves (repeatable; a trailing `*` matches any
+    /// rest, e.g. `team-a.*`). A namespace's histories are those of the topic its
+    /// ConfigMap `hostledger-projection` names (written by `hostledger project` and
+    /// `replay`). Default: the configured events topic only.
+    #[arg(long = "topic", value_name = "TOPIC")]
+    pub topics: Vec<String>,
 
     /// Where the log is.
     #[command(flatten)]
@@ -102,57 +110,166 @@ fn tls_config(args: &HistoryServerArgs) -> Result<rustls::ServerConfig> {
         .context("the serving certificate and key do not go together")
 }
 
+/// One log's index, followed from its start.
+#[derive(Default)]
+struct Log {
+    index: RwLock<HistoryIndex>,
+    /// Whether the log has been read to where it ended when the server started reading it.
+    ready: AtomicBool,
+    /// Why it could not be read, when it could not.
+    failed: Mutex<Option<String>>,
+}
+
+/// What the server serves: a log per projected topic (and time), found through the
+/// namespaces' ConfigMaps `hostledger-projection`.
+struct Served {
+    settings: KafkaSettings,
+    topics: Vec<String>,
+    logs: Mutex<HashMap<(String, Option<i64>), Arc<Log>>>,
+    projections: reflector::Store<ConfigMap>,
+}
+
+impl Served {
+    fn allows(&self, topic: &str) -> bool {
+        self.topics.iter().any(|t| match t.strip_suffix('*') {
+            Some(prefix) => topic.starts_with(prefix),
+            None => t == topic,
+        })
+    }
+
+    /// What `namespace` is the projection of, if anything.
+    fn projection(&self, namespace: &str) -> Option<Result<Projection, String>> {
+        let key = ObjectRef::new(PROJECTION_CONFIGMAP).within(namespace);
+        self.projections.get(&key).map(|map| {
+            hostledger_k8s::projection::Projection::parse(namespace, &map).map_err(|e| e.to_string())
+        })
+    }
+
+    /// The index of `projection`'s log, read from its start and followed from the first call.
+    fn log(&self, projection: &Projection) -> Arc<Log> {
+        let key = (projection.events_topic.clone(), projection.until.map(|t| t.0));
+        let mut logs = self.logs.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(log) = logs.get(&key)
+            && log.failed.lock().unwrap_or_else(|e| e.into_inner()).is_none()
+        {
+            return log.clone();
+        }
+        let log = Arc::new(Log {
+            index: RwLock::new(HistoryIndex::until(projection.until)),
+            ..Log::default()
+        });
+        let mut settings = self.settings.clone();
+        settings.topics.events.clone_from(&projection.events_topic);
+        tokio::spawn(follow(settings, log.clone()));
+        logs.insert(key, log.clone());
+        log
+    }
+}
+
+/// Reads a log into `log`'s index and follows it; a failure is recorded for the requests.
+async fn follow(settings: KafkaSettings, log: Arc<Log>) {
+    let topic = settings.topics.events.clone();
+    let opened = match KafkaClients::new(settings) {
+        Ok(kafka) => LogReader::open_scoped(
+            &kafka,
+            ReadScope {
+                key: None,
+                follow: true,
+            },
+        )
+        .await
+        .map_err(anyhow::Error::from),
+        Err(e) => Err(anyhow::Error::from(e)),
+    };
+    let mut reader = match opened {
+        Ok(r) => r,
+        Err(error) => {
+            tracing::warn!(%topic, error = %format!("{error:#}"), "cannot read the log");
+            *log.failed.lock().unwrap_or_else(|e| e.into_inner()) =
+                Some(format!("cannot read topic {topic}: {error:#}"));
+            return;
+        }
+    };
+    tracing::info!(%topic, messages = reader.total, "indexing a log");
+    while let Some(chunk) = reader.next_chunk().await {
+        let mut index = log.index.write().unwrap_or_else(|e| e.into_inner());
+        for item in chunk {
+            match item {
+                Item::Event(event, position) => index.push(&Fact::Host(*event), position),
+                Item::Lock(event, position) => index.push(&Fact::Lock(*event), position),
+                Item::Poison { .. } => {}
+            }
+        }
+        if reader.caught_up() && !log.ready.swap(true, Ordering::SeqCst) {
+            tracing::info!(%topic, hosts = index.len(), facts = index.facts, "indexed the log up to its end; following it");
+        }
+    }
+    let reason = match reader.finish().await {
+        Ok(_) => format!("stopped following topic {topic}"),
+        Err(error) => format!("cannot follow topic {topic}: {error}"),
+    };
+    tracing::info!(%topic, %reason, "no longer serving this log");
+    *log.failed.lock().unwrap_or_else(|e| e.into_inner()) = Some(reason);
+}
+
 /// Runs the server until Ctrl-C or SIGTERM.
 pub async fn run(args: HistoryServerArgs) -> Result<ExitCode> {
     let tls = tokio_rustls::TlsAcceptor::from(Arc::new(tls_config(&args)?));
-    let kafka = KafkaClients::new(args.kafka.apply(KafkaSettings::default()))?;
+    let settings = args.kafka.apply(KafkaSettings::default());
+    let topics = if args.topics.is_empty() {
+        vec![settings.topics.events.clone()]
+    } else {
+        args.topics.clone()
+    };
     let client = crate::kube_client().await?;
-    let index = Arc::new(RwLock::new(HistoryIndex::default()));
 
-    // Fold the log and follow it.
-    let mut log = LogReader::open_scoped(
-        &kafka,
-        ReadScope {
-            key: None,
-            follow: true,
-        },
+    // The namespaces' projections, watched; a log is read as soon as a namespace names it.
+    let (projections, writer) = reflector::store();
+    let served = Arc::new(Served {
+        settings,
+        topics,
+        logs: Mutex::new(HashMap::new()),
+        projections,
+    });
+    let watched = watcher(
+        Api::<ConfigMap>::all(client.clone()),
+        watcher::Config::default().fields(&format!("metadata.name={PROJECTION_CONFIGMAP}")),
     )
-    .await?;
-    let total = log.total;
-    let folding = index.clone();
-    // Histories are served once the log has been read to where it ended at the start, so
-    // nobody is ever given part of a host's history.
-    let ready = Arc::new(AtomicBool::new(total == 0));
-    let caught_up = ready.clone();
-    let follower = tokio::spawn(async move {
-        let mut read = 0u64;
-        let mut announced = false;
-        while let Some(chunk) = log.next_chunk().await {
-            let mut index = folding.write().unwrap_or_else(|e| e.into_inner());
-            for item in chunk {
-                read += 1;
-                match item {
-                    Item::Event(event, position) => index.push(&Fact::Host(*event), position),
-                    Item::Lock(event, position) => index.push(&Fact::Lock(*event), position),
-                    Item::Poison { .. } => {}
+    .default_backoff()
+    .reflect(writer)
+    .applied_objects();
+    let starter = served.clone();
+    let watch = tokio::spawn(async move {
+        futures::pin_mut!(watched);
+        while let Some(next) = watched.next().await {
+            match next {
+                Ok(map) => {
+                    let namespace = map.metadata.namespace.clone().unwrap_or_default();
+                    match hostledger_k8s::projection::Projection::parse(&namespace, &map) {
+                        Ok(p) if starter.allows(&p.events_topic) => {
+                            starter.log(&p);
+                        }
+                        Ok(p) => tracing::debug!(%namespace, topic = %p.events_topic, "not a topic this server serves"),
+                        Err(error) => tracing::warn!(%namespace, %error, "unusable projection record"),
+                    }
                 }
-            }
-            if !announced && read >= total {
-                announced = true;
-                caught_up.store(true, Ordering::SeqCst);
-                tracing::info!(
-                    hosts = index.len(),
-                    facts = index.facts,
-                    "indexed the log up to its end; following it"
-                );
+                Err(error) => tracing::warn!(%error, "watching the namespaces' projections failed; retrying"),
             }
         }
     });
+    if tokio::time::timeout(Duration::from_secs(30), served.projections.wait_until_ready())
+        .await
+        .is_err()
+    {
+        anyhow::bail!(
+            "could not list the ConfigMaps {PROJECTION_CONFIGMAP} within 30 s; the history server needs to list and watch ConfigMaps in every namespace (deploy/policies/history-server.yaml)"
+        );
+    }
 
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
-    tracing::info!(listen = %args.listen, namespace = %args.namespace, "serving {RESOURCE}.{GROUP}");
+    tracing::info!(listen = %args.listen, topics = ?served.topics, "serving {RESOURCE}.{GROUP}");
     let shutdown = crate::shutdown_signal();
     tokio::pin!(shutdown);
     loop {
@@ -166,13 +283,7 @@ pub async fn run(args: HistoryServerArgs) -> Result<ExitCode> {
                 }
             },
         };
-        let (tls, index, client, namespace, ready) = (
-            tls.clone(),
-            index.clone(),
-            client.clone(),
-            args.namespace.clone(),
-            ready.clone(),
-        );
+        let (tls, served, client) = (tls.clone(), served.clone(), client.clone());
         tokio::spawn(async move {
             let stream = match tls.accept(socket).await {
                 Ok(s) => s,
@@ -182,11 +293,8 @@ pub async fn run(args: HistoryServerArgs) -> Result<ExitCode> {
                 }
             };
             let service = hyper::service::service_fn(move |request| {
-                let (index, client, namespace) = (index.clone(), client.clone(), namespace.clone());
-                let ready = ready.load(Ordering::SeqCst);
-                async move {
-                    Ok::<_, Infallible>(answer(&request, &index, &client, &namespace, ready).await)
-                }
+                let (served, client) = (served.clone(), client.clone());
+                async move { Ok::<_, Infallible>(answer(&request, &served, &client).await) }
             });
             if let Err(error) = hyper::server::conn::http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), service)
@@ -196,7 +304,7 @@ pub async fn run(args: HistoryServerArgs) -> Result<ExitCode> {
             }
         });
     }
-    follower.abort();
+    watch.abort();
     Ok(ExitCode::SUCCESS)
 }
 
@@ -225,13 +333,14 @@ fn caller(request: &Request<Incoming>) -> (String, Vec<String>) {
     (user, groups)
 }
 
-/// Whether the caller may `verb` histories in `namespace` (a SubjectAccessReview).
+/// Whether the caller may `verb` histories in `namespace` (every namespace: `None`), by a
+/// SubjectAccessReview.
 async fn allowed(
     client: &kube::Client,
     user: &str,
     groups: &[String],
     verb: &str,
-    namespace: &str,
+    namespace: Option<&str>,
     name: Option<&str>,
 ) -> Result<bool, String> {
     let review = SubjectAccessReview {
@@ -242,7 +351,7 @@ async fn allowed(
                 group: Some(GROUP.to_owned()),
                 resource: Some(RESOURCE.to_owned()),
                 verb: Some(verb.to_owned()),
-                namespace: Some(namespace.to_owned()),
+                namespace: namespace.map(str::to_owned),
                 name: name.map(str::to_owned),
                 ..ResourceAttributes::default()
             }),
@@ -260,98 +369,151 @@ async fn allowed(
     Ok(answer.status.is_some_and(|s| s.allowed))
 }
 
+fn failure(code: StatusCode, reason: &str, message: &str) -> Response<Full<Bytes>> {
+    json_response(code, &status(code.as_u16(), reason, message))
+}
+
+/// The ready index of `namespace`'s log, or the answer that says why there is none.
+fn ready_log(
+    served: &Served,
+    namespace: &str,
+) -> Result<Option<Arc<Log>>, Response<Full<Bytes>>> {
+    let projection = match served.projection(namespace) {
+        None => return Ok(None),
+        Some(Err(message)) => {
+            return Err(failure(StatusCode::SERVICE_UNAVAILABLE, "ServiceUnavailable", &message));
+        }
+        Some(Ok(p)) => p,
+    };
+    if !served.allows(&projection.events_topic) {
+        return Err(failure(
+            StatusCode::FORBIDDEN,
+            "Forbidden",
+            &format!(
+                "namespace {namespace} is the projection of topic {}, which this history server does not serve (its --topic: {}); run one with --topic {}",
+                projection.events_topic,
+                served.topics.join(", "),
+                projection.events_topic
+            ),
+        ));
+    }
+    let log = served.log(&projection);
+    if let Some(reason) = log.failed.lock().unwrap_or_else(|e| e.into_inner()).clone() {
+        return Err(failure(StatusCode::SERVICE_UNAVAILABLE, "ServiceUnavailable", &reason));
+    }
+    if !log.ready.load(Ordering::SeqCst) {
+        return Err(failure(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "ServiceUnavailable",
+            &format!(
+                "the history server is still reading topic {}; it serves histories once it has read it to the end",
+                projection.events_topic
+            ),
+        ));
+    }
+    Ok(Some(log))
+}
+
 async fn answer(
     request: &Request<Incoming>,
-    index: &RwLock<HistoryIndex>,
+    served: &Served,
     client: &kube::Client,
-    namespace: &str,
-    ready: bool,
 ) -> Response<Full<Bytes>> {
     let route = Route::parse(request.uri().path());
-    let (verb, ns, name) = match &route {
+    let (verb, namespace, name) = match &route {
         Route::Group => return json_response(StatusCode::OK, &api_group()),
         Route::Resources => return json_response(StatusCode::OK, &api_resources()),
         Route::NotFound => {
-            return json_response(
+            return failure(
                 StatusCode::NOT_FOUND,
-                &status(
-                    404,
-                    "NotFound",
-                    &format!("{} is not served here", request.uri().path()),
-                ),
+                "NotFound",
+                &format!("{} is not served here", request.uri().path()),
             );
         }
         Route::Get { namespace, name } => ("get", Some(namespace.as_str()), Some(name.as_str())),
         Route::List { namespace } => ("list", namespace.as_deref(), None),
     };
     if request.method() != hyper::Method::GET {
-        return json_response(
+        return failure(
             StatusCode::METHOD_NOT_ALLOWED,
-            &status(
-                405,
-                "MethodNotAllowed",
-                "host histories are read-only: they are the log's",
-            ),
+            "MethodNotAllowed",
+            "host histories are read-only: they are the log's",
         );
     }
-    if !ready {
-        return json_response(
-            StatusCode::SERVICE_UNAVAILABLE,
-            &status(
-                503,
-                "ServiceUnavailable",
-                "the history server is still reading the log; it serves histories once it has read it to the end",
-            ),
-        );
-    }
+    let page = match Page::parse(request.uri().query()) {
+        Ok(p) => p,
+        Err(message) => return failure(StatusCode::BAD_REQUEST, "BadRequest", &message),
+    };
     let (user, groups) = caller(request);
-    let checked_ns = ns.unwrap_or(namespace);
-    match allowed(client, &user, &groups, verb, checked_ns, name).await {
+    match allowed(client, &user, &groups, verb, namespace, name).await {
         Ok(true) => {}
         Ok(false) => {
             let what = name.map_or_else(|| RESOURCE.to_owned(), |n| format!("{RESOURCE} {n}"));
-            return json_response(
+            let place = namespace.map_or_else(
+                || "every namespace".to_owned(),
+                |n| format!("namespace {n}"),
+            );
+            return failure(
                 StatusCode::FORBIDDEN,
-                &status(
-                    403,
-                    "Forbidden",
-                    &format!(
-                        "{user} may not {verb} {what} in namespace {checked_ns}: grant the verb {verb} on {RESOURCE}.{GROUP} (ClusterRole hostledger:history-reader)"
-                    ),
+                "Forbidden",
+                &format!(
+                    "{user} may not {verb} {what} in {place}: grant the verb {verb} on {RESOURCE}.{GROUP} (ClusterRole hostledger:history-reader)"
                 ),
             );
         }
         Err(message) => {
-            return json_response(
-                StatusCode::SERVICE_UNAVAILABLE,
-                &status(503, "ServiceUnavailable", &message),
-            );
+            return failure(StatusCode::SERVICE_UNAVAILABLE, "ServiceUnavailable", &message);
         }
     }
-    // Only the namespace this server serves holds histories; others are empty.
-    if ns.is_some_and(|n| n != namespace) {
-        return match name {
-            Some(n) => json_response(
-                StatusCode::NOT_FOUND,
-                &status(
-                    404,
-                    "NotFound",
-                    &format!("no history of {n} in namespace {}", ns.unwrap_or_default()),
-                ),
-            ),
-            None => json_response(
-                StatusCode::OK,
-                &history_list(namespace, &HistoryIndex::default()),
-            ),
-        };
-    }
-    let index = index.read().unwrap_or_else(|e| e.into_inner());
     // kubectl asks for a Table to print columns.
     let table = request
         .headers()
         .get(hyper::header::ACCEPT)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|a| a.contains("as=Table"));
+    let Some(namespace) = namespace else {
+        // Every namespace: the ready logs of those this server serves.
+        let mut names: Vec<String> = served
+            .projections
+            .state()
+            .iter()
+            .filter_map(|m| m.metadata.namespace.clone())
+            .collect();
+        names.sort();
+        let mut items = Vec::new();
+        let mut rows = Vec::new();
+        for ns in names {
+            let Ok(Some(log)) = ready_log(served, &ns) else {
+                continue;
+            };
+            let index = log.index.read().unwrap_or_else(|e| e.into_inner());
+            if table {
+                let t = history_table(&ns, index.iter());
+                rows.extend(t["rows"].as_array().cloned().unwrap_or_default());
+            } else {
+                let list = history_list(&ns, &index, &Page::default());
+                items.extend(list["items"].as_array().cloned().unwrap_or_default());
+            }
+        }
+        return if table {
+            let mut t = history_table("", std::iter::empty());
+            t["rows"] = Value::Array(rows);
+            json_response(StatusCode::OK, &t)
+        } else {
+            let mut list = history_list("", &HistoryIndex::default(), &Page::default());
+            list["items"] = Value::Array(items);
+            json_response(StatusCode::OK, &list)
+        };
+    };
+    let log = match ready_log(served, namespace) {
+        Ok(log) => log,
+        Err(response) => return response,
+    };
+    let empty = HistoryIndex::default();
+    let guard = log
+        .as_ref()
+        .map(|l| l.index.read().unwrap_or_else(|e| e.into_inner()));
+    let index = guard.as_deref().unwrap_or(&empty);
     match name {
         Some(n) => match index.get(n) {
             Some(host) if table => json_response(
@@ -359,18 +521,18 @@ async fn answer(
                 &history_table(namespace, [(&n.to_owned(), host)]),
             ),
             Some(host) => json_response(StatusCode::OK, &history_object(namespace, n, host)),
-            None => json_response(
+            None => failure(
                 StatusCode::NOT_FOUND,
-                &status(
-                    404,
-                    "NotFound",
-                    &format!(
-                        "{RESOURCE}.{GROUP} \"{n}\" not found: no host of that name in the log"
-                    ),
+                "NotFound",
+                &format!(
+                    "{RESOURCE}.{GROUP} \"{n}\" not found: no host of that name in the log of namespace {namespace}"
                 ),
             ),
         },
-        None if table => json_response(StatusCode::OK, &history_table(namespace, index.iter())),
-        None => json_response(StatusCode::OK, &history_list(namespace, &index)),
+        None if table => json_response(
+            StatusCode::OK,
+            &history_table(namespace, index.after(page.after.as_deref()).take(page.limit.unwrap_or(usize::MAX))),
+        ),
+        None => json_response(StatusCode::OK, &history_list(namespace, index, &page)),
     }
 }

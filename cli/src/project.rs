@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::Result;
 use clap::Args;
-use hostledger_k8s::{HistoryStore, HostStore};
+use hostledger_k8s::HostStore;
 use hostledger_kafka::{KafkaClients, KafkaSettings};
 use hostledger_projector::{Projector, ProjectorSettings, ReplaySettings};
 
@@ -116,8 +116,7 @@ fn parse_instance_id(value: &str) -> Result<String, String> {
 pub async fn project(args: ProjectArgs) -> Result<ExitCode> {
     let kafka = KafkaClients::new(args.kafka.apply(KafkaSettings::default()))?;
     let client = kube_client().await?;
-    let store = HostStore::new(client.clone(), &args.namespace);
-    let history = HistoryStore::new(client, &args.namespace);
+    let store = HostStore::new(client, &args.namespace);
     let metrics = std::sync::Arc::new(hostledger_projector::metrics::Metrics::default());
     let listener = hostledger_telemetry::bind(args.metrics_addr).await?;
     tracing::info!(addr = %listener.local_addr()?, "serving /metrics, /healthz and /readyz");
@@ -130,7 +129,7 @@ pub async fn project(args: ProjectArgs) -> Result<ExitCode> {
         max_in_flight: args.max_in_flight as usize,
         until_caught_up: args.until_caught_up,
     };
-    let stats = Projector::new(kafka, store, history, settings)
+    let stats = Projector::new(kafka, store, settings)
         .with_metrics(metrics)
         .run(crate::shutdown_signal())
         .await;
@@ -163,8 +162,7 @@ pub async fn replay(args: ReplayArgs) -> Result<ExitCode> {
     let started = std::time::Instant::now();
     let stats = hostledger_projector::replay(
         &kafka,
-        HostStore::new(client.clone(), &args.namespace),
-        HistoryStore::new(client, &args.namespace),
+        HostStore::new(client, &args.namespace),
         &settings,
     )
     .await?;

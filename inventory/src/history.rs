@@ -1,7 +1,7 @@
 //! One host's history: every event with what changed, from its HostHistory objects or from
 //! the log (folded the way the projector folds it to write those objects), and how it reads.
 
-use hostledger_k8s::{HistoryStore, K8sError, list_hosts};
+use hostledger_k8s::{Histories, K8sError, list_hosts};
 use hostledger_kafka::{KafkaClients, ReadScope};
 use hostledger_model::history::{fold_entry, fold_lock_existing};
 use hostledger_model::names::object_name;
@@ -178,15 +178,17 @@ pub async fn find_host(
     }
 }
 
-/// A host's history from its HostHistory objects (id, object name or host name).
+/// A host's history from the objects (id, object name or host name): found among the Hosts,
+/// read from the history API (or the HostHistory chunks of a namespace that keeps them).
 pub async fn from_objects(
     client: &Client,
     namespace: &str,
     wanted: &str,
 ) -> Result<HostHistoryView, InventoryError> {
     let (host_id, event_count) = find_host(client, namespace, wanted).await?;
-    let mut entries = HistoryStore::new(client.clone(), namespace)
-        .read(&host_id)
+    let mut entries = Histories::of(client, namespace)
+        .await?
+        .read(&host_id, event_count)
         .await?;
     // Entries beyond the Host's count belong to a write still in progress.
     entries.truncate(usize::try_from(event_count).unwrap_or(0));

@@ -9,15 +9,10 @@ use std::collections::BTreeMap;
 use hostledger_model::history::{fold_entry, fold_existing, fold_lock_existing};
 use hostledger_model::names::object_name;
 use hostledger_model::{HistoryEntry, HostRecord, Position};
-use hostledger_schemas::Fact;
+use hostledger_schemas::{Fact, Timestamp};
 use serde_json::{Value, json};
 
-/// The API group.
-pub const GROUP: &str = "history.hostledger.dev";
-/// The API version.
-pub const VERSION: &str = "v1alpha1";
-/// The resource.
-pub const RESOURCE: &str = "hosthistories";
+pub use hostledger_k8s::history_api::{GROUP, RESOURCE, VERSION};
 
 /// `GROUP/VERSION`.
 pub fn group_version() -> String {
@@ -121,13 +116,27 @@ pub struct IndexedHost {
 pub struct HistoryIndex {
     /// By Host object name.
     hosts: BTreeMap<String, IndexedHost>,
+    /// Only facts up to this time, as a replay `--until` folds them.
+    until: Option<Timestamp>,
     /// Facts folded.
     pub facts: u64,
 }
 
 impl HistoryIndex {
+    /// An index of facts up to `until` (`None`: every fact), the history of a namespace
+    /// replayed `--until` that time.
+    pub fn until(until: Option<Timestamp>) -> Self {
+        HistoryIndex {
+            until,
+            ..HistoryIndex::default()
+        }
+    }
+
     /// Folds one fact of the log.
     pub fn push(&mut self, fact: &Fact, position: Position) {
+        if self.until.is_some_and(|until| fact.at() > until) {
+            return;
+        }
         let name = object_name(fact.host_id());
         let entry = match (fact, self.hosts.get_mut(&name)) {
             (Fact::Host(event), Some(host)) => {
@@ -167,6 +176,19 @@ impl HistoryIndex {
         self.hosts.iter()
     }
 
+    /// Hosts by object name after `after` (`None`: from the first).
+    pub fn after<'a>(
+        &'a self,
+        after: Option<&str>,
+    ) -> impl Iterator<Item = (&'a String, &'a IndexedHost)> + 'a {
+        use std::ops::Bound;
+        let start = match after {
+            Some(a) => Bound::Excluded(a.to_owned()),
+            None => Bound::Unbounded,
+        };
+        self.hosts.range((start, Bound::Unbounded))
+    }
+
     /// Hosts indexed.
     pub fn len(&self) -> usize {
         self.hosts.len()
@@ -196,15 +218,85 @@ pub fn history_object(namespace: &str, name: &str, host: &IndexedHost) -> Value 
     })
 }
 
-/// The list of every indexed host's history, as the API serves it.
-pub fn history_list(namespace: &str, index: &HistoryIndex) -> Value {
-    let items: Vec<Value> = index
-        .iter()
-        .map(|(name, host)| history_object(namespace, name, host))
-        .collect();
+/// A page of a list: at most `limit` histories (all when `None`) after the `continue` token
+/// `after`; the next page's token when more follow.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Page {
+    /// Most items.
+    pub limit: Option<usize>,
+    /// The previous page's token (the last name it held).
+    pub after: Option<String>,
+}
+
+impl Page {
+    /// Reads `limit` and `continue` from a query string.
+    pub fn parse(query: Option<&str>) -> Result<Page, String> {
+        let mut page = Page::default();
+        for pair in query.unwrap_or_default().split('&').filter(|p| !p.is_empty()) {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            let value = percent_decode(value)?;
+            match key {
+                "limit" if !value.is_empty() => {
+                    let n: usize = value
+                        .parse()
+                        .map_err(|_| format!("limit={value} is not a number"))?;
+                    page.limit = (n > 0).then_some(n);
+                }
+                "continue" if !value.is_empty() => page.after = Some(value),
+                _ => {}
+            }
+        }
+        Ok(page)
+    }
+}
+
+fn percent_decode(value: &str) -> Result<String, String> {
+    let bytes = value.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' => {
+                let hex = value
+                    .get(i + 1..i + 3)
+                    .and_then(|h| u8::from_str_radix(h, 16).ok())
+                    .ok_or_else(|| format!("{value:?} has a broken %-escape"))?;
+                out.push(hex);
+                i += 3;
+            }
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            b => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).map_err(|_| format!("{value:?} is not UTF-8"))
+}
+
+/// One page of the indexed hosts' histories, as the API serves it.
+pub fn history_list(namespace: &str, index: &HistoryIndex, page: &Page) -> Value {
+    let mut items: Vec<Value> = Vec::new();
+    let mut last = None;
+    let mut more = false;
+    for (name, host) in index.after(page.after.as_deref()) {
+        if page.limit.is_some_and(|l| items.len() >= l) {
+            more = true;
+            break;
+        }
+        items.push(history_object(namespace, name, host));
+        last = Some(name);
+    }
+    let metadata = match (more, last) {
+        (true, Some(last)) => json!({"continue": last}),
+        _ => json!({}),
+    };
     json!({
         "apiVersion": group_version(), "kind": "HostHistoryList",
-        "metadata": {}, "items": items,
+        "metadata": metadata, "items": items,
     })
 }
 
@@ -245,7 +337,7 @@ pub fn history_table<'a>(
 mod tests {
     use super::*;
     use hostledger_model::fixtures::EventBuilder;
-    use hostledger_schemas::{Lifecycle, Timestamp};
+    use hostledger_schemas::Lifecycle;
 
     #[test]
     fn routes() {
@@ -320,8 +412,47 @@ mod tests {
         assert_eq!(object["spec"]["hostId"], "dc/pdx1/A");
         assert_eq!(object["spec"]["entries"][1]["phase"], "OutOfService");
         assert_eq!(
-            history_list("ns", &index)["items"][0]["metadata"]["name"],
+            history_list("ns", &index, &Page::default())["items"][0]["metadata"]["name"],
             name
         );
+    }
+
+    #[test]
+    fn lists_page_by_page_and_an_until_index_stops_there() {
+        let at = |m: i64| Timestamp(1_767_225_600_000_000 + m * 60_000_000);
+        let mut full = HistoryIndex::default();
+        let mut until = HistoryIndex::until(Some(at(1)));
+        for (i, host) in ["dc/a/1", "dc/a/2", "dc/a/3"].into_iter().enumerate() {
+            for m in 0..3 {
+                let e = EventBuilder::new(host)
+                    .id(format!("{host}-{m}"))
+                    .name(host)
+                    .lifecycle(Lifecycle::InService)
+                    .provider_status(&format!("s{m}"))
+                    .at(at(m + i as i64))
+                    .build();
+                let p = Position {
+                    partition: 0,
+                    offset: (i * 3) as i64 + m,
+                };
+                full.push(&Fact::Host(e.clone()), p);
+                until.push(&Fact::Host(e), p);
+            }
+        }
+        let page = Page::parse(Some("limit=2")).expect("parses");
+        let first = history_list("ns", &full, &page);
+        assert_eq!(first["items"].as_array().map(Vec::len), Some(2));
+        let token = first["metadata"]["continue"].as_str().expect("a continue token");
+        let encoded: String = token.replace('.', "%2E");
+        let page = Page::parse(Some(&format!("limit=2&continue={encoded}"))).expect("parses");
+        let second = history_list("ns", &full, &page);
+        assert_eq!(second["items"].as_array().map(Vec::len), Some(1));
+        assert!(second["metadata"].get("continue").is_none());
+        assert_eq!(second["items"][0]["spec"]["hostId"], "dc/a/3");
+        // Up to minute 1: two entries of the first host, one of the second, none of the third.
+        let counts: Vec<usize> = until.iter().map(|(_, h)| h.entries.len()).collect();
+        assert_eq!(counts, [2, 1]);
+        assert!(Page::parse(Some("limit=x")).is_err());
+        assert!(Page::parse(Some("continue=%zz")).is_err());
     }
 }

@@ -2,9 +2,9 @@
 //! default, fast), or the log itself (`--source log`: every event folded in memory). Both
 //! yield [`HostView`]s built by the same fold, so the answers are the same.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 
-use hostledger_k8s::{HistoryStore, K8sError, ListedHost, list_hosts};
+use hostledger_k8s::{Histories, K8sError, ListedHost, list_hosts};
 use hostledger_kafka::{Item, KafkaClients, KafkaError, LogReader, LogStats, ReadScope};
 use hostledger_model::names::{labels as derived_labels, object_name};
 use hostledger_model::time::exact_time;
@@ -143,14 +143,13 @@ pub async fn from_objects(
     namespace: &str,
     query: &Query,
 ) -> Result<Inventory, InventoryError> {
-    let history = HistoryStore::new(client.clone(), namespace);
     // Now: the API server selects on the Hosts' labels (people's own labels included).
     // As of a past time, labels must be those the host had then, so selection is local.
     let mut params = ListParams::default();
     if query.as_of.is_none() && !query.selector.is_empty() {
         params = params.labels(query.selector.as_str());
     }
-    let current = list_hosts(client, namespace, params).await?;
+    let current = list_hosts(client.clone(), namespace, params).await?;
     let first_event_at = current.iter().map(|h| h.record.first_seen_at).min();
 
     // Hosts whose status is not the answer: changed after the as-of time, or with service
@@ -162,15 +161,18 @@ pub async fn from_objects(
             .is_some_and(|t| r.last_observed_at.max(r.downtime.since) > t)
             || (query.full_intervals && r.intervals_dropped > 0)
     };
-    let wanted: HashSet<&str> = current
+    let wanted: HashMap<&str, u64> = current
         .iter()
         .filter(|h| needs_history(&h.record))
-        .map(|h| h.record.host_id.as_str())
+        .map(|h| (h.record.host_id.as_str(), h.record.event_count))
         .collect();
     let mut histories: HashMap<String, Vec<HistoryEntry>> = if wanted.is_empty() {
         HashMap::new()
     } else {
-        history.read_many(&wanted).await?
+        Histories::of(&client, namespace)
+            .await?
+            .read_many(&wanted)
+            .await?
     };
 
     let mut hosts = Vec::with_capacity(current.len());
@@ -187,7 +189,7 @@ pub async fn from_objects(
                 return Err(HistoryError {
                     host_id: record.host_id.clone(),
                     reason: format!(
-                        "the Host counts {} events but its HostHistory holds {}",
+                        "the Host counts {} events but its history holds {}",
                         record.event_count,
                         entries.len()
                     ),

@@ -48,6 +48,7 @@ pub struct HostStore {
     client: Client,
     api: Api<Host>,
     namespace: String,
+    finalizer: bool,
 }
 
 impl HostStore {
@@ -57,7 +58,17 @@ impl HostStore {
             api: Api::namespaced(client.clone(), namespace),
             client,
             namespace: namespace.to_owned(),
+            finalizer: false,
         }
+    }
+
+    /// Puts the `hostledger.dev/history` finalizer on the Hosts it writes, as in a namespace
+    /// that still keeps history in HostHistory chunks (a Host deleted by a person is let go
+    /// by the projector, which keeps its chunks). Without it, applying a Host's metadata
+    /// removes the finalizer this field manager set before.
+    pub fn with_history_finalizer(mut self, finalizer: bool) -> Self {
+        self.finalizer = finalizer;
+        self
     }
 
     /// The namespace written to.
@@ -168,6 +179,11 @@ impl HostStore {
         record: &HostRecord,
         labels: &BTreeMap<String, String>,
     ) -> Result<u64, K8sError> {
+        let finalizers: &[&str] = if self.finalizer {
+            &[HISTORY_FINALIZER]
+        } else {
+            &[]
+        };
         let object = json!({
             "apiVersion": "hostledger.dev/v1alpha1",
             "kind": "Host",
@@ -175,7 +191,7 @@ impl HostStore {
                 "name": name,
                 "labels": labels,
                 "annotations": { HOST_ID_ANNOTATION: record.host_id },
-                "finalizers": [HISTORY_FINALIZER],
+                "finalizers": finalizers,
             },
             "spec": {},
         });

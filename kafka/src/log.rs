@@ -13,7 +13,7 @@ use std::time::Duration;
 use hostledger_model::Position;
 use hostledger_schemas::{Codec, Fact, HostEvent, LockEvent};
 use rdkafka::consumer::Consumer;
-use rdkafka::error::KafkaError as RdError;
+use rdkafka::error::{KafkaError as RdError, RDKafkaErrorCode};
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::mpsc;
@@ -120,6 +120,7 @@ pub struct LogReader {
     pub total: u64,
     /// What has been handed out so far.
     pub stats: LogStats,
+    caught_up: bool,
     rx: mpsc::Receiver<Vec<Item>>,
     task: JoinHandle<Result<(), KafkaError>>,
 }
@@ -160,20 +161,33 @@ impl LogReader {
         Ok(LogReader {
             total,
             stats: LogStats::default(),
+            caught_up: false,
             rx,
             task,
         })
     }
 
-    /// The next chunk of messages in log order (per partition); `None` at the end.
+    /// The next chunk of messages in log order (per partition); `None` at the end. When
+    /// following, an empty chunk says every message up to where the log ended at the start
+    /// has been handed out (see [`LogReader::caught_up`]).
     pub async fn next_chunk(&mut self) -> Option<Vec<Item>> {
         let chunk = self.rx.recv().await?;
+        if chunk.is_empty() {
+            self.caught_up = true;
+        }
         self.stats.messages += chunk.len() as u64;
         self.stats.poison += chunk
             .iter()
             .filter(|i| matches!(i, Item::Poison { .. }))
             .count() as u64;
         Some(chunk)
+    }
+
+    /// Whether every message up to where the log ended when the read began has been handed
+    /// out (by position, so transaction markers, which take offsets and are never handed
+    /// out, count too). Only a following read tells; a bounded one ends with `None`.
+    pub fn caught_up(&self) -> bool {
+        self.caught_up
     }
 
     /// Waits for the reading thread; its error if it failed.
@@ -199,6 +213,13 @@ fn read_log(
     let reader = kafka.reader()?;
     let mut assignment = TopicPartitionList::new();
     let mut open: HashSet<i32> = HashSet::new();
+    // Following: the partitions not yet read up to where they ended at the start.
+    let mut behind: HashSet<i32> = watermarks
+        .iter()
+        .filter(|(_, (lo, hi))| hi > lo)
+        .map(|(p, _)| *p)
+        .collect();
+    let mut announced = false;
     for (partition, (lo, hi)) in watermarks {
         if hi > lo || scope.follow {
             assignment
@@ -223,10 +244,23 @@ fn read_log(
                 .blocking_send(std::mem::replace(chunk, Vec::with_capacity(CHUNK)))
                 .is_ok()
     };
+    // Following: once every partition is read to where it ended at the start, what was read
+    // is handed over, then an empty chunk says so.
+    let announce = |chunk: &mut Vec<Item>, behind: &HashSet<i32>, announced: &mut bool| {
+        if *announced || !behind.is_empty() {
+            return true;
+        }
+        *announced = true;
+        send(chunk) && tx.blocking_send(Vec::new()).is_ok()
+    };
+    if scope.follow && !announce(&mut chunk, &behind, &mut announced) {
+        return Ok(());
+    }
     while !open.is_empty() {
         match reader.poll(Duration::from_millis(if scope.follow { 100 } else { 500 })) {
             None => {
-                if scope.follow && !send(&mut chunk) {
+                // Idle: stop once nobody reads any more.
+                if scope.follow && (tx.is_closed() || !send(&mut chunk)) {
                     return Ok(());
                 }
             }
@@ -239,6 +273,12 @@ fn read_log(
                 if scope.follow {
                     if key.is_none_or(|k| message.key() == Some(k)) {
                         chunk.push(decode(&codec, &message, position));
+                    }
+                    if position.offset + 1 >= high {
+                        behind.remove(&position.partition);
+                    }
+                    if !announce(&mut chunk, &behind, &mut announced) {
+                        return Ok(());
                     }
                 } else {
                     if position.offset + 1 >= high {
@@ -254,12 +294,23 @@ fn read_log(
             }
             Some(Err(RdError::PartitionEOF(p))) => {
                 if scope.follow {
-                    if !send(&mut chunk) {
+                    behind.remove(&p);
+                    if !send(&mut chunk) || !announce(&mut chunk, &behind, &mut announced) {
                         return Ok(());
                     }
                 } else {
                     open.remove(&p);
                 }
+            }
+            // A followed topic that was deleted does not come back.
+            Some(Err(e))
+                if scope.follow
+                    && matches!(
+                        e.rdkafka_error_code(),
+                        Some(RDKafkaErrorCode::UnknownTopicOrPartition)
+                    ) =>
+            {
+                return Err(KafkaError::client(format!("follow {topic}"), e));
             }
             Some(Err(e)) => match classify(&e) {
                 ErrorClass::Fatal => {

@@ -39,7 +39,9 @@ impl ApplyStats {
 /// Host records cached from the API server, folded forward, and written back in bulk.
 pub struct Applier {
     store: HostStore,
-    history: HistoryStore,
+    /// HostHistory chunks, in a namespace whose history is still kept in etcd (written by an
+    /// earlier version, not yet migrated); `None` when the log is the history.
+    history: Option<HistoryStore>,
     hosts: HashMap<String, StoredHost>,
     chunks: HashSet<String>,
     dirty: Vec<String>,
@@ -52,14 +54,18 @@ pub struct Applier {
 }
 
 impl Applier {
-    /// Loads every Host and HostHistory chunk name of the namespace.
+    /// Loads every Host of the namespace (and the names of its HostHistory chunks, when it
+    /// keeps history in them).
     pub async fn load(
         store: HostStore,
-        history: HistoryStore,
+        history: Option<HistoryStore>,
         max_in_flight: usize,
     ) -> Result<Self, ProjectorError> {
         let hosts = store.load_all().await?;
-        let chunks = history.existing_chunks().await?;
+        let chunks = match &history {
+            Some(h) => h.existing_chunks().await?,
+            None => HashSet::new(),
+        };
         Ok(Applier {
             store,
             history,
@@ -85,8 +91,21 @@ impl Applier {
     pub async fn reload(&mut self) -> Result<(), ProjectorError> {
         debug_assert!(self.dirty.is_empty(), "reload with unwritten changes");
         self.hosts = self.store.load_all().await?;
-        self.chunks = self.history.existing_chunks().await?;
+        if let Some(h) = &self.history {
+            self.chunks = h.existing_chunks().await?;
+        }
         Ok(())
+    }
+
+    /// Whether history entries are written to HostHistory chunks.
+    pub fn writes_chunks(&self) -> bool {
+        self.history.is_some()
+    }
+
+    /// Stops writing HostHistory chunks (the namespace was migrated: its history is the log's).
+    pub fn stop_writing_chunks(&mut self) {
+        self.history = None;
+        self.chunks.clear();
     }
 
     /// Hosts in the cache.
@@ -179,7 +198,7 @@ impl Applier {
             })
             .collect();
         let store = &self.store;
-        let history = &self.history;
+        let history = self.history.as_ref();
         let hosts = &self.hosts;
         let chunks = &self.chunks;
         let results: Vec<(String, WriteReport, u64, Vec<String>)> = futures::stream::iter(jobs)
@@ -199,6 +218,9 @@ impl Applier {
                 let write_history = async {
                     let mut requests = 0;
                     let mut created = Vec::new();
+                    let Some(history) = history else {
+                        return Ok::<_, K8sError>((requests, created));
+                    };
                     for (chunk, entries) in &by_chunk {
                         let name = chunk_name(&host_id, *chunk);
                         let exists = chunks.contains(&name);

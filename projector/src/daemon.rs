@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hostledger_k8s::locks::{LockStore, SweepReason};
-use hostledger_k8s::{HistoryStore, HostStore};
+use hostledger_k8s::{HostStore, projection};
 use hostledger_kafka::log::{Item, decode};
 use hostledger_kafka::{ErrorClass, GroupConsumer, KafkaClients, KafkaError, Producer};
 use hostledger_model::Position;
@@ -83,7 +83,6 @@ pub struct ProjectorStats {
 pub struct Projector {
     kafka: KafkaClients,
     store: HostStore,
-    history: HistoryStore,
     settings: ProjectorSettings,
     codec: Codec,
     metrics: Arc<Metrics>,
@@ -91,17 +90,13 @@ pub struct Projector {
 }
 
 impl Projector {
-    /// A projector writing Hosts through `store` and their history through `history`.
-    pub fn new(
-        kafka: KafkaClients,
-        store: HostStore,
-        history: HistoryStore,
-        settings: ProjectorSettings,
-    ) -> Self {
+    /// A projector of `kafka`'s events topic writing Hosts through `store`. It records in the
+    /// namespace which topic it projects ([`projection::claim`]); full history stays in the
+    /// log, or goes on into HostHistory chunks where the namespace still keeps them.
+    pub fn new(kafka: KafkaClients, store: HostStore, settings: ProjectorSettings) -> Self {
         Projector {
             kafka,
             store,
-            history,
             settings,
             codec: Codec::new(),
             metrics: Arc::new(Metrics::default()),
@@ -144,17 +139,17 @@ impl Projector {
             .kafka
             .partition_count_async(&topic, Duration::from_secs(10))
             .await?;
-        let mut applier = Applier::load(
-            self.store.clone(),
-            self.history.clone(),
-            self.settings.max_in_flight,
-        )
-        .await?;
+        let (store, history) =
+            crate::replay::claim(&self.store, &topic, None).await?;
+        self.store = store;
+        let mut applier =
+            Applier::load(self.store.clone(), history, self.settings.max_in_flight).await?;
         tracing::info!(
             topic = %topic,
             partitions,
             namespace = %self.store.namespace(),
             hosts = applier.hosts().len(),
+            history_in_chunks = applier.writes_chunks(),
             "projector starting"
         );
         let consumer = self.kafka.consumer(
@@ -305,6 +300,14 @@ impl Projector {
                     payload,
                     position,
                 } => poison.push((reason, key, payload, position)),
+            }
+        }
+        if applier.writes_chunks() {
+            // `hostledger migrate history` may have moved the namespace's history to the log.
+            let home = projection::history_home(&self.store.client(), self.store.namespace()).await?;
+            if home == projection::HistoryHome::Log {
+                tracing::info!("the namespace's history is the log's now; no more HostHistory chunks");
+                applier.stop_writing_chunks();
             }
         }
         applier.flush().await?;

@@ -5,6 +5,7 @@
 
 use std::time::{Duration, Instant};
 
+use hostledger_k8s::projection::{self, HistoryHome};
 use hostledger_k8s::{HistoryStore, HostStore};
 use hostledger_kafka::{Item, KafkaClients, LogReader};
 use hostledger_model::defaults::defaults;
@@ -53,15 +54,31 @@ pub struct ReplayStats {
     pub write_time: Duration,
 }
 
+/// Records in `store`'s namespace that it is the projection of `topic` (up to `until`), and
+/// returns the store and HostHistory chunks to write with: chunks (and the finalizer that
+/// keeps them) only where the namespace still keeps history in etcd.
+pub async fn claim(
+    store: &HostStore,
+    topic: &str,
+    until: Option<Timestamp>,
+) -> Result<(HostStore, Option<HistoryStore>), ProjectorError> {
+    let client = store.client();
+    let namespace = store.namespace();
+    let projection = projection::claim(&client, namespace, topic, until).await?;
+    let chunks = projection.history == HistoryHome::Chunks;
+    let history = chunks.then(|| HistoryStore::new(client, namespace));
+    Ok((store.clone().with_history_finalizer(chunks), history))
+}
+
 /// Reads the events topic from the beginning up to its end as of the start, folds it, and
 /// writes the result. Returns when everything up to that end is written.
 pub async fn replay(
     kafka: &KafkaClients,
     store: HostStore,
-    history: HistoryStore,
     settings: &ReplaySettings,
 ) -> Result<ReplayStats, ProjectorError> {
     let topic = kafka.settings().topics.events.clone();
+    let (store, history) = claim(&store, &topic, settings.until).await?;
     let mut log = LogReader::open(kafka).await?;
     let total = log.total;
     let mut applier = Applier::load(store, history, settings.max_in_flight)

@@ -14,7 +14,7 @@ use std::time::Instant;
 
 use futures::{StreamExt, TryStreamExt};
 use hostledger_e2e::{BENCH_PHASES as PHASES, Figure, TestEnv, bench_arg, bench_log, event};
-use hostledger_k8s::{HistoryStore, HostStore};
+use hostledger_k8s::HostStore;
 use hostledger_model::HostStatus;
 use hostledger_model::{HostRecord, Position, fold::apply};
 use hostledger_projector::{ReplaySettings, replay};
@@ -107,17 +107,12 @@ async fn main() {
         max_in_flight: in_flight,
         ..Default::default()
     };
-    let stores = |ns: &str| {
-        (
-            HostStore::new(env.kube.clone(), ns),
-            HistoryStore::new(env.kube.clone(), ns),
-        )
-    };
+    let stores = |ns: &str| HostStore::new(env.kube.clone(), ns);
 
     // Cold replay with hostledger's projector.
-    let (store, history) = stores(&env.namespace);
+    let store = stores(&env.namespace);
     let started = Instant::now();
-    let cold = replay(&env.kafka, store, history, &settings)
+    let cold = replay(&env.kafka, store, &settings)
         .await
         .expect("replay");
     let cold_secs = started.elapsed().as_secs_f64();
@@ -128,9 +123,9 @@ async fn main() {
     );
 
     // Again, over the up-to-date namespace.
-    let (store, history) = stores(&env.namespace);
+    let store = stores(&env.namespace);
     let started = Instant::now();
-    let warm = replay(&env.kafka, store, history, &settings)
+    let warm = replay(&env.kafka, store, &settings)
         .await
         .expect("second replay");
     let warm_secs = started.elapsed().as_secs_f64();
@@ -151,7 +146,7 @@ async fn main() {
 
     // The naive projector: one write per event (batches of one event), same code otherwise.
     let naive_ns = env.extra_namespace("naive").await;
-    let (store, history) = stores(&naive_ns);
+    let store = stores(&naive_ns);
     let naive_settings = ReplaySettings {
         batch_max_events: 1,
         ..settings.clone()
@@ -165,7 +160,7 @@ async fn main() {
     };
     let naive_kafka = naive_env.as_ref().map_or(&env.kafka, |e| &e.kafka);
     let started = Instant::now();
-    let naive = replay(naive_kafka, store, history, &naive_settings)
+    let naive = replay(naive_kafka, store, &naive_settings)
         .await
         .expect("naive replay");
     let naive_secs = started.elapsed().as_secs_f64();

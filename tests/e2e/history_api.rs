@@ -1,41 +1,16 @@
-//! The history API through kubectl: `hostledger history-server` folds the log and serves
+//! The history API through kubectl: `hostledger history-server` (started by scripts/test with
+//! `scripts/stack history-server`) folds the log a namespace's projection names and serves
 //! `hosthistories.history.hostledger.dev` behind the real kube-apiserver's aggregation layer
 //! (an APIService, a Service and its EndpointSlice at this machine's address). kubectl gets a
 //! host's full history, the same entries `hostledger history --source log` prints; lists;
-//! and a user without the permission is refused with the reason. One test registers the
-//! APIService (it is cluster-wide), so this is the only test that does.
+//! and a user without the permission is refused with the reason.
 
 use std::path::Path;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use hostledger_e2e::{TestEnv, bind, event, hostledger_binary, run_hostledger, user_kubeconfig};
+use hostledger_e2e::{TestEnv, bind, event, run_hostledger, user_kubeconfig};
 use hostledger_schemas::Lifecycle;
 use serde_json::Value;
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
-/// This machine's first non-loopback IPv4 address (Service endpoints may not be loopback),
-/// the one `scripts/lib/certs.sh` puts in the history server's certificate.
-fn host_ip() -> String {
-    if let Ok(ip) = std::env::var("HOSTLEDGER_HOST_IP") {
-        return ip;
-    }
-    let out = std::process::Command::new("hostname")
-        .arg("-I")
-        .output()
-        .expect("hostname -I");
-    String::from_utf8_lossy(&out.stdout)
-        .split_whitespace()
-        .find(|a| a.parse::<std::net::Ipv4Addr>().is_ok())
-        .expect("a non-loopback IPv4 address (or set HOSTLEDGER_HOST_IP)")
-        .to_owned()
-}
 
 async fn kubectl(kubeconfig: Option<&Path>, args: &[&str]) -> (bool, String, String) {
     let mut command = tokio::process::Command::new("kubectl");
@@ -51,18 +26,9 @@ async fn kubectl(kubeconfig: Option<&Path>, args: &[&str]) -> (bool, String, Str
     )
 }
 
-async fn apply(yaml: &str, dir: &Path) {
-    let file = dir.join("objects.yaml");
-    std::fs::write(&file, yaml).expect("write YAML");
-    let (ok, out, err) = kubectl(None, &["apply", "-f", file.to_str().expect("utf-8")]).await;
-    assert!(ok, "kubectl apply: {out}{err}");
-}
-
 #[tokio::test]
 async fn kubectl_reads_a_hosts_full_history_from_the_history_server() {
     let env = TestEnv::new("historyapi", 2).await;
-    let stack = std::env::var("HOSTLEDGER_STACK_DIR").expect("HOSTLEDGER_STACK_DIR");
-    let certs = Path::new(&stack).join("certs");
     let dir = tempfile::tempdir().expect("tempdir");
     let (a, b) = ("test/r1/db-a", "test/r1/db-b");
     env.produce(&[
@@ -73,59 +39,9 @@ async fn kubectl_reads_a_hosts_full_history_from_the_history_server() {
     ])
     .await;
 
-    let port = free_port();
-    let cert = |f: &str| certs.join(f).to_str().expect("utf-8").to_owned();
-    let listen = format!("0.0.0.0:{port}");
-    let mut server = tokio::process::Command::new(hostledger_binary())
-        .args([
-            "history-server",
-            "--listen",
-            &listen,
-            "--namespace",
-            &env.namespace,
-        ])
-        .args([
-            "--tls-cert",
-            &cert("history-server.crt"),
-            "--tls-key",
-            &cert("history-server.key"),
-        ])
-        .args(["--client-ca", &cert("front-proxy-ca.crt")])
-        .args([
-            "--topic-prefix",
-            &env.topic_prefix,
-            "--kafka-bootstrap",
-            &env.bootstrap,
-        ])
-        .env("HOSTLEDGER_LOG", "info")
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start history-server");
-
-    let ca = std::process::Command::new("base64")
-        .arg("-w0")
-        .arg(certs.join("kube-ca.crt"))
-        .output()
-        .expect("base64");
-    let ca = String::from_utf8_lossy(&ca.stdout).into_owned();
-    let ip = host_ip();
-    apply(
-        &format!(
-            "apiVersion: v1\nkind: Namespace\nmetadata: {{name: hostledger-system}}\n---\n\
-             apiVersion: v1\nkind: Service\nmetadata: {{name: hostledger-history, namespace: hostledger-system}}\n\
-             spec:\n  ports: [{{port: 443, targetPort: {port}, protocol: TCP}}]\n---\n\
-             apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\n\
-             metadata:\n  name: hostledger-history\n  namespace: hostledger-system\n  labels: {{kubernetes.io/service-name: hostledger-history}}\n\
-             addressType: IPv4\nports: [{{port: {port}, protocol: TCP}}]\n\
-             endpoints: [{{addresses: [\"{ip}\"], conditions: {{ready: true}}}}]\n---\n\
-             apiVersion: apiregistration.k8s.io/v1\nkind: APIService\nmetadata: {{name: v1alpha1.history.hostledger.dev}}\n\
-             spec:\n  group: history.hostledger.dev\n  version: v1alpha1\n  groupPriorityMinimum: 1000\n  versionPriority: 15\n\
-             \x20 service: {{name: hostledger-history, namespace: hostledger-system, port: 443}}\n  caBundle: {ca}\n"
-        ),
-        dir.path(),
-    )
-    .await;
+    // The shared history server (`scripts/stack history-server`, started by scripts/test)
+    // reads this namespace's log once the projector names it.
+    env.project_until_caught_up().await;
 
     // kubectl reaches the full history through the API server, as soon as it is indexed.
     let name = "test.r1.db-a";
@@ -154,9 +70,6 @@ async fn kubectl_reads_a_hosts_full_history_from_the_history_server() {
             started.elapsed() < Duration::from_secs(60),
             "kubectl get hosthistories: {out}{err}"
         );
-        if let Ok(Some(status)) = server.try_wait() {
-            panic!("history-server exited: {status}");
-        }
         tokio::time::sleep(Duration::from_millis(300)).await;
     };
     assert_eq!(history["kind"], "HostHistory");
@@ -245,12 +158,5 @@ async fn kubectl_reads_a_hosts_full_history_from_the_history_server() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 
-    let (ok, out, err) = kubectl(
-        None,
-        &["delete", "apiservice", "v1alpha1.history.hostledger.dev"],
-    )
-    .await;
-    assert!(ok, "{out}{err}");
-    server.start_kill().expect("stop history-server");
     env.cleanup().await;
 }

@@ -309,25 +309,32 @@ impl TestEnv {
             .collect()
     }
 
-    /// Every history entry in `namespace`, by host id, in order.
+    /// Every history entry in `namespace`, by host id, in order, as readers get them: from
+    /// the history API (or the HostHistory chunks of a namespace that keeps them), as many
+    /// as each Host counts.
     pub async fn histories(
         &self,
         namespace: &str,
     ) -> std::collections::BTreeMap<String, Vec<hostledger_model::HistoryEntry>> {
-        let mut out: std::collections::BTreeMap<String, Vec<_>> = std::collections::BTreeMap::new();
-        let chunks = Api::<hostledger_model::HostHistory>::namespaced(self.kube.clone(), namespace)
-            .list(&ListParams::default())
+        let statuses = self.statuses(namespace).await;
+        let wanted: std::collections::HashMap<&str, u64> = statuses
+            .iter()
+            .map(|(h, s)| (h.as_str(), u64::try_from(s.event_count).unwrap_or(0)))
+            .collect();
+        let mut read = hostledger_k8s::Histories::of(&self.kube, namespace)
             .await
-            .expect("list HostHistory");
-        for chunk in chunks.items {
-            out.entry(chunk.spec.host_id.clone())
-                .or_default()
-                .extend(chunk.spec.entries.into_values());
-        }
-        for entries in out.values_mut() {
-            entries.sort_by_key(|e| e.seq);
-        }
-        out
+            .expect("where the namespace keeps history")
+            .read_many(&wanted)
+            .await
+            .expect("read the histories");
+        wanted
+            .iter()
+            .map(|(host, count)| {
+                let mut entries = read.remove(*host).unwrap_or_default();
+                entries.truncate(usize::try_from(*count).unwrap_or(0));
+                ((*host).to_owned(), entries)
+            })
+            .collect()
     }
 
     /// Every committed message of the dead-letter topic: key, payload and headers.

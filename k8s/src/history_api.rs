@@ -1,0 +1,280 @@
+//! The history API as a client sees it: `hosthistories.history.hostledger.dev`, served by
+//! `hostledger history-server` from the log behind kube-apiserver's aggregation layer, and
+//! read here through the same API server, credentials and RBAC as the Hosts.
+
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+use hostledger_model::HistoryEntry;
+use hostledger_model::names::object_name;
+use kube::{Client, Error as KubeError};
+use serde::Deserialize;
+
+use crate::error::K8sError;
+use crate::pager::PAGE_SIZE;
+
+/// The API group.
+pub const GROUP: &str = "history.hostledger.dev";
+/// The API version.
+pub const VERSION: &str = "v1alpha1";
+/// The resource.
+pub const RESOURCE: &str = "hosthistories";
+/// The APIService that registers the group-version with kube-apiserver.
+pub const API_SERVICE: &str = "v1alpha1.history.hostledger.dev";
+
+/// How long a reader waits for the history server to catch up with the Hosts (it reads the
+/// same log as the projector, a moment apart).
+const CATCH_UP: Duration = Duration::from_secs(60);
+
+#[derive(Deserialize)]
+struct Spec {
+    #[serde(rename = "hostId")]
+    host_id: String,
+    entries: Vec<HistoryEntry>,
+}
+
+#[derive(Deserialize)]
+struct Object {
+    spec: Spec,
+}
+
+#[derive(Deserialize, Default)]
+struct ListMeta {
+    #[serde(rename = "continue", default)]
+    continue_: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct List {
+    #[serde(default)]
+    metadata: ListMeta,
+    items: Vec<Object>,
+}
+
+/// Host histories in one namespace, from the history API.
+#[derive(Clone)]
+pub struct HistoryApi {
+    client: Client,
+    namespace: String,
+}
+
+impl HistoryApi {
+    /// The history API for `namespace`.
+    pub fn new(client: Client, namespace: &str) -> Self {
+        HistoryApi {
+            client,
+            namespace: namespace.to_owned(),
+        }
+    }
+
+    fn base(&self) -> String {
+        format!(
+            "/apis/{GROUP}/{VERSION}/namespaces/{}/{RESOURCE}",
+            self.namespace
+        )
+    }
+
+    fn unavailable(&self, detail: &str) -> K8sError {
+        K8sError::Unreadable {
+            action: format!("read host histories in namespace {}", self.namespace),
+            reason: format!(
+                "{detail}. Full history is served by `hostledger history-server` through the APIService {API_SERVICE}: start it (docs/operations.md, \"The history API\"), or read from the log with --source log"
+            ),
+        }
+    }
+
+    async fn get<T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+    ) -> Result<Option<T>, K8sError> {
+        let started = Instant::now();
+        let mut delay = Duration::from_millis(100);
+        loop {
+            let request = http::Request::get(path)
+                .body(Vec::new())
+                .map_err(|e| self.unavailable(&format!("cannot build the request {path}: {e}")))?;
+            match self.client.request::<T>(request).await {
+                Ok(value) => return Ok(Some(value)),
+                // A host the server does not know (yet).
+                Err(KubeError::Api(s)) if s.code == 404 && s.message.contains("no host") => {
+                    return Ok(None);
+                }
+                Err(KubeError::Api(s)) if s.code == 404 => {
+                    return Err(self.unavailable(&format!(
+                        "the API server does not serve {RESOURCE}.{GROUP} ({})",
+                        s.message
+                    )));
+                }
+                Err(KubeError::Api(s)) if s.code == 403 => {
+                    return Err(K8sError::Api {
+                        action: format!(
+                            "read host histories in namespace {} (grant the ClusterRole hostledger:history-reader)",
+                            self.namespace
+                        ),
+                        source: KubeError::Api(s),
+                    });
+                }
+                // Still reading the log, or briefly unreachable: wait, within reason.
+                Err(KubeError::Api(s))
+                    if matches!(s.code, 429 | 500..=599) && started.elapsed() < CATCH_UP =>
+                {
+                    tracing::debug!(code = s.code, message = %s.message, "history API not ready; retrying");
+                }
+                Err(KubeError::Api(s)) => {
+                    return Err(self.unavailable(&format!(
+                        "the history API answered {} {}: {}",
+                        s.code, s.reason, s.message
+                    )));
+                }
+                Err(e) if crate::is_transient(&e) && started.elapsed() < CATCH_UP => {
+                    tracing::debug!(error = %e, "history API unreachable; retrying");
+                }
+                Err(e) => return Err(self.unavailable(&format!("the request failed: {e}"))),
+            }
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(Duration::from_secs(2));
+        }
+    }
+
+    /// Whether the API server serves the history API (the APIService is registered and its
+    /// server answers). The error says why not and what to do.
+    pub async fn check(&self) -> Result<(), K8sError> {
+        let _: serde_json::Value = self
+            .get(&format!("/apis/{GROUP}/{VERSION}"))
+            .await?
+            .unwrap_or_default();
+        Ok(())
+    }
+
+    /// One host's entries, in order (empty when the server knows no such host).
+    pub async fn read(&self, host_id: &str) -> Result<Vec<HistoryEntry>, K8sError> {
+        let path = format!("{}/{}", self.base(), object_name(host_id));
+        Ok(self
+            .get::<Object>(&path)
+            .await?
+            .filter(|o| o.spec.host_id == host_id)
+            .map(|o| o.spec.entries)
+            .unwrap_or_default())
+    }
+
+    /// Every host's entries (a paginated list).
+    async fn read_all(&self) -> Result<HashMap<String, Vec<HistoryEntry>>, K8sError> {
+        let mut out = HashMap::new();
+        let mut token: Option<String> = None;
+        loop {
+            let mut path = format!("{}?limit={PAGE_SIZE}", self.base());
+            if let Some(t) = &token {
+                path.push_str("&continue=");
+                path.push_str(&percent_encode(t));
+            }
+            let Some(list) = self.get::<List>(&path).await? else {
+                return Ok(out);
+            };
+            for o in list.items {
+                out.insert(o.spec.host_id, o.spec.entries);
+            }
+            match list.metadata.continue_ {
+                Some(t) if !t.is_empty() => token = Some(t),
+                _ => return Ok(out),
+            }
+        }
+    }
+
+    /// The entries of each wanted host, at least as many as it asks for (the count its Host
+    /// claims) when the server catches up within a minute; fewer after that, for the caller
+    /// to report.
+    pub async fn read_many(
+        &self,
+        wanted: &HashMap<&str, u64>,
+    ) -> Result<HashMap<String, Vec<HistoryEntry>>, K8sError> {
+        let started = Instant::now();
+        let mut out: HashMap<String, Vec<HistoryEntry>> = HashMap::new();
+        let mut missing: HashSet<&str> = wanted.keys().copied().collect();
+        loop {
+            if missing.len() <= 20 {
+                for host_id in &missing {
+                    out.insert((*host_id).to_owned(), self.read(host_id).await?);
+                }
+            } else {
+                let mut all = self.read_all().await?;
+                for host_id in &missing {
+                    out.insert(
+                        (*host_id).to_owned(),
+                        all.remove(*host_id).unwrap_or_default(),
+                    );
+                }
+            }
+            missing.retain(|h| (out[*h].len() as u64) < wanted[h]);
+            if missing.is_empty() || started.elapsed() > CATCH_UP {
+                return Ok(out);
+            }
+            tracing::debug!(
+                behind = missing.len(),
+                "the history server has not read as far as the Hosts yet; asking again"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
+/// Percent-encodes a continue token for a query string.
+fn percent_encode(token: &str) -> String {
+    token
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// Where a namespace's readers get full host histories: the history API, or the HostHistory
+/// chunks of a namespace that still keeps them (see [`crate::projection::HistoryHome`]).
+#[derive(Clone)]
+pub enum Histories {
+    /// From the log, through the history API.
+    Api(HistoryApi),
+    /// From HostHistory chunks in etcd.
+    Chunks(crate::HistoryStore),
+}
+
+impl Histories {
+    /// Where `namespace` keeps its history.
+    pub async fn of(client: &Client, namespace: &str) -> Result<Self, K8sError> {
+        Ok(
+            match crate::projection::history_home(client, namespace).await? {
+                crate::projection::HistoryHome::Log => {
+                    Histories::Api(HistoryApi::new(client.clone(), namespace))
+                }
+                crate::projection::HistoryHome::Chunks => {
+                    Histories::Chunks(crate::HistoryStore::new(client.clone(), namespace))
+                }
+            },
+        )
+    }
+
+    /// One host's entries, at least `count` of them when the history server catches up.
+    pub async fn read(&self, host_id: &str, count: u64) -> Result<Vec<HistoryEntry>, K8sError> {
+        match self {
+            Histories::Chunks(store) => store.read(host_id).await,
+            Histories::Api(api) => Ok(api
+                .read_many(&HashMap::from([(host_id, count)]))
+                .await?
+                .remove(host_id)
+                .unwrap_or_default()),
+        }
+    }
+
+    /// The entries of each wanted host (host id → the count its Host claims).
+    pub async fn read_many(
+        &self,
+        wanted: &HashMap<&str, u64>,
+    ) -> Result<HashMap<String, Vec<HistoryEntry>>, K8sError> {
+        match self {
+            Histories::Chunks(store) => store.read_many(&wanted.keys().copied().collect()).await,
+            Histories::Api(api) => api.read_many(wanted).await,
+        }
+    }
+}
