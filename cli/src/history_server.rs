@@ -13,17 +13,18 @@
 //! namespace first names it, and follows it; the index on disk comes next
 //! (docs/design/history.md).
 
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::Args;
+use futures::StreamExt;
 use hostledger_inventory::history_api::{
     GROUP, HistoryIndex, Page, RESOURCE, Route, api_group, api_resources, history_list,
     history_object, history_table, status,
@@ -38,7 +39,6 @@ use hyper_util::rt::TokioIo;
 use k8s_openapi::api::authorization::v1::{
     ResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec,
 };
-use futures::StreamExt;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, PostParams};
 use kube::runtime::reflector::{self, ObjectRef};
@@ -120,12 +120,15 @@ struct Log {
     failed: Mutex<Option<String>>,
 }
 
+/// A log: its topic, and the time a replay `--until` stopped at.
+type LogKey = (String, Option<i64>);
+
 /// What the server serves: a log per projected topic (and time), found through the
 /// namespaces' ConfigMaps `hostledger-projection`.
 struct Served {
     settings: KafkaSettings,
     topics: Vec<String>,
-    logs: Mutex<HashMap<(String, Option<i64>), Arc<Log>>>,
+    logs: Mutex<HashMap<LogKey, Arc<Log>>>,
     projections: reflector::Store<ConfigMap>,
 }
 
@@ -141,16 +144,24 @@ impl Served {
     fn projection(&self, namespace: &str) -> Option<Result<Projection, String>> {
         let key = ObjectRef::new(PROJECTION_CONFIGMAP).within(namespace);
         self.projections.get(&key).map(|map| {
-            hostledger_k8s::projection::Projection::parse(namespace, &map).map_err(|e| e.to_string())
+            hostledger_k8s::projection::Projection::parse(namespace, &map)
+                .map_err(|e| e.to_string())
         })
     }
 
     /// The index of `projection`'s log, read from its start and followed from the first call.
     fn log(&self, projection: &Projection) -> Arc<Log> {
-        let key = (projection.events_topic.clone(), projection.until.map(|t| t.0));
+        let key = (
+            projection.events_topic.clone(),
+            projection.until.map(|t| t.0),
+        );
         let mut logs = self.logs.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(log) = logs.get(&key)
-            && log.failed.lock().unwrap_or_else(|e| e.into_inner()).is_none()
+            && log
+                .failed
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .is_none()
         {
             return log.clone();
         }
@@ -249,17 +260,26 @@ pub async fn run(args: HistoryServerArgs) -> Result<ExitCode> {
                         Ok(p) if starter.allows(&p.events_topic) => {
                             starter.log(&p);
                         }
-                        Ok(p) => tracing::debug!(%namespace, topic = %p.events_topic, "not a topic this server serves"),
-                        Err(error) => tracing::warn!(%namespace, %error, "unusable projection record"),
+                        Ok(p) => {
+                            tracing::debug!(%namespace, topic = %p.events_topic, "not a topic this server serves")
+                        }
+                        Err(error) => {
+                            tracing::warn!(%namespace, %error, "unusable projection record")
+                        }
                     }
                 }
-                Err(error) => tracing::warn!(%error, "watching the namespaces' projections failed; retrying"),
+                Err(error) => {
+                    tracing::warn!(%error, "watching the namespaces' projections failed; retrying")
+                }
             }
         }
     });
-    if tokio::time::timeout(Duration::from_secs(30), served.projections.wait_until_ready())
-        .await
-        .is_err()
+    if tokio::time::timeout(
+        Duration::from_secs(30),
+        served.projections.wait_until_ready(),
+    )
+    .await
+    .is_err()
     {
         anyhow::bail!(
             "could not list the ConfigMaps {PROJECTION_CONFIGMAP} within 30 s; the history server needs to list and watch ConfigMaps in every namespace (deploy/policies/history-server.yaml)"
@@ -377,16 +397,20 @@ fn failure(code: StatusCode, reason: &str, message: &str) -> Response<Full<Bytes
 fn ready_log(
     served: &Served,
     namespace: &str,
-) -> Result<Option<Arc<Log>>, Response<Full<Bytes>>> {
+) -> Result<Option<Arc<Log>>, Box<Response<Full<Bytes>>>> {
     let projection = match served.projection(namespace) {
         None => return Ok(None),
         Some(Err(message)) => {
-            return Err(failure(StatusCode::SERVICE_UNAVAILABLE, "ServiceUnavailable", &message));
+            return Err(Box::new(failure(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "ServiceUnavailable",
+                &message,
+            )));
         }
         Some(Ok(p)) => p,
     };
     if !served.allows(&projection.events_topic) {
-        return Err(failure(
+        return Err(Box::new(failure(
             StatusCode::FORBIDDEN,
             "Forbidden",
             &format!(
@@ -395,21 +419,25 @@ fn ready_log(
                 served.topics.join(", "),
                 projection.events_topic
             ),
-        ));
+        )));
     }
     let log = served.log(&projection);
     if let Some(reason) = log.failed.lock().unwrap_or_else(|e| e.into_inner()).clone() {
-        return Err(failure(StatusCode::SERVICE_UNAVAILABLE, "ServiceUnavailable", &reason));
+        return Err(Box::new(failure(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "ServiceUnavailable",
+            &reason,
+        )));
     }
     if !log.ready.load(Ordering::SeqCst) {
-        return Err(failure(
+        return Err(Box::new(failure(
             StatusCode::SERVICE_UNAVAILABLE,
             "ServiceUnavailable",
             &format!(
                 "the history server is still reading topic {}; it serves histories once it has read it to the end",
                 projection.events_topic
             ),
-        ));
+        )));
     }
     Ok(Some(log))
 }
@@ -462,7 +490,11 @@ async fn answer(
             );
         }
         Err(message) => {
-            return failure(StatusCode::SERVICE_UNAVAILABLE, "ServiceUnavailable", &message);
+            return failure(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "ServiceUnavailable",
+                &message,
+            );
         }
     }
     // kubectl asks for a Table to print columns.
@@ -507,7 +539,7 @@ async fn answer(
     };
     let log = match ready_log(served, namespace) {
         Ok(log) => log,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
     let empty = HistoryIndex::default();
     let guard = log
@@ -531,7 +563,12 @@ async fn answer(
         },
         None if table => json_response(
             StatusCode::OK,
-            &history_table(namespace, index.after(page.after.as_deref()).take(page.limit.unwrap_or(usize::MAX))),
+            &history_table(
+                namespace,
+                index
+                    .after(page.after.as_deref())
+                    .take(page.limit.unwrap_or(usize::MAX)),
+            ),
         ),
         None => json_response(StatusCode::OK, &history_list(namespace, index, &page)),
     }

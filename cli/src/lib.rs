@@ -12,6 +12,8 @@
 //! - [`ansible`]: the Ansible dynamic inventory.
 //! - [`prometheus`]: Prometheus file-based service discovery, kept current from a watch.
 //! - [`watch`]: Host changes as they happen.
+//! - [`migrate`]: `migrate history`, full history out of etcd.
+//! - [`history_server`]: the history API, served from the log.
 //! - [`locks`]: host locks: `lock`, `unlock`, `locks`, `with-lock`.
 //! - [`drift`]: intent against reality: `drift`.
 //! - [`groups`]: host groups: `groups`, and `--group` for the commands that read.
@@ -26,6 +28,7 @@ pub mod groups;
 pub mod history_server;
 pub mod kafka;
 pub mod locks;
+pub mod migrate;
 pub mod project;
 pub mod prometheus;
 pub mod read;
@@ -82,6 +85,9 @@ pub enum Command {
     Backfill(backfill::BackfillArgs),
     /// Consume host events and maintain Host objects in the Kubernetes API server.
     Project(project::ProjectArgs),
+    /// Move an installation written by an earlier version to this one (`migrate history`:
+    /// full history out of etcd, to the history server).
+    Migrate(migrate::MigrateArgs),
     /// Rebuild Hosts and their history from offset 0 (optionally as of a time, into any
     /// namespace), with the live projector's fold and writes.
     Replay(project::ReplayArgs),
@@ -212,6 +218,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Backfill(args) => backfill::run(args).await,
         Command::Project(args) => project::project(args).await,
         Command::Replay(args) => project::replay(args).await,
+        Command::Migrate(args) => migrate::run(args).await,
         Command::Hosts(args) => audit::hosts(args).await,
         Command::Uptime(args) => audit::uptime(args).await,
         Command::History(args) => audit::history(args).await,

@@ -160,12 +160,9 @@ pub async fn replay(args: ReplayArgs) -> Result<ExitCode> {
         progress: !args.quiet,
     };
     let started = std::time::Instant::now();
-    let stats = hostledger_projector::replay(
-        &kafka,
-        HostStore::new(client, &args.namespace),
-        &settings,
-    )
-    .await?;
+    let stats =
+        hostledger_projector::replay(&kafka, HostStore::new(client, &args.namespace), &settings)
+            .await?;
     let a = &stats.apply;
     print_out(&format!(
         "replayed {} events in {:.1} s into namespace {}: {} applied, {} already applied or after --until, {} unusable; {} hosts written with {} API writes ({} Host, {} HostHistory)\n",

@@ -232,7 +232,11 @@ impl Page {
     /// Reads `limit` and `continue` from a query string.
     pub fn parse(query: Option<&str>) -> Result<Page, String> {
         let mut page = Page::default();
-        for pair in query.unwrap_or_default().split('&').filter(|p| !p.is_empty()) {
+        for pair in query
+            .unwrap_or_default()
+            .split('&')
+            .filter(|p| !p.is_empty())
+        {
             let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
             let value = percent_decode(value)?;
             match key {
@@ -442,7 +446,9 @@ mod tests {
         let page = Page::parse(Some("limit=2")).expect("parses");
         let first = history_list("ns", &full, &page);
         assert_eq!(first["items"].as_array().map(Vec::len), Some(2));
-        let token = first["metadata"]["continue"].as_str().expect("a continue token");
+        let token = first["metadata"]["continue"]
+            .as_str()
+            .expect("a continue token");
         let encoded: String = token.replace('.', "%2E");
         let page = Page::parse(Some(&format!("limit=2&continue={encoded}"))).expect("parses");
         let second = history_list("ns", &full, &page);

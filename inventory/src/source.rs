@@ -181,6 +181,7 @@ pub async fn from_objects(
         labels: current_labels,
         annotations,
         record,
+        ..
     } in current
     {
         let (record, intervals, labels) = if needs_history(&record) {

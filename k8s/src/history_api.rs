@@ -83,10 +83,7 @@ impl HistoryApi {
         }
     }
 
-    async fn get<T: serde::de::DeserializeOwned>(
-        &self,
-        path: &str,
-    ) -> Result<Option<T>, K8sError> {
+    async fn get<T: serde::de::DeserializeOwned>(&self, path: &str) -> Result<Option<T>, K8sError> {
         let started = Instant::now();
         let mut delay = Duration::from_millis(100);
         loop {

@@ -38,6 +38,8 @@ pub struct ListedHost {
     pub labels: BTreeMap<String, String>,
     /// Every annotation on the object.
     pub annotations: BTreeMap<String, String>,
+    /// The object's finalizers.
+    pub finalizers: Vec<String>,
     /// The status as a record.
     pub record: HostRecord,
 }
@@ -252,6 +254,8 @@ struct RawMeta {
     labels: Option<BTreeMap<String, String>>,
     #[serde(default)]
     annotations: Option<BTreeMap<String, String>>,
+    #[serde(default)]
+    finalizers: Option<Vec<String>>,
 }
 
 #[derive(serde::Deserialize)]
@@ -284,6 +288,7 @@ fn parse_page(text: &str) -> Result<Vec<ListedHost>, String> {
                 name,
                 labels: host.metadata.labels.unwrap_or_default(),
                 annotations: host.metadata.annotations.unwrap_or_default(),
+                finalizers: host.metadata.finalizers.unwrap_or_default(),
                 record: status.to_record(),
             }),
             Err(error) => {

@@ -239,7 +239,7 @@ mod tests {
             history: HistoryHome::Log,
         };
         let data = p.data();
-        assert_eq!(data["until"], "2026-01-01T00:00:00Z");
+        assert_eq!(data["until"], "2026-01-01T00:00:00.000000Z");
         let back: Vec<(&str, &str)> = data.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         assert_eq!(Projection::parse("ns", &map(&back)).expect("parses"), p);
     }
@@ -250,10 +250,17 @@ mod tests {
         assert!(e.to_string().contains("it has no eventsTopic"), "{e}");
         let e = Projection::parse("ns", &map(&[("eventsTopic", "t"), ("history", "etcd")]))
             .expect_err("bad home");
-        assert!(e.to_string().contains("neither \"log\" nor \"chunks\""), "{e}");
+        assert!(
+            e.to_string().contains("neither \"log\" nor \"chunks\""),
+            "{e}"
+        );
         let e = Projection::parse(
             "ns",
-            &map(&[("eventsTopic", "t"), ("history", "log"), ("untilMicros", "x")]),
+            &map(&[
+                ("eventsTopic", "t"),
+                ("history", "log"),
+                ("untilMicros", "x"),
+            ]),
         )
         .expect_err("bad time");
         assert!(e.to_string().contains("untilMicros \"x\""), "{e}");

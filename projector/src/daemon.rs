@@ -139,8 +139,7 @@ impl Projector {
             .kafka
             .partition_count_async(&topic, Duration::from_secs(10))
             .await?;
-        let (store, history) =
-            crate::replay::claim(&self.store, &topic, None).await?;
+        let (store, history) = crate::replay::claim(&self.store, &topic, None).await?;
         self.store = store;
         let mut applier =
             Applier::load(self.store.clone(), history, self.settings.max_in_flight).await?;
@@ -304,9 +303,12 @@ impl Projector {
         }
         if applier.writes_chunks() {
             // `hostledger migrate history` may have moved the namespace's history to the log.
-            let home = projection::history_home(&self.store.client(), self.store.namespace()).await?;
+            let home =
+                projection::history_home(&self.store.client(), self.store.namespace()).await?;
             if home == projection::HistoryHome::Log {
-                tracing::info!("the namespace's history is the log's now; no more HostHistory chunks");
+                tracing::info!(
+                    "the namespace's history is the log's now; no more HostHistory chunks"
+                );
                 applier.stop_writing_chunks();
             }
         }

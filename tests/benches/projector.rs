@@ -112,9 +112,7 @@ async fn main() {
     // Cold replay with hostledger's projector.
     let store = stores(&env.namespace);
     let started = Instant::now();
-    let cold = replay(&env.kafka, store, &settings)
-        .await
-        .expect("replay");
+    let cold = replay(&env.kafka, store, &settings).await.expect("replay");
     let cold_secs = started.elapsed().as_secs_f64();
     let touched = cold.apply.hosts_written;
     println!(

@@ -242,7 +242,10 @@ async fn a_deleted_host_keeps_its_history_and_replay_brings_it_back() {
         .delete(&name, &DeleteParams::default())
         .await
         .expect("delete");
-    assert!(hosts.get_opt(&name).await.expect("get").is_none(), "deleted");
+    assert!(
+        hosts.get_opt(&name).await.expect("get").is_none(),
+        "deleted"
+    );
     let from_api = hostledger_k8s::HistoryApi::new(env.kube.clone(), &env.namespace)
         .read(host)
         .await
