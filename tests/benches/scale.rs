@@ -3,10 +3,11 @@
 //! project` process, then read by the real readers. Per size it reports:
 //!
 //! - etcd's database size (`etcd_mvcc_db_total_size_in_bytes`) before and after, raw and
-//!   after a compaction and defragmentation, and its growth per history entry;
-//! - the HostHistory JSON per entry (a sample of the chunks, as stored);
-//! - kube-apiserver's peak RSS during the run (its `VmHWM`, reset at the start), and the
-//!   projector's;
+//!   after a compaction and defragmentation, and its growth per history entry; then its
+//!   growth per 1,000,000 more events of the same hosts (`--more-rounds` more events each);
+//! - the HostHistory chunks in etcd (none, where history is the log's);
+//! - kube-apiserver's peak RSS during the run (its `VmHWM`, reset at the start), the
+//!   projector's, and the history server's (`scripts/stack history-server`);
 //! - projection time and API writes (`hostledger replay`, or with `--daemon` the live
 //!   `hostledger project` working through the backlog);
 //! - `kubectl get hosts`, `hostledger uptime`, `uptime --as-of T`, `history HOST` and
@@ -16,7 +17,8 @@
 //!
 //! usage: scripts/stack up && eval "$(scripts/stack env)" &&
 //!        cargo build --release -p hostledger-cli --bin hostledger &&
-//!        cargo bench -p hostledger-e2e --bench scale -- [--sizes 10000,50000] [--events-per-host 100]
+//!        scripts/stack history-server "$CARGO_TARGET_DIR/release/hostledger" &&
+//!        cargo bench -p hostledger-e2e --bench scale -- [--sizes 10000,50000] [--events-per-host 100] [--more-rounds 10]
 
 use std::time::{Duration, Instant};
 
@@ -254,6 +256,7 @@ async fn main() {
         })
         .collect();
     let per_host = bench_arg("--events-per-host", 100).max(1);
+    let more_rounds = bench_arg("--more-rounds", 10);
     let runs = bench_arg("--runs", 3).max(1);
     let partitions = bench_arg("--partitions", 6) as i32;
     let daemon = std::env::args().any(|a| a == "--daemon");
@@ -271,6 +274,9 @@ async fn main() {
     let binary = hostledger_binary();
     let kubectl = std::path::PathBuf::from("kubectl");
     let apiserver = pid_of("kube-apiserver").expect("kube-apiserver's pid in HOSTLEDGER_STACK_DIR");
+    let history_server = pid_of("history-server")
+        .filter(|p| std::path::Path::new(&format!("/proc/{p}")).exists())
+        .expect("a history server: scripts/stack history-server target/release/hostledger");
     println!(
         "scale benchmark: sizes {sizes:?} hosts x {per_host} events; readers run {runs} times (median)"
     );
@@ -318,6 +324,7 @@ async fn main() {
         // Project with the real daemon until it has caught up.
         let apiserver_before = rss_mib(apiserver);
         reset_peak_rss(apiserver);
+        reset_peak_rss(history_server);
         let ns = env.namespace.clone();
         let group = env.group.clone();
         // `hostledger replay` (the rebuild path: one flush per million events) by default;
@@ -387,21 +394,27 @@ async fn main() {
         let (after, _) = etcd_sizes(&etcd).await;
         let growth = after - before;
 
-        // History JSON per entry, from a sample of chunks as the API server returns them.
-        let histories: Api<HostHistory> = Api::namespaced(env.kube.clone(), &ns);
-        let sample = histories
-            .list(&ListParams::default().limit(200))
+        // History in etcd: the chunks, if any.
+        let chunks = Api::<HostHistory>::namespaced(env.kube.clone(), &ns)
+            .list_metadata(&ListParams::default())
             .await
-            .expect("list HostHistory");
-        let (bytes, entries) = sample.items.iter().fold((0usize, 0usize), |(b, e), h| {
-            (
-                b + serde_json::to_vec(h).map_or(0, |v| v.len()),
-                e + h.spec.entries.len(),
-            )
-        });
-        let json_per_entry = bytes as f64 / entries.max(1) as f64;
+            .map_or(0, |l| l.items.len());
 
-        // Readers.
+        // Readers. The first `history` waits for the history server to have read the log.
+        let host_id = fleet_event(hosts / 2, 0).host_id;
+        let started = Instant::now();
+        let (_, _, out) = measured(
+            &binary,
+            &["history", &host_id, "--namespace", &ns, "-o", "json"],
+        )
+        .await;
+        assert!(
+            out.status.success(),
+            "history: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let first_history_secs = started.elapsed().as_secs_f64();
+        let history_server_mib = peak_rss_mib(history_server);
         let kubectl_secs = timed(runs, &kubectl, &["get", "hosts", "-n", &ns]).await;
         let uptime_secs = timed(runs, &binary, &["uptime", "--namespace", &ns, "-o", "json"]).await;
         let mid = exact_time(Timestamp(T0 + (per_host as i64 / 2) * MINUTE));
@@ -411,7 +424,6 @@ async fn main() {
             &["uptime", "--namespace", &ns, "--as-of", &mid, "-o", "json"],
         )
         .await;
-        let host_id = fleet_event(hosts / 2, 0).host_id;
         let history_secs = timed(
             runs,
             &binary,
@@ -419,6 +431,33 @@ async fn main() {
         )
         .await;
         let ansible_secs = timed(runs, &binary, &["ansible", "--list", "--namespace", &ns]).await;
+
+        // More events of the same hosts: what etcd holds must not grow with them.
+        let more = hosts * more_rounds;
+        let mut more_growth = f64::NAN;
+        if more > 0 {
+            let mut batch = Vec::with_capacity(chunk);
+            for n in per_host..per_host + more_rounds {
+                for h in 0..hosts {
+                    batch.push(fleet_event(h, n));
+                    if batch.len() == chunk {
+                        env.produce(&batch).await;
+                        batch.clear();
+                    }
+                }
+            }
+            env.produce(&batch).await;
+            let (secs, _, out) = measured(&binary, &project).await;
+            assert!(out.status.success(), "the second projection failed");
+            etcd_compact(&etcd).await;
+            let (after_more, _) = etcd_sizes(&etcd).await;
+            more_growth = (after_more - after) / more as f64 * 1_000_000.0;
+            println!(
+                "{more} more events projected in {secs:.1} s; etcd {:.1} MiB -> {:.1} MiB",
+                after / 1048576.0,
+                after_more / 1048576.0
+            );
+        }
 
         let mib = |b: f64| b / 1048576.0;
         println!();
@@ -441,9 +480,10 @@ async fn main() {
             format!("{:.0} B", growth / events as f64),
         );
         row(
-            "HostHistory JSON per entry (sample of chunks)",
-            format!("{json_per_entry:.0} B"),
+            "etcd growth per 1,000,000 more events (same hosts)",
+            format!("{:.1} MiB", mib(more_growth)),
         );
+        row("HostHistory chunks in etcd", format!("{chunks}"));
         row(
             "kube-apiserver RSS before the projection",
             format!("{apiserver_before:.0} MiB"),
@@ -453,6 +493,10 @@ async fn main() {
             format!("{apiserver_mib:.0} MiB"),
         );
         row("projector peak RSS", format!("{projector_mib:.0} MiB"));
+        row(
+            "history server peak RSS",
+            format!("{history_server_mib:.0} MiB"),
+        );
         row(
             "projection (until caught up)",
             format!("{projection_secs:.1} s"),
@@ -465,6 +509,10 @@ async fn main() {
         row(
             "hostledger uptime --as-of (mid-history)",
             format!("{as_of_secs:.2} s"),
+        );
+        row(
+            "hostledger history HOST, first (history server catching up)",
+            format!("{first_history_secs:.2} s"),
         );
         row("hostledger history HOST", format!("{history_secs:.3} s"));
         row("hostledger ansible --list", format!("{ansible_secs:.2} s"));
@@ -484,7 +532,23 @@ async fn main() {
             &figure("etcd bytes per history entry"),
             growth / events as f64,
             "B",
+            "-",
+            None,
+        )
+        .record();
+        Figure::new(
+            &figure("etcd growth per 1,000,000 more events"),
+            mib(more_growth),
+            "MiB",
             "history in etcd does not grow with events",
+            more_growth.is_finite().then_some(mib(more_growth) < 1.0),
+        )
+        .record();
+        Figure::new(
+            &figure("history server peak RSS"),
+            history_server_mib / 1024.0,
+            "GiB",
+            "-",
             None,
         )
         .record();
