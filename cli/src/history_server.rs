@@ -27,7 +27,7 @@ use clap::Args;
 use futures::StreamExt;
 use hostledger_inventory::history_api::{
     GROUP, HistoryIndex, Page, RESOURCE, Route, api_group, api_resources, history_list,
-    history_object, history_table, status,
+    history_object, history_table, states_list, status,
 };
 use hostledger_k8s::projection::{PROJECTION_CONFIGMAP, Projection};
 use hostledger_kafka::{Item, KafkaClients, KafkaSettings, LogReader, ReadScope};
@@ -570,6 +570,16 @@ async fn answer(
                     .take(page.limit.unwrap_or(usize::MAX)),
             ),
         ),
-        None => json_response(StatusCode::OK, &history_list(namespace, index, &page)),
+        None => match page.as_of {
+            Some(at) => match states_list(namespace, index, &page, at) {
+                Ok(list) => json_response(StatusCode::OK, &list),
+                Err(error) => failure(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "InternalError",
+                    &error.to_string(),
+                ),
+            },
+            None => json_response(StatusCode::OK, &history_list(namespace, index, &page)),
+        },
     }
 }

@@ -8,7 +8,8 @@ use std::collections::BTreeMap;
 
 use hostledger_model::history::{fold_entry, fold_existing, fold_lock_existing};
 use hostledger_model::names::object_name;
-use hostledger_model::{HistoryEntry, HostRecord, Position};
+use hostledger_model::timeline::{HistoryError, Timeline, events_from_history, fold_until};
+use hostledger_model::{HistoryEntry, HostRecord, HostStatus, Position};
 use hostledger_schemas::{Fact, Timestamp};
 use serde_json::{Value, json};
 
@@ -226,6 +227,9 @@ pub struct Page {
     pub limit: Option<usize>,
     /// The previous page's token (the last name it held).
     pub after: Option<String>,
+    /// `asOf=MICROS`: each host's state as of that time, folded here, instead of its
+    /// entries (what `uptime --as-of` needs, a fraction of the bytes).
+    pub as_of: Option<Timestamp>,
 }
 
 impl Page {
@@ -247,6 +251,12 @@ impl Page {
                     page.limit = (n > 0).then_some(n);
                 }
                 "continue" if !value.is_empty() => page.after = Some(value),
+                "asOf" if !value.is_empty() => {
+                    let micros: i64 = value.parse().map_err(|_| {
+                        format!("asOf={value} is not a time in microseconds since 1970")
+                    })?;
+                    page.as_of = Some(Timestamp(micros));
+                }
                 _ => {}
             }
         }
@@ -302,6 +312,45 @@ pub fn history_list(namespace: &str, index: &HistoryIndex, page: &Page) -> Value
         "apiVersion": group_version(), "kind": "HostHistoryList",
         "metadata": metadata, "items": items,
     })
+}
+
+/// One page of the indexed hosts' states as of `at`, each folded from its history the way
+/// readers fold it (`fold_until`): the status a Host would have had then, its service
+/// intervals up to then, and how many entries its history holds now (so a reader can tell
+/// the server has read as far as the Hosts). A host not yet observed at `at` has no status.
+pub fn states_list(
+    namespace: &str,
+    index: &HistoryIndex,
+    page: &Page,
+    at: Timestamp,
+) -> Result<Value, HistoryError> {
+    let mut items: Vec<Value> = Vec::new();
+    let mut last = None;
+    let mut more = false;
+    for (scanned, (name, host)) in index.after(page.after.as_deref()).enumerate() {
+        if page.limit.is_some_and(|l| scanned >= l) {
+            more = true;
+            break;
+        }
+        last = Some(name);
+        let events = events_from_history(&host.record.host_id, &host.entries)?;
+        let then = fold_until(&events, Some(at));
+        items.push(json!({
+            "metadata": {"name": name, "namespace": namespace},
+            "hostId": host.record.host_id,
+            "events": host.entries.len(),
+            "status": then.as_ref().map(|t| HostStatus::from_record(&t.record)),
+            "intervals": then.as_ref().map(Timeline::intervals).unwrap_or_default(),
+        }));
+    }
+    let metadata = match (more, last) {
+        (true, Some(last)) => json!({"continue": last}),
+        _ => json!({}),
+    };
+    Ok(json!({
+        "apiVersion": group_version(), "kind": "HostStateList",
+        "metadata": metadata, "items": items,
+    }))
 }
 
 /// Histories as a `meta.k8s.io/v1` Table, what kubectl asks for to print columns: name,
@@ -458,6 +507,17 @@ mod tests {
         // Up to minute 1: two entries of the first host, one of the second, none of the third.
         let counts: Vec<usize> = until.iter().map(|(_, h)| h.entries.len()).collect();
         assert_eq!(counts, [2, 1]);
+        // Every host's state as of minute 1, folded here: the first two hosts existed then.
+        let page = Page::parse(Some("asOf=1767225660000000")).expect("parses");
+        assert_eq!(page.as_of, Some(at(1)));
+        let states = states_list("ns", &full, &page, at(1)).expect("folds");
+        let items = states["items"].as_array().expect("items");
+        assert_eq!(items.len(), 3);
+        assert!(items[2]["status"].is_null(), "not observed yet then");
+        assert_eq!(items[0]["hostId"], "dc/a/1");
+        assert_eq!(items[0]["events"], 3, "entries held now");
+        assert_eq!(items[0]["status"]["eventCount"], 2, "events up to then");
+        assert!(Page::parse(Some("asOf=yesterday")).is_err());
         assert!(Page::parse(Some("limit=x")).is_err());
         assert!(Page::parse(Some("continue=%zz")).is_err());
     }

@@ -4,6 +4,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use hostledger_k8s::history_api::StateThen;
 use hostledger_k8s::{Histories, K8sError, ListedHost, list_hosts};
 use hostledger_kafka::{Item, KafkaClients, KafkaError, LogReader, LogStats, ReadScope};
 use hostledger_model::names::{labels as derived_labels, object_name};
@@ -166,14 +167,18 @@ pub async fn from_objects(
         .filter(|h| needs_history(&h.record))
         .map(|h| (h.record.host_id.as_str(), h.record.event_count))
         .collect();
-    let mut histories: HashMap<String, Vec<HistoryEntry>> = if wanted.is_empty() {
-        HashMap::new()
-    } else {
-        Histories::of(&client, namespace)
-            .await?
-            .read_many(&wanted)
-            .await?
-    };
+    // As of a past time, the history server folds the fleet itself and answers with each
+    // host's state then: one list instead of every entry of every host that changed since.
+    let mut histories: HashMap<String, Vec<HistoryEntry>> = HashMap::new();
+    let mut states: Option<HashMap<String, StateThen>> = None;
+    if !wanted.is_empty() {
+        match (Histories::of(&client, namespace).await?, query.as_of) {
+            (Histories::Api(api), Some(at)) if !query.full_intervals => {
+                states = Some(api.states_as_of(at, &wanted).await?);
+            }
+            (source, _) => histories = source.read_many(&wanted).await?,
+        }
+    }
 
     let mut hosts = Vec::with_capacity(current.len());
     for ListedHost {
@@ -184,40 +189,64 @@ pub async fn from_objects(
         ..
     } in current
     {
-        let (record, intervals, labels) = if needs_history(&record) {
-            let mut entries = histories.remove(&record.host_id).unwrap_or_default();
-            if (entries.len() as u64) < record.event_count {
-                return Err(HistoryError {
-                    host_id: record.host_id.clone(),
-                    reason: format!(
-                        "the Host counts {} events but its history holds {}",
-                        record.event_count,
-                        entries.len()
-                    ),
+        let (record, intervals, labels) =
+            if let Some(states) = states.as_mut().filter(|_| needs_history(&record)) {
+                let then = states.remove(&record.host_id);
+                let held = then.as_ref().map_or(0, |t| t.entries);
+                if held < record.event_count {
+                    return Err(HistoryError {
+                        host_id: record.host_id.clone(),
+                        reason: format!(
+                            "the Host counts {} events but the history server holds {held}",
+                            record.event_count
+                        ),
+                    }
+                    .into());
                 }
-                .into());
-            }
-            entries.truncate(record.event_count as usize);
-            let events = events_from_history(&record.host_id, &entries)?;
-            let Some(timeline) = fold_until(&events, query.as_of) else {
-                continue; // not observed yet at the as-of time
-            };
-            let labels = if query.as_of.is_some() {
-                derived_labels(&timeline.record)
+                let Some(StateThen {
+                    record: Some(then),
+                    intervals,
+                    ..
+                }) = then
+                else {
+                    continue; // not observed yet at the as-of time
+                };
+                let labels = derived_labels(&then);
+                (then, intervals, labels)
+            } else if needs_history(&record) {
+                let mut entries = histories.remove(&record.host_id).unwrap_or_default();
+                if (entries.len() as u64) < record.event_count {
+                    return Err(HistoryError {
+                        host_id: record.host_id.clone(),
+                        reason: format!(
+                            "the Host counts {} events but its history holds {}",
+                            record.event_count,
+                            entries.len()
+                        ),
+                    }
+                    .into());
+                }
+                entries.truncate(record.event_count as usize);
+                let events = events_from_history(&record.host_id, &entries)?;
+                let Some(timeline) = fold_until(&events, query.as_of) else {
+                    continue; // not observed yet at the as-of time
+                };
+                let labels = if query.as_of.is_some() {
+                    derived_labels(&timeline.record)
+                } else {
+                    current_labels
+                };
+                let intervals = timeline.intervals();
+                (timeline.record, intervals, labels)
             } else {
-                current_labels
+                let labels = if query.as_of.is_some() {
+                    derived_labels(&record)
+                } else {
+                    current_labels
+                };
+                let intervals = record.intervals.clone();
+                (record, intervals, labels)
             };
-            let intervals = timeline.intervals();
-            (timeline.record, intervals, labels)
-        } else {
-            let labels = if query.as_of.is_some() {
-                derived_labels(&record)
-            } else {
-                current_labels
-            };
-            let intervals = record.intervals.clone();
-            (record, intervals, labels)
-        };
         if query.as_of.is_some() && !query.selector.matches(&labels) {
             continue;
         }

@@ -5,8 +5,9 @@
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
-use hostledger_model::HistoryEntry;
 use hostledger_model::names::object_name;
+use hostledger_model::{HistoryEntry, HostRecord, HostStatus, ServiceInterval};
+use hostledger_schemas::Timestamp;
 use kube::{Client, Error as KubeError};
 use serde::Deserialize;
 
@@ -42,6 +43,34 @@ struct Object {
 struct ListMeta {
     #[serde(rename = "continue", default)]
     continue_: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct StateItem {
+    #[serde(rename = "hostId")]
+    host_id: String,
+    events: u64,
+    status: Option<HostStatus>,
+    #[serde(default)]
+    intervals: Vec<ServiceInterval>,
+}
+
+#[derive(Deserialize)]
+struct StateList {
+    #[serde(default)]
+    metadata: ListMeta,
+    items: Vec<StateItem>,
+}
+
+/// A host as it stood at a past time, folded by the history server.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StateThen {
+    /// The record then; `None` when the host had not been observed yet.
+    pub record: Option<HostRecord>,
+    /// Every service interval up to then.
+    pub intervals: Vec<ServiceInterval>,
+    /// Entries the server's history of the host holds now.
+    pub entries: u64,
 }
 
 #[derive(Deserialize)]
@@ -174,6 +203,57 @@ impl HistoryApi {
                 Some(t) if !t.is_empty() => token = Some(t),
                 _ => return Ok(out),
             }
+        }
+    }
+
+    /// Every host's state as of `at`, folded by the history server (one list, a fraction of
+    /// the histories' bytes), once it holds at least as many entries of each wanted host as
+    /// asked for (the count its Host claims), or after a minute.
+    pub async fn states_as_of(
+        &self,
+        at: Timestamp,
+        wanted: &HashMap<&str, u64>,
+    ) -> Result<HashMap<String, StateThen>, K8sError> {
+        let started = Instant::now();
+        loop {
+            let mut out = HashMap::new();
+            let mut token: Option<String> = None;
+            loop {
+                let mut path = format!("{}?limit={PAGE_SIZE}&asOf={}", self.base(), at.0);
+                if let Some(t) = &token {
+                    path.push_str("&continue=");
+                    path.push_str(&percent_encode(t));
+                }
+                let Some(list) = self.get::<StateList>(&path).await? else {
+                    break;
+                };
+                for item in list.items {
+                    out.insert(
+                        item.host_id,
+                        StateThen {
+                            record: item.status.map(|s| s.to_record()),
+                            intervals: item.intervals,
+                            entries: item.events,
+                        },
+                    );
+                }
+                match list.metadata.continue_ {
+                    Some(t) if !t.is_empty() => token = Some(t),
+                    _ => break,
+                }
+            }
+            let behind = wanted
+                .iter()
+                .filter(|(h, n)| out.get(**h).is_none_or(|s| s.entries < **n))
+                .count();
+            if behind == 0 || started.elapsed() > CATCH_UP {
+                return Ok(out);
+            }
+            tracing::debug!(
+                behind,
+                "the history server has not read as far as the Hosts yet; asking again"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
 
