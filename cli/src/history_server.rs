@@ -9,8 +9,8 @@
 //!
 //! A namespace's histories are those of the log its ConfigMap `hostledger-projection` names
 //! (written by the projector), so one server serves every installation of the cluster whose
-//! topic it is allowed to read (`--topic`). This version folds each log into memory when a
-//! namespace first names it, and follows it; the index on disk comes next
+//! topic it is allowed to read (`--topic`). It folds each log, when a namespace first names
+//! it, into an index on local disk (`history_index`), and follows it
 //! (docs/design/history.md).
 
 use std::collections::HashMap;
@@ -26,12 +26,13 @@ use anyhow::{Context, Result};
 use clap::Args;
 use futures::StreamExt;
 use hostledger_inventory::history_api::{
-    GROUP, HistoryIndex, Page, RESOURCE, Route, api_group, api_resources, history_list,
-    history_object, history_table, states_list, status,
+    GROUP, Page, RESOURCE, Route, api_group, api_resources, history_list, history_object,
+    history_table, states_list, status,
 };
 use hostledger_k8s::projection::{PROJECTION_CONFIGMAP, Projection};
 use hostledger_kafka::{Item, KafkaClients, KafkaSettings, LogReader, ReadScope};
-use hostledger_schemas::Fact;
+use hostledger_model::Position;
+use hostledger_schemas::{Fact, Timestamp};
 use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
 use hyper::{Request, Response, StatusCode};
@@ -48,6 +49,7 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use serde_json::Value;
 
 use crate::KafkaArgs;
+use crate::history_index::{DiskIndex, index_path};
 
 /// `hostledger history-server`.
 #[derive(Args, Debug)]
@@ -77,6 +79,16 @@ pub struct HistoryServerArgs {
     /// `replay`). Default: the configured events topic only.
     #[arg(long = "topic", value_name = "TOPIC")]
     pub topics: Vec<String>,
+
+    /// Directory of the indexes (one file per log). A restart goes on where they end; a lost
+    /// one is rebuilt from the log. About 1.3 KB per event.
+    #[arg(
+        long,
+        value_name = "DIR",
+        env = "HOSTLEDGER_HISTORY_DIR",
+        default_value = "history-index"
+    )]
+    pub data_dir: PathBuf,
 
     /// Where the log is.
     #[command(flatten)]
@@ -113,7 +125,7 @@ fn tls_config(args: &HistoryServerArgs) -> Result<rustls::ServerConfig> {
 /// One log's index, followed from its start.
 #[derive(Default)]
 struct Log {
-    index: RwLock<HistoryIndex>,
+    index: RwLock<Option<DiskIndex>>,
     /// Whether the log has been read to where it ended when the server started reading it.
     ready: AtomicBool,
     /// Why it could not be read, when it could not.
@@ -127,6 +139,7 @@ type LogKey = (String, Option<i64>);
 /// namespaces' ConfigMaps `hostledger-projection`.
 struct Served {
     settings: KafkaSettings,
+    data_dir: PathBuf,
     topics: Vec<String>,
     logs: Mutex<HashMap<LogKey, Arc<Log>>>,
     projections: reflector::Store<ConfigMap>,
@@ -165,33 +178,39 @@ impl Served {
         {
             return log.clone();
         }
-        let log = Arc::new(Log {
-            index: RwLock::new(HistoryIndex::until(projection.until)),
-            ..Log::default()
-        });
+        let log = Arc::new(Log::default());
         let mut settings = self.settings.clone();
         settings.topics.events.clone_from(&projection.events_topic);
-        tokio::spawn(follow(settings, log.clone()));
+        let path = index_path(&self.data_dir, &projection.events_topic, projection.until);
+        tokio::spawn(follow(settings, path, projection.until, log.clone()));
         logs.insert(key, log.clone());
         log
     }
 }
 
-/// Reads a log into `log`'s index and follows it; a failure is recorded for the requests.
-async fn follow(settings: KafkaSettings, log: Arc<Log>) {
+/// Reads a log into `log`'s index at `path` (from where the index ends) and follows it; a
+/// failure is recorded for the requests.
+async fn follow(settings: KafkaSettings, path: PathBuf, until: Option<Timestamp>, log: Arc<Log>) {
     let topic = settings.topics.events.clone();
-    let opened = match KafkaClients::new(settings) {
-        Ok(kafka) => LogReader::open_scoped(
+    let opened = async {
+        let index = tokio::task::spawn_blocking(move || DiskIndex::open(&path, until))
+            .await
+            .map_err(|e| anyhow::anyhow!("the index thread failed: {e}"))??;
+        let start = index.offsets().clone();
+        let kafka = KafkaClients::new(settings)?;
+        let reader = LogReader::open_scoped(
             &kafka,
             ReadScope {
                 key: None,
                 follow: true,
+                start,
             },
         )
-        .await
-        .map_err(anyhow::Error::from),
-        Err(e) => Err(anyhow::Error::from(e)),
-    };
+        .await?;
+        *log.index.write().unwrap_or_else(|e| e.into_inner()) = Some(index);
+        Ok::<_, anyhow::Error>(reader)
+    }
+    .await;
     let mut reader = match opened {
         Ok(r) => r,
         Err(error) => {
@@ -203,13 +222,21 @@ async fn follow(settings: KafkaSettings, log: Arc<Log>) {
     };
     tracing::info!(%topic, messages = reader.total, "indexing a log");
     while let Some(chunk) = reader.next_chunk().await {
-        let mut index = log.index.write().unwrap_or_else(|e| e.into_inner());
-        for item in chunk {
-            match item {
-                Item::Event(event, position) => index.push(&Fact::Host(*event), position),
-                Item::Lock(event, position) => index.push(&Fact::Lock(*event), position),
-                Item::Poison { .. } => {}
-            }
+        let read: Vec<Position> = chunk.iter().map(Item::position).collect();
+        let facts: Vec<(Fact, Position)> = chunk
+            .into_iter()
+            .filter_map(|item| match item {
+                Item::Event(event, position) => Some((Fact::Host(*event), position)),
+                Item::Lock(event, position) => Some((Fact::Lock(*event), position)),
+                Item::Poison { .. } => None,
+            })
+            .collect();
+        let mut guard = log.index.write().unwrap_or_else(|e| e.into_inner());
+        let Some(index) = guard.as_mut() else { break };
+        if let Err(error) = index.apply(&facts, &read) {
+            *log.failed.lock().unwrap_or_else(|e| e.into_inner()) =
+                Some(format!("cannot index topic {topic}: {error:#}"));
+            return;
         }
         if reader.caught_up() && !log.ready.swap(true, Ordering::SeqCst) {
             tracing::info!(%topic, hosts = index.len(), facts = index.facts, "indexed the log up to its end; following it");
@@ -238,6 +265,7 @@ pub async fn run(args: HistoryServerArgs) -> Result<ExitCode> {
     let (projections, writer) = reflector::store();
     let served = Arc::new(Served {
         settings,
+        data_dir: args.data_dir.clone(),
         topics,
         logs: Mutex::new(HashMap::new()),
         projections,
@@ -503,6 +531,13 @@ async fn answer(
         .get(hyper::header::ACCEPT)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|a| a.contains("as=Table"));
+    let internal = |error: anyhow::Error| {
+        failure(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "InternalError",
+            &format!("{error:#}"),
+        )
+    };
     let Some(namespace) = namespace else {
         // Every namespace: the ready logs of those this server serves.
         let mut names: Vec<String> = served
@@ -518,12 +553,19 @@ async fn answer(
             let Ok(Some(log)) = ready_log(served, &ns) else {
                 continue;
             };
-            let index = log.index.read().unwrap_or_else(|e| e.into_inner());
+            let guard = log.index.read().unwrap_or_else(|e| e.into_inner());
+            let Some(index) = guard.as_ref() else {
+                continue;
+            };
+            let hosts = match index.page(&Page::default()) {
+                Ok((hosts, _)) => hosts,
+                Err(error) => return internal(error),
+            };
             if table {
-                let t = history_table(&ns, index.iter());
+                let t = history_table(&ns, hosts.iter().map(|(n, h)| (n, h)));
                 rows.extend(t["rows"].as_array().cloned().unwrap_or_default());
             } else {
-                let list = history_list(&ns, &index, &Page::default());
+                let list = history_list(&ns, &hosts, None);
                 items.extend(list["items"].as_array().cloned().unwrap_or_default());
             }
         }
@@ -532,7 +574,7 @@ async fn answer(
             t["rows"] = Value::Array(rows);
             json_response(StatusCode::OK, &t)
         } else {
-            let mut list = history_list("", &HistoryIndex::default(), &Page::default());
+            let mut list = history_list("", &[], None);
             list["items"] = Value::Array(items);
             json_response(StatusCode::OK, &list)
         };
@@ -541,19 +583,21 @@ async fn answer(
         Ok(log) => log,
         Err(response) => return *response,
     };
-    let empty = HistoryIndex::default();
     let guard = log
         .as_ref()
         .map(|l| l.index.read().unwrap_or_else(|e| e.into_inner()));
-    let index = guard.as_deref().unwrap_or(&empty);
+    let index = guard.as_ref().and_then(|g| g.as_ref());
     match name {
-        Some(n) => match index.get(n) {
-            Some(host) if table => json_response(
+        Some(n) => match index.map(|i| i.get(n)).transpose() {
+            Err(error) => internal(error),
+            Ok(Some(Some(host))) if table => json_response(
                 StatusCode::OK,
-                &history_table(namespace, [(&n.to_owned(), host)]),
+                &history_table(namespace, [(&n.to_owned(), &host)]),
             ),
-            Some(host) => json_response(StatusCode::OK, &history_object(namespace, n, host)),
-            None => failure(
+            Ok(Some(Some(host))) => {
+                json_response(StatusCode::OK, &history_object(namespace, n, &host))
+            }
+            Ok(_) => failure(
                 StatusCode::NOT_FOUND,
                 "NotFound",
                 &format!(
@@ -561,25 +605,27 @@ async fn answer(
                 ),
             ),
         },
-        None if table => json_response(
-            StatusCode::OK,
-            &history_table(
-                namespace,
-                index
-                    .after(page.after.as_deref())
-                    .take(page.limit.unwrap_or(usize::MAX)),
-            ),
-        ),
-        None => match page.as_of {
-            Some(at) => match states_list(namespace, index, &page, at) {
-                Ok(list) => json_response(StatusCode::OK, &list),
-                Err(error) => failure(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "InternalError",
-                    &error.to_string(),
+        None => {
+            let (hosts, next) = match index.map(|i| i.page(&page)).transpose() {
+                Ok(found) => found.unwrap_or_default(),
+                Err(error) => return internal(error),
+            };
+            if table {
+                return json_response(
+                    StatusCode::OK,
+                    &history_table(namespace, hosts.iter().map(|(n, h)| (n, h))),
+                );
+            }
+            match page.as_of {
+                Some(at) => match states_list(namespace, &hosts, next.as_deref(), at) {
+                    Ok(list) => json_response(StatusCode::OK, &list),
+                    Err(error) => internal(error.into()),
+                },
+                None => json_response(
+                    StatusCode::OK,
+                    &history_list(namespace, &hosts, next.as_deref()),
                 ),
-            },
-            None => json_response(StatusCode::OK, &history_list(namespace, index, &page)),
-        },
+            }
+        }
     }
 }

@@ -25,6 +25,7 @@ pub mod drift;
 pub mod events;
 pub mod fetch;
 pub mod groups;
+pub mod history_index;
 pub mod history_server;
 pub mod kafka;
 pub mod locks;

@@ -35,6 +35,7 @@ impl EventFilter {
         ReadScope {
             key: self.host.as_ref().filter(|h| h.contains('/')).cloned(),
             follow,
+            ..ReadScope::default()
         }
     }
 

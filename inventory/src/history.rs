@@ -208,7 +208,7 @@ pub async fn from_log(
     // A host id is the key of its events: only its partition needs reading.
     let scope = ReadScope {
         key: wanted.contains('/').then(|| wanted.to_owned()),
-        follow: false,
+        ..ReadScope::default()
     };
     for_each_event_in(kafka, scope, |fact, position| match fact {
         Fact::Host(event) => {

@@ -103,6 +103,26 @@ pub fn status(code: u16, reason: &str, message: &str) -> Value {
     })
 }
 
+/// Folds one fact into the record of a host already known, the way the projector folds
+/// it; the history entry it adds, if it adds one (not a duplicate).
+pub fn fold_into(record: &mut HostRecord, fact: &Fact, position: Position) -> Option<HistoryEntry> {
+    match fact {
+        Fact::Host(event) => fold_existing(record, event, position),
+        Fact::Lock(event) => fold_lock_existing(record, event, position),
+    }
+}
+
+/// The record and first entry of a host not known yet; `None` for a lock fact (a lock of a
+/// host never seen is not its history).
+pub fn fold_first(fact: &Fact, position: Position) -> Option<(HostRecord, HistoryEntry)> {
+    let Fact::Host(event) = fact else {
+        return None;
+    };
+    let mut record = None;
+    let entry = fold_entry(&mut record, event, position)?;
+    Some((record?, entry))
+}
+
 /// One host's full history, in the log's order.
 #[derive(Debug, Clone, PartialEq)]
 pub struct IndexedHost {
@@ -111,6 +131,9 @@ pub struct IndexedHost {
     /// Every entry, oldest first.
     pub entries: Vec<HistoryEntry>,
 }
+
+/// A page of hosts by object name, and the continue token when more follow.
+pub type HostPage = (Vec<(String, IndexedHost)>, Option<String>);
 
 /// Every host's full history, folded from the log the way the projector folds it.
 #[derive(Debug, Default)]
@@ -139,14 +162,16 @@ impl HistoryIndex {
             return;
         }
         let name = object_name(fact.host_id());
-        let entry = match (fact, self.hosts.get_mut(&name)) {
-            (Fact::Host(event), Some(host)) => {
-                fold_existing(&mut host.record, event, position).map(|e| host.entries.push(e))
+        match self.hosts.get_mut(&name) {
+            Some(host) => {
+                if let Some(entry) = fold_into(&mut host.record, fact, position) {
+                    host.entries.push(entry);
+                    self.facts += 1;
+                }
             }
-            (Fact::Host(event), None) => {
-                let mut record = None;
-                let entry = fold_entry(&mut record, event, position);
-                if let (Some(record), Some(entry)) = (record, entry) {
+            None => {
+                if let Some((record, entry)) = fold_first(fact, position) {
+                    self.facts += 1;
                     self.hosts.insert(
                         name,
                         IndexedHost {
@@ -155,15 +180,7 @@ impl HistoryIndex {
                         },
                     );
                 }
-                Some(())
             }
-            (Fact::Lock(event), Some(host)) => {
-                fold_lock_existing(&mut host.record, event, position).map(|e| host.entries.push(e))
-            }
-            (Fact::Lock(_), None) => None,
-        };
-        if entry.is_some() {
-            self.facts += 1;
         }
     }
 
@@ -175,6 +192,22 @@ impl HistoryIndex {
     /// Every host, by object name.
     pub fn iter(&self) -> impl Iterator<Item = (&String, &IndexedHost)> {
         self.hosts.iter()
+    }
+
+    /// A page: at most `page.limit` hosts after `page.after`, and the continue token when
+    /// more follow.
+    pub fn page(&self, page: &Page) -> HostPage {
+        let limit = page.limit.unwrap_or(usize::MAX);
+        let mut items: Vec<(String, IndexedHost)> = self
+            .after(page.after.as_deref())
+            .take(limit.saturating_add(1))
+            .map(|(n, h)| (n.clone(), h.clone()))
+            .collect();
+        let next = (items.len() > limit).then(|| {
+            items.truncate(limit);
+            items.last().map(|(n, _)| n.clone()).unwrap_or_default()
+        });
+        (items, next)
     }
 
     /// Hosts by object name after `after` (`None`: from the first).
@@ -291,27 +324,23 @@ fn percent_decode(value: &str) -> Result<String, String> {
     String::from_utf8(out).map_err(|_| format!("{value:?} is not UTF-8"))
 }
 
-/// One page of the indexed hosts' histories, as the API serves it.
-pub fn history_list(namespace: &str, index: &HistoryIndex, page: &Page) -> Value {
-    let mut items: Vec<Value> = Vec::new();
-    let mut last = None;
-    let mut more = false;
-    for (name, host) in index.after(page.after.as_deref()) {
-        if page.limit.is_some_and(|l| items.len() >= l) {
-            more = true;
-            break;
-        }
-        items.push(history_object(namespace, name, host));
-        last = Some(name);
-    }
-    let metadata = match (more, last) {
-        (true, Some(last)) => json!({"continue": last}),
-        _ => json!({}),
-    };
+/// A page of histories, as the API serves it; `next` is the continue token when more follow.
+pub fn history_list(namespace: &str, items: &[(String, IndexedHost)], next: Option<&str>) -> Value {
+    let items: Vec<Value> = items
+        .iter()
+        .map(|(name, host)| history_object(namespace, name, host))
+        .collect();
     json!({
         "apiVersion": group_version(), "kind": "HostHistoryList",
-        "metadata": metadata, "items": items,
+        "metadata": list_meta(next), "items": items,
     })
+}
+
+fn list_meta(next: Option<&str>) -> Value {
+    match next {
+        Some(token) => json!({"continue": token}),
+        None => json!({}),
+    }
 }
 
 /// One page of the indexed hosts' states as of `at`, each folded from its history the way
@@ -320,22 +349,15 @@ pub fn history_list(namespace: &str, index: &HistoryIndex, page: &Page) -> Value
 /// the server has read as far as the Hosts). A host not yet observed at `at` has no status.
 pub fn states_list(
     namespace: &str,
-    index: &HistoryIndex,
-    page: &Page,
+    items: &[(String, IndexedHost)],
+    next: Option<&str>,
     at: Timestamp,
 ) -> Result<Value, HistoryError> {
-    let mut items: Vec<Value> = Vec::new();
-    let mut last = None;
-    let mut more = false;
-    for (scanned, (name, host)) in index.after(page.after.as_deref()).enumerate() {
-        if page.limit.is_some_and(|l| scanned >= l) {
-            more = true;
-            break;
-        }
-        last = Some(name);
+    let mut out: Vec<Value> = Vec::with_capacity(items.len());
+    for (name, host) in items {
         let events = events_from_history(&host.record.host_id, &host.entries)?;
         let then = fold_until(&events, Some(at));
-        items.push(json!({
+        out.push(json!({
             "metadata": {"name": name, "namespace": namespace},
             "hostId": host.record.host_id,
             "events": host.entries.len(),
@@ -343,13 +365,9 @@ pub fn states_list(
             "intervals": then.as_ref().map(Timeline::intervals).unwrap_or_default(),
         }));
     }
-    let metadata = match (more, last) {
-        (true, Some(last)) => json!({"continue": last}),
-        _ => json!({}),
-    };
     Ok(json!({
         "apiVersion": group_version(), "kind": "HostStateList",
-        "metadata": metadata, "items": items,
+        "metadata": list_meta(next), "items": out,
     }))
 }
 
@@ -464,8 +482,10 @@ mod tests {
         assert_eq!(object["apiVersion"], "history.hostledger.dev/v1alpha1");
         assert_eq!(object["spec"]["hostId"], "dc/pdx1/A");
         assert_eq!(object["spec"]["entries"][1]["phase"], "OutOfService");
+        let (items, next) = index.page(&Page::default());
+        assert_eq!(next, None);
         assert_eq!(
-            history_list("ns", &index, &Page::default())["items"][0]["metadata"]["name"],
+            history_list("ns", &items, None)["items"][0]["metadata"]["name"],
             name
         );
     }
@@ -493,14 +513,16 @@ mod tests {
             }
         }
         let page = Page::parse(Some("limit=2")).expect("parses");
-        let first = history_list("ns", &full, &page);
+        let (items, next) = full.page(&page);
+        let first = history_list("ns", &items, next.as_deref());
         assert_eq!(first["items"].as_array().map(Vec::len), Some(2));
         let token = first["metadata"]["continue"]
             .as_str()
             .expect("a continue token");
         let encoded: String = token.replace('.', "%2E");
         let page = Page::parse(Some(&format!("limit=2&continue={encoded}"))).expect("parses");
-        let second = history_list("ns", &full, &page);
+        let (items, next) = full.page(&page);
+        let second = history_list("ns", &items, next.as_deref());
         assert_eq!(second["items"].as_array().map(Vec::len), Some(1));
         assert!(second["metadata"].get("continue").is_none());
         assert_eq!(second["items"][0]["spec"]["hostId"], "dc/a/3");
@@ -510,7 +532,8 @@ mod tests {
         // Every host's state as of minute 1, folded here: the first two hosts existed then.
         let page = Page::parse(Some("asOf=1767225660000000")).expect("parses");
         assert_eq!(page.as_of, Some(at(1)));
-        let states = states_list("ns", &full, &page, at(1)).expect("folds");
+        let (items, next) = full.page(&page);
+        let states = states_list("ns", &items, next.as_deref(), at(1)).expect("folds");
         let items = states["items"].as_array().expect("items");
         assert_eq!(items.len(), 3);
         assert!(items[2]["status"].is_null(), "not observed yet then");

@@ -105,6 +105,9 @@ pub struct ReadScope {
     pub key: Option<String>,
     /// Go on past the end, handing out new messages as they arrive, until the reader is dropped.
     pub follow: bool,
+    /// Where to start reading each partition (an index that resumes); the others, and any
+    /// offset below a partition's start, start at its start.
+    pub start: HashMap<i32, i64>,
 }
 
 /// The partition the producers' partitioner puts `key` in: CRC-32 (IEEE) of the key modulo
@@ -148,6 +151,11 @@ impl LogReader {
             let partitions = i32::try_from(watermarks.len()).unwrap_or(i32::MAX);
             let wanted = partition_for_key(key.as_bytes(), partitions);
             watermarks.retain(|partition, _| *partition == wanted);
+        }
+        for (partition, (lo, hi)) in watermarks.iter_mut() {
+            if let Some(start) = scope.start.get(partition) {
+                *lo = (*start).clamp(*lo, *hi);
+            }
         }
         let total = watermarks
             .values()
