@@ -19,6 +19,9 @@ use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 const ENTRIES: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("entries");
 /// Records: object name → the record as a Host status's JSON.
 const RECORDS: TableDefinition<&str, &[u8]> = TableDefinition::new("records");
+/// Page cache of each index.
+const CACHE_BYTES: usize = 64 << 20;
+
 /// Partition → the next offset to read.
 const OFFSETS: TableDefinition<i32, i64> = TableDefinition::new("offsets");
 
@@ -49,12 +52,16 @@ impl DiskIndex {
             std::fs::create_dir_all(dir)
                 .with_context(|| format!("cannot create the index directory {}", dir.display()))?;
         }
-        let db = Database::create(path).with_context(|| {
-            format!(
-                "cannot open the history index {} (delete it to rebuild it from the log)",
-                path.display()
-            )
-        })?;
+        // redb caches up to a GiB of pages by default; the entries are read a host at a time.
+        let db = Database::builder()
+            .set_cache_size(CACHE_BYTES)
+            .create(path)
+            .with_context(|| {
+                format!(
+                    "cannot open the history index {} (delete it to rebuild it from the log)",
+                    path.display()
+                )
+            })?;
         let txn = db.begin_write()?;
         txn.open_table(ENTRIES)?;
         txn.open_table(RECORDS)?;
