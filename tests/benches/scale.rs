@@ -243,6 +243,23 @@ async fn timed(runs: usize, program: &std::path::Path, args: &[&str]) -> f64 {
     times[times.len() / 2]
 }
 
+/// Produces event `n` of every host for each round `n`, round by round, in chunks (memory
+/// stays small at any size).
+async fn produce_rounds(env: &TestEnv, hosts: usize, rounds: std::ops::Range<usize>) {
+    const CHUNK: usize = 50_000;
+    let mut batch = Vec::with_capacity(CHUNK);
+    for n in rounds {
+        for h in 0..hosts {
+            batch.push(fleet_event(h, n));
+            if batch.len() == CHUNK {
+                env.produce(&batch).await;
+                batch.clear();
+            }
+        }
+    }
+    env.produce(&batch).await;
+}
+
 #[tokio::main]
 async fn main() {
     let sizes: Vec<usize> = bench_text_arg("--sizes")
@@ -302,20 +319,8 @@ async fn main() {
         etcd_compact(&etcd).await;
         let (before, _) = etcd_sizes(&etcd).await;
 
-        // Produce, round by round, in chunks (memory stays small at any size).
         let started = Instant::now();
-        let chunk = 50_000usize;
-        let mut batch = Vec::with_capacity(chunk);
-        for n in 0..per_host {
-            for h in 0..hosts {
-                batch.push(fleet_event(h, n));
-                if batch.len() == chunk {
-                    env.produce(&batch).await;
-                    batch.clear();
-                }
-            }
-        }
-        env.produce(&batch).await;
+        produce_rounds(&env, hosts, 0..per_host).await;
         println!(
             "produced {events} events in {:.1} s",
             started.elapsed().as_secs_f64()
@@ -436,17 +441,7 @@ async fn main() {
         let more = hosts * more_rounds;
         let mut more_growth = f64::NAN;
         if more > 0 {
-            let mut batch = Vec::with_capacity(chunk);
-            for n in per_host..per_host + more_rounds {
-                for h in 0..hosts {
-                    batch.push(fleet_event(h, n));
-                    if batch.len() == chunk {
-                        env.produce(&batch).await;
-                        batch.clear();
-                    }
-                }
-            }
-            env.produce(&batch).await;
+            produce_rounds(&env, hosts, per_host..per_host + more_rounds).await;
             let (secs, _, out) = measured(&binary, &project).await;
             assert!(out.status.success(), "the second projection failed");
             etcd_compact(&etcd).await;
