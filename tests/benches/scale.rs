@@ -274,6 +274,9 @@ async fn main() {
         .collect();
     let per_host = bench_arg("--events-per-host", 100).max(1);
     let more_rounds = bench_arg("--more-rounds", 10);
+    // Events `replay` folds between writes; by default all of them, so each host is written
+    // once however large the fleet (the rebuild path).
+    let replay_batch = bench_arg("--replay-batch", 0);
     let runs = bench_arg("--runs", 3).max(1);
     let partitions = bench_arg("--partitions", 6) as i32;
     let daemon = std::env::args().any(|a| a == "--daemon");
@@ -332,6 +335,12 @@ async fn main() {
         reset_peak_rss(history_server);
         let ns = env.namespace.clone();
         let group = env.group.clone();
+        let batch_size = if replay_batch > 0 {
+            replay_batch
+        } else {
+            (hosts * (per_host + more_rounds)).max(1)
+        }
+        .to_string();
         // `hostledger replay` (the rebuild path: one flush per million events) by default;
         // `--daemon`: `hostledger project --until-caught-up` (batches of 5,000 events).
         let project: Vec<&str> = if daemon {
@@ -352,6 +361,8 @@ async fn main() {
         } else {
             vec![
                 "replay",
+                "--batch-size",
+                &batch_size,
                 "--quiet",
                 "--namespace",
                 &ns,
