@@ -46,7 +46,10 @@ pub struct Applier {
     chunks: HashSet<String>,
     dirty: Vec<String>,
     dirty_set: HashSet<String>,
+    /// Entries for HostHistory chunks, kept only where the namespace still has them.
     pending: HashMap<String, BTreeMap<u64, HistoryEntry>>,
+    /// Events folded since the last flush.
+    pending_count: usize,
     max_in_flight: usize,
     until: Option<Timestamp>,
     /// What this applier has done so far.
@@ -74,6 +77,7 @@ impl Applier {
             dirty: Vec::new(),
             dirty_set: HashSet::new(),
             pending: HashMap::new(),
+            pending_count: 0,
             max_in_flight: max_in_flight.max(1),
             until: None,
             stats: ApplyStats::default(),
@@ -115,7 +119,7 @@ impl Applier {
 
     /// Events folded but not yet written.
     pub fn pending_events(&self) -> usize {
-        self.pending.values().map(BTreeMap::len).sum()
+        self.pending_count
     }
 
     /// Hosts with unwritten changes.
@@ -173,11 +177,14 @@ impl Applier {
             return Outcome::Duplicate;
         };
         self.stats.applied += 1;
-        let seq = u64::try_from(entry.seq).unwrap_or(0);
-        self.pending
-            .entry(host_id.to_owned())
-            .or_default()
-            .insert(seq, entry);
+        self.pending_count += 1;
+        if self.history.is_some() {
+            let seq = u64::try_from(entry.seq).unwrap_or(0);
+            self.pending
+                .entry(host_id.to_owned())
+                .or_default()
+                .insert(seq, entry);
+        }
         if self.dirty_set.insert(host_id.to_owned()) {
             self.dirty.push(host_id.to_owned());
         }
@@ -190,6 +197,7 @@ impl Applier {
         let dirty = std::mem::take(&mut self.dirty);
         self.dirty_set.clear();
         let mut pending = std::mem::take(&mut self.pending);
+        self.pending_count = 0;
         let jobs: Vec<(String, BTreeMap<u64, HistoryEntry>)> = dirty
             .into_iter()
             .map(|h| {
