@@ -298,30 +298,17 @@ impl Page {
 }
 
 fn percent_decode(value: &str) -> Result<String, String> {
-    let bytes = value.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'%' => {
-                let hex = value
-                    .get(i + 1..i + 3)
-                    .and_then(|h| u8::from_str_radix(h, 16).ok())
-                    .ok_or_else(|| format!("{value:?} has a broken %-escape"))?;
-                out.push(hex);
-                i += 3;
-            }
-            b'+' => {
-                out.push(b' ');
-                i += 1;
-            }
-            b => {
-                out.push(b);
-                i += 1;
-            }
-        }
+    let spaced = value.replace('+', " ");
+    let bytes: Vec<u8> = percent_encoding::percent_decode_str(&spaced).collect();
+    if spaced.contains('%')
+        && spaced.split('%').skip(1).any(|rest| {
+            rest.get(..2)
+                .is_none_or(|h| u8::from_str_radix(h, 16).is_err())
+        })
+    {
+        return Err(format!("{value:?} has a broken %-escape"));
     }
-    String::from_utf8(out).map_err(|_| format!("{value:?} is not UTF-8"))
+    String::from_utf8(bytes).map_err(|_| format!("{value:?} is not UTF-8"))
 }
 
 /// A page of histories, as the API serves it; `next` is the continue token when more follow.

@@ -296,15 +296,7 @@ impl HistoryApi {
 
 /// Percent-encodes a continue token for a query string.
 fn percent_encode(token: &str) -> String {
-    token
-        .bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
+    percent_encoding::utf8_percent_encode(token, percent_encoding::NON_ALPHANUMERIC).to_string()
 }
 
 /// Where a namespace's readers get full host histories: the history API, or the HostHistory

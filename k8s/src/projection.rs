@@ -53,7 +53,8 @@ pub struct Projection {
 }
 
 impl Projection {
-    fn from_config_map(namespace: &str, map: &ConfigMap) -> Result<Self, K8sError> {
+    /// Reads what `map` (a ConfigMap named [`PROJECTION_CONFIGMAP`]) records.
+    pub fn parse(namespace: &str, map: &ConfigMap) -> Result<Self, K8sError> {
         let data = map.data.clone().unwrap_or_default();
         let unreadable = |reason: String| K8sError::Unreadable {
             action: format!("read ConfigMap {PROJECTION_CONFIGMAP} in namespace {namespace}"),
@@ -100,11 +101,6 @@ impl Projection {
         }
         data
     }
-
-    /// Reads what `map` (a ConfigMap named [`PROJECTION_CONFIGMAP`]) records.
-    pub fn parse(namespace: &str, map: &ConfigMap) -> Result<Self, K8sError> {
-        Self::from_config_map(namespace, map)
-    }
 }
 
 /// What `namespace` records it is the projection of; `None` when nothing was projected
@@ -117,7 +113,7 @@ pub async fn read(client: &Client, namespace: &str) -> Result<Option<Projection>
     )
     .await?;
     found
-        .map(|map| Projection::from_config_map(namespace, &map))
+        .map(|map| Projection::parse(namespace, &map))
         .transpose()
 }
 
