@@ -9,7 +9,8 @@ use hostledger_model::history::{
     chunk_of, entry_key, first_entry, fold_existing, fold_lock_existing,
 };
 use hostledger_model::names::chunk_name;
-use hostledger_model::{HistoryEntry, Outcome, Position};
+use hostledger_model::fold::apply_to;
+use hostledger_model::{HistoryEntry, HostRecord, Outcome, Position};
 use hostledger_schemas::{HostEvent, LockEvent, Timestamp};
 
 use crate::error::ProjectorError;
@@ -127,23 +128,34 @@ impl Applier {
         self.dirty.len()
     }
 
-    /// Folds one event into its host's cached record and queues its history entry.
+    /// Folds one event into its host's cached record (and, where the namespace keeps
+    /// HostHistory chunks, queues its history entry).
     pub fn fold(&mut self, event: &HostEvent, position: Position) -> Outcome {
         if self.until.is_some_and(|until| event.observed_at > until) {
             self.stats.skipped += 1;
             return Outcome::Duplicate;
         }
-        let entry = match self.hosts.get_mut(&event.host_id) {
-            Some(stored) => fold_existing(&mut stored.record, event, position),
+        let chunks = self.history.is_some();
+        // Without chunks no entry is made: the changes and the entry cost more than the fold.
+        let applied = match self.hosts.get_mut(&event.host_id) {
+            Some(stored) if chunks => fold_existing(&mut stored.record, event, position).map(Some),
+            Some(stored) => {
+                (apply_to(&mut stored.record, event, position) == Outcome::Applied).then_some(None)
+            }
             None => {
-                let (record, entry) = first_entry(event, position);
+                let (record, entry) = if chunks {
+                    let (record, entry) = first_entry(event, position);
+                    (record, Some(entry))
+                } else {
+                    (HostRecord::first(event, position), None)
+                };
                 let labels = BTreeMap::new();
                 self.hosts
                     .insert(event.host_id.clone(), StoredHost { record, labels });
                 Some(entry)
             }
         };
-        self.queue(&event.host_id, entry)
+        self.queue(&event.host_id, applied)
     }
 
     /// Folds one lock fact into its host's cached record and queues its history entry. A
@@ -160,35 +172,40 @@ impl Applier {
         };
         let before = stored.record.last_lock_position;
         let entry = fold_lock_existing(&mut stored.record, event, position);
-        if entry.is_none()
-            && stored.record.last_lock_position != before
-            && self.dirty_set.insert(event.host_id.clone())
-        {
+        if entry.is_none() && stored.record.last_lock_position != before {
             // A fact that changed nothing still moves the host's position: write it, so a
             // restart does not fold it again.
-            self.dirty.push(event.host_id.clone());
+            self.mark_dirty(&event.host_id);
         }
-        self.queue(&event.host_id, entry)
+        self.queue(&event.host_id, entry.map(Some))
     }
 
-    fn queue(&mut self, host_id: &str, entry: Option<HistoryEntry>) -> Outcome {
-        let Some(entry) = entry else {
+    /// Counts an applied event (`Some`, with its history entry when chunks are written) and
+    /// marks its host for the next flush; `None` is an event that changed nothing.
+    fn queue(&mut self, host_id: &str, applied: Option<Option<HistoryEntry>>) -> Outcome {
+        let Some(entry) = applied else {
             self.stats.skipped += 1;
             return Outcome::Duplicate;
         };
         self.stats.applied += 1;
         self.pending_count += 1;
-        if self.history.is_some() {
+        if let Some(entry) = entry.filter(|_| self.history.is_some()) {
             let seq = u64::try_from(entry.seq).unwrap_or(0);
             self.pending
                 .entry(host_id.to_owned())
                 .or_default()
                 .insert(seq, entry);
         }
-        if self.dirty_set.insert(host_id.to_owned()) {
+        self.mark_dirty(host_id);
+        Outcome::Applied
+    }
+
+    /// Queues a host for the next flush, once.
+    fn mark_dirty(&mut self, host_id: &str) {
+        if !self.dirty_set.contains(host_id) {
+            self.dirty_set.insert(host_id.to_owned());
             self.dirty.push(host_id.to_owned());
         }
-        Outcome::Applied
     }
 
     /// Writes every host touched since the last flush: its new history entries first, then
