@@ -5,11 +5,11 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use futures::{StreamExt, TryStreamExt};
 use hostledger_k8s::{HistoryStore, HostStore, K8sError, StoredHost, WriteReport};
+use hostledger_model::fold::apply_to;
 use hostledger_model::history::{
     chunk_of, entry_key, first_entry, fold_existing, fold_lock_existing,
 };
 use hostledger_model::names::chunk_name;
-use hostledger_model::fold::apply_to;
 use hostledger_model::{HistoryEntry, HostRecord, Outcome, Position};
 use hostledger_schemas::{HostEvent, LockEvent, Timestamp};
 
