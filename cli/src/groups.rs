@@ -101,7 +101,7 @@ pub fn member_as_of(view: &HostView) -> Member {
 pub async fn run(args: GroupsArgs) -> Result<ExitCode> {
     let client = crate::kube_client().await?;
     let Some(mut groups) = list(&client, &args.namespace).await? else {
-        bail!("the HostGroup CRD is not installed: kubectl apply --server-side -f deploy/crds/");
+        bail!("the HostGroup CRD is not installed: kubectl apply --server-side -k deploy/crds/");
     };
     groups.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
     let text = match args.output {

@@ -436,17 +436,19 @@ async fn release_quietly(store: &LockStore, locks: &[HostLock]) {
 
 /// A refused request (HTTP 403) explained: which identity, what is missing, how to grant it.
 fn refusal(error: hostledger_k8s::K8sError, doing: &str) -> anyhow::Error {
-    if let hostledger_k8s::K8sError::Api {
-        source: kube::Error::Api(status),
-        ..
-    } = &error
-        && status.code == 403
-    {
+    let message = match &error {
+        hostledger_k8s::K8sError::Refused { message, .. } => Some(message.as_str()),
+        hostledger_k8s::K8sError::Api {
+            source: kube::Error::Api(status),
+            ..
+        } if status.code == 403 => Some(status.message.as_str()),
+        _ => None,
+    };
+    if let Some(message) = message {
         return anyhow::anyhow!(
-            "the API server refused to {doing}: {}\nA person or tool that locks hosts needs \
-             the ClusterRole hostledger:lock-operator (deploy/policies/host-locks.yaml) in \
-             this namespace; breaking others' locks needs hostledger:lock-breaker too.",
-            status.message
+            "the API server refused to {doing}: {message}\nA person or tool that locks hosts \
+             needs the ClusterRole hostledger:lock-operator (deploy/policies/host-locks.yaml) \
+             in this namespace; breaking others' locks needs hostledger:lock-breaker too."
         );
     }
     anyhow::Error::new(error)

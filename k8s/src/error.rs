@@ -5,7 +5,7 @@
 pub enum K8sError {
     /// The CRDs are not installed, or the namespace does not exist.
     #[error(
-        "cannot {action} in namespace {namespace:?}: {detail}. Install the CRDs (`hostledger crd | kubectl apply --server-side -f -`, or `kubectl apply --server-side -f deploy/crds/`) and create the namespace (`kubectl create namespace {namespace}`)"
+        "cannot {action} in namespace {namespace:?}: {detail}. Install the CRDs (`hostledger crd | kubectl apply --server-side -f -`, or `kubectl apply --server-side -k deploy/crds/`) and create the namespace (`kubectl create namespace {namespace}`)"
     )]
     NotInstalled {
         /// What we were doing (`list Hosts`).
@@ -14,6 +14,17 @@ pub enum K8sError {
         namespace: String,
         /// The API server's message.
         detail: String,
+    },
+    /// The API server refused the request (403): which identity was refused what, and which
+    /// role grants it.
+    #[error("Kubernetes API: could not {action}: {message}. {hint}")]
+    Refused {
+        /// What we were doing.
+        action: String,
+        /// The API server's message (it names the user, the verb and the resource).
+        message: String,
+        /// How to grant what is missing.
+        hint: String,
     },
     /// An API call failed with an error that retrying cannot fix.
     #[error("Kubernetes API: could not {action}: {source}")]
@@ -44,18 +55,112 @@ impl K8sError {
                 namespace: namespace.to_owned(),
                 detail: status.message.clone(),
             },
-            _ => K8sError::Api {
-                action: format!("{} in namespace {namespace}", action.into()),
+            _ => K8sError::api(
+                format!("{} in namespace {namespace}", action.into()),
+                source,
+            ),
+        }
+    }
+
+    /// Wraps a client error with what we were doing; a refusal (403) says how to grant it.
+    pub fn api(action: impl Into<String>, source: kube::Error) -> Self {
+        match source {
+            kube::Error::Api(status) if status.code == 403 => K8sError::Refused {
+                action: action.into(),
+                hint: grant_hint(&status.message),
+                message: status.message,
+            },
+            source => K8sError::Api {
+                action: action.into(),
                 source,
             },
         }
     }
+}
 
-    /// Wraps a client error with what we were doing.
-    pub fn api(action: impl Into<String>, source: kube::Error) -> Self {
-        K8sError::Api {
-            action: action.into(),
-            source,
-        }
+/// How to grant what a refusal message (`User "alice" cannot list resource "hosts" in API
+/// group "hostledger.dev" in the namespace "inv"`) says is missing: the hostledger role that
+/// has it (deploy/policies/), bound in the namespace.
+pub fn grant_hint(message: &str) -> String {
+    let quoted = |after: &str| {
+        let rest = &message[message.find(after)? + after.len()..];
+        let rest = rest.strip_prefix('"')?;
+        Some(rest[..rest.find('"')?].to_owned())
+    };
+    let user = quoted("User ");
+    let verb = message
+        .split(" cannot ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_default();
+    let resource = quoted("resource ").unwrap_or_default();
+    let group = quoted("in API group ").unwrap_or_default();
+    let namespace = quoted("in the namespace ");
+    let ours = matches!(group.as_str(), "hostledger.dev" | "history.hostledger.dev")
+        || (group.is_empty() && resource == "configmaps");
+    let role = if !ours {
+        None
+    } else if matches!(verb, "get" | "list" | "watch") {
+        Some("hostledger:reader")
+    } else if resource == "configmaps" {
+        Some("hostledger:projection-recorder")
+    } else if resource == "hostlocks" || resource == "hostgroups" {
+        Some("hostledger:operator")
+    } else {
+        Some("hostledger:projector")
+    };
+    let Some(role) = role else {
+        return "Ask the cluster's administrator for that permission.".to_owned();
+    };
+    let subject = match user
+        .as_deref()
+        .and_then(|u| u.strip_prefix("system:serviceaccount:"))
+    {
+        Some(sa) => format!("--serviceaccount={sa}"),
+        None => format!("--user={}", user.as_deref().unwrap_or("USER")),
+    };
+    let besides = if role == "hostledger:projection-recorder" {
+        " (a projector needs it besides hostledger:projector)"
+    } else {
+        ""
+    };
+    match namespace {
+        Some(ns) => format!(
+            "The ClusterRole {role} (deploy/policies/) has it{besides}; grant it in this namespace with: kubectl create rolebinding {} --clusterrole={role} {subject} -n {ns}",
+            role.replace(':', "-")
+        ),
+        None => format!(
+            "The ClusterRole {role} (deploy/policies/) has it{besides}, bound in the inventory's namespace with a RoleBinding ({subject})"
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::grant_hint;
+
+    #[test]
+    fn a_refusal_names_the_role_that_grants_it() {
+        let read = grant_hint(
+            r#"hosts.hostledger.dev is forbidden: User "alice" cannot list resource "hosts" in API group "hostledger.dev" in the namespace "inv""#,
+        );
+        assert!(read.contains("hostledger:reader"), "{read}");
+        assert!(read.contains("--user=alice -n inv"), "{read}");
+        let write = grant_hint(
+            r#"hosts.hostledger.dev "h" is forbidden: User "system:serviceaccount:hostledger-system:hostledger-projector" cannot patch resource "hosts/status" in API group "hostledger.dev" in the namespace "inv""#,
+        );
+        assert!(write.contains("hostledger:projector"), "{write}");
+        assert!(
+            write.contains("--serviceaccount=hostledger-system:hostledger-projector"),
+            "{write}"
+        );
+        let lock = grant_hint(
+            r#"hostlocks.hostledger.dev is forbidden: User "bob" cannot create resource "hostlocks" in API group "hostledger.dev" in the namespace "inv""#,
+        );
+        assert!(lock.contains("hostledger:operator"), "{lock}");
+        let other = grant_hint(
+            r#"namespaces "inv" is forbidden: User "bob" cannot delete resource "namespaces" in API group "" in the namespace "inv""#,
+        );
+        assert!(other.contains("administrator"), "{other}");
     }
 }

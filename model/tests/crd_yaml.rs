@@ -12,6 +12,29 @@ fn committed_crds_match_the_rust_types() {
     }
 }
 
+/// `kubectl apply -k deploy/crds` (scripts/stack, the deploy/ overlays) installs exactly the
+/// files the CRDs are generated into.
+#[test]
+fn the_crds_kustomization_lists_every_crd_file() {
+    let path = format!(
+        "{}/../deploy/crds/kustomization.yaml",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    let mut listed: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("- "))
+        .collect();
+    let documents = hostledger_model::crd::crd_documents();
+    let mut files: Vec<&str> = documents.iter().map(|(file, _)| *file).collect();
+    listed.sort_unstable();
+    files.sort_unstable();
+    assert_eq!(
+        listed, files,
+        "deploy/crds/kustomization.yaml must list the generated CRD files under resources:"
+    );
+}
+
 #[test]
 fn crd_has_status_subresource_and_printer_columns() {
     use kube::CustomResourceExt;

@@ -557,12 +557,17 @@ pub fn unreachable_kubeconfig(dir: &Path) -> std::path::PathBuf {
 
 /// Runs the `hostledger` binary (stack variables inherited) and collects what it printed.
 pub async fn run_hostledger(args: &[&str]) -> Output {
-    let out = tokio::process::Command::new(hostledger_binary())
-        .args(args)
-        .env("HOSTLEDGER_LOG", "warn")
-        .output()
-        .await
-        .expect("run hostledger");
+    run_hostledger_as(None, args).await
+}
+
+/// [`run_hostledger`] with another identity's kubeconfig, if given.
+pub async fn run_hostledger_as(kubeconfig: Option<&Path>, args: &[&str]) -> Output {
+    let mut command = tokio::process::Command::new(hostledger_binary());
+    command.args(args).env("HOSTLEDGER_LOG", "warn");
+    if let Some(k) = kubeconfig {
+        command.env("KUBECONFIG", k);
+    }
+    let out = command.output().await.expect("run hostledger");
     Output {
         code: out.status.code(),
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),

@@ -1,0 +1,398 @@
+//! The installation of deploy/ against the real kube-apiserver: each overlay renders with
+//! `kubectl kustomize` and passes a server-side dry run (the API server validates every
+//! object: schemas, RBAC, admission); the roles give each identity what it needs and nothing
+//! else, as the API server's own authorizer answers; and `hostledger` run with nothing but a
+//! role's permissions does its work, or is refused with the role that would grant it.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use hostledger_e2e::{TestEnv, bind, event, run_hostledger_as, user_kubeconfig};
+use hostledger_schemas::Lifecycle;
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("the repository")
+        .to_path_buf()
+}
+
+/// Runs kubectl (the stack's, with its admin kubeconfig) with `input` on stdin.
+fn kubectl(args: &[&str], input: Option<&str>) -> std::process::Output {
+    use std::io::Write;
+    let mut child = Command::new("kubectl")
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("kubectl on PATH (scripts/stack env)");
+    let mut stdin = child.stdin.take().expect("stdin");
+    if let Some(text) = input {
+        stdin.write_all(text.as_bytes()).expect("write to kubectl");
+    }
+    drop(stdin);
+    child.wait_with_output().expect("kubectl")
+}
+
+fn ok(out: std::process::Output, what: &str) -> String {
+    assert!(
+        out.status.success(),
+        "{what} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn render(overlay: &str) -> String {
+    let dir = repo().join("deploy/overlays").join(overlay);
+    ok(
+        kubectl(&["kustomize", dir.to_str().expect("utf-8 path")], None),
+        &format!("kubectl kustomize deploy/overlays/{overlay}"),
+    )
+}
+
+fn documents(yaml: &str) -> Vec<serde_yaml::Value> {
+    use serde::Deserialize;
+    serde_yaml::Deserializer::from_str(yaml)
+        .map(|d| serde_yaml::Value::deserialize(d).expect("kustomize prints YAML"))
+        .collect()
+}
+
+fn find<'a>(docs: &'a [serde_yaml::Value], kind: &str, name: &str) -> &'a serde_yaml::Value {
+    docs.iter()
+        .find(|d| d["kind"] == kind && d["metadata"]["name"] == name)
+        .unwrap_or_else(|| panic!("no {kind} {name} in the rendered overlay"))
+}
+
+/// Applies the namespaces for real: a dry run cannot create objects inside a namespace that
+/// the same dry run only pretends to create.
+fn apply_namespaces() {
+    let file = repo().join("deploy/base/namespaces.yaml");
+    ok(
+        kubectl(
+            &[
+                "apply",
+                "--server-side",
+                "--field-manager=hostledger-deploy-test",
+                "-f",
+                file.to_str().expect("utf-8 path"),
+            ],
+            None,
+        ),
+        "applying deploy/base/namespaces.yaml",
+    );
+}
+
+fn dry_run(yaml: &str) -> std::process::Output {
+    kubectl(
+        &[
+            "apply",
+            "--server-side",
+            "--force-conflicts",
+            "--field-manager=hostledger-deploy-test",
+            "--dry-run=server",
+            "-f",
+            "-",
+        ],
+        Some(yaml),
+    )
+}
+
+#[test]
+fn every_overlay_renders_and_passes_a_server_side_dry_run() {
+    apply_namespaces();
+    for overlay in ["dev", "production"] {
+        let yaml = render(overlay);
+        let docs = documents(&yaml);
+        let projector = find(&docs, "StatefulSet", "hostledger-projector");
+        let container = &projector["spec"]["template"]["spec"]["containers"][0];
+        assert_eq!(container["livenessProbe"]["httpGet"]["path"], "/healthz");
+        assert_eq!(container["readinessProbe"]["httpGet"]["path"], "/readyz");
+        assert_eq!(
+            container["securityContext"]["readOnlyRootFilesystem"], true,
+            "{overlay}: the projector's root filesystem is read-only"
+        );
+        let replicas = projector["spec"]["replicas"].as_u64().expect("replicas");
+        assert_eq!(replicas, if overlay == "dev" { 1 } else { 3 }, "{overlay}");
+        for name in [
+            "hostledger-fetcher-dc",
+            "hostledger-fetcher-aws",
+            "hostledger-history-server",
+        ] {
+            let d = find(&docs, "Deployment", name);
+            let image = d["spec"]["template"]["spec"]["containers"][0]["image"]
+                .as_str()
+                .expect("image");
+            assert!(
+                image.ends_with(if overlay == "dev" { ":dev" } else { ":0.1.0" }),
+                "{overlay}: {name} runs {image}"
+            );
+        }
+        find(&docs, "APIService", "v1alpha1.history.hostledger.dev");
+        for crd in [
+            "hosts.hostledger.dev",
+            "hosthistories.hostledger.dev",
+            "hostlocks.hostledger.dev",
+            "hostgroups.hostledger.dev",
+        ] {
+            find(&docs, "CustomResourceDefinition", crd);
+        }
+
+        let out = ok(dry_run(&yaml), &format!("the dry run of overlay {overlay}"));
+        let applied = out
+            .lines()
+            .filter(|l| l.contains("(server dry run)"))
+            .count();
+        assert_eq!(applied, docs.len(), "{overlay}: every object passed: {out}");
+
+        // The dry run checks what it is given: an invalid port is refused by the API server.
+        let broken = yaml.replacen("containerPort: 9464", "containerPort: 99999", 1);
+        assert_ne!(broken, yaml, "the projector's port is in the rendered YAML");
+        let refused = dry_run(&broken);
+        assert!(
+            !refused.status.success(),
+            "{overlay}: an invalid port passed"
+        );
+        let stderr = String::from_utf8_lossy(&refused.stderr);
+        assert!(
+            stderr.contains("containerPort") && stderr.contains("hostledger-projector"),
+            "{overlay}: {stderr}"
+        );
+    }
+}
+
+/// `kubectl auth can-i VERB RESOURCE [-n NS] --as USER`: what the API server's authorizer
+/// answers for that identity.
+fn can(user: &str, groups: &[&str], args: &[&str]) -> bool {
+    let mut all = vec!["auth", "can-i"];
+    all.extend_from_slice(args);
+    let as_user = format!("--as={user}");
+    all.push(&as_user);
+    let as_groups: Vec<String> = groups.iter().map(|g| format!("--as-group={g}")).collect();
+    all.extend(as_groups.iter().map(String::as_str));
+    let out = kubectl(&all, None);
+    let answer = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    match answer.as_str() {
+        "yes" => true,
+        "no" => false,
+        _ => panic!(
+            "kubectl {all:?}: {answer} {}",
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    }
+}
+
+#[test]
+fn each_identity_may_do_what_its_role_needs_and_nothing_else() {
+    apply_namespaces();
+    let identities = repo().join("deploy/base/identities.yaml");
+    ok(
+        kubectl(
+            &[
+                "apply",
+                "--server-side",
+                "--field-manager=hostledger-deploy-test",
+                "-f",
+                identities.to_str().expect("utf-8 path"),
+            ],
+            None,
+        ),
+        "applying deploy/base/identities.yaml",
+    );
+    let projector = "system:serviceaccount:hostledger-system:hostledger-projector";
+    let fetcher = "system:serviceaccount:hostledger-system:hostledger-fetcher";
+    let history = "system:serviceaccount:hostledger-system:hostledger-history-server";
+    let inv = ["-n", "hostledger"];
+    let allowed: &[(&str, &[&str], Vec<&str>)] = &[
+        (
+            projector,
+            &[],
+            [&["create", "hosts.hostledger.dev"][..], &inv].concat(),
+        ),
+        (
+            projector,
+            &[],
+            [
+                &["patch", "hosts.hostledger.dev", "--subresource=status"][..],
+                &inv,
+            ]
+            .concat(),
+        ),
+        (
+            projector,
+            &[],
+            [&["delete", "hostlocks.hostledger.dev"][..], &inv].concat(),
+        ),
+        (
+            projector,
+            &[],
+            [&["patch", "configmaps/hostledger-projection"][..], &inv].concat(),
+        ),
+        (
+            history,
+            &[],
+            vec!["create", "subjectaccessreviews.authorization.k8s.io"],
+        ),
+        (
+            history,
+            &[],
+            vec!["watch", "configmaps/hostledger-projection", "-A"],
+        ),
+        (
+            "alice",
+            &["hostledger-operators"],
+            [&["create", "hostlocks.hostledger.dev"][..], &inv].concat(),
+        ),
+        (
+            "alice",
+            &["hostledger-operators"],
+            [&["list", "hosts.hostledger.dev"][..], &inv].concat(),
+        ),
+    ];
+    let refused: &[(&str, &[&str], Vec<&str>)] = &[
+        (
+            projector,
+            &[],
+            vec!["create", "hosts.hostledger.dev", "-n", "default"],
+        ),
+        (projector, &[], vec!["delete", "namespaces"]),
+        (
+            projector,
+            &[],
+            [&["delete", "hosts.hostledger.dev"][..], &inv].concat(),
+        ),
+        (projector, &[], [&["get", "secrets"][..], &inv].concat()),
+        (
+            projector,
+            &[],
+            [&["patch", "configmaps/other"][..], &inv].concat(),
+        ),
+        (
+            fetcher,
+            &[],
+            [&["list", "hosts.hostledger.dev"][..], &inv].concat(),
+        ),
+        (history, &[], vec!["list", "secrets", "-A"]),
+        (
+            history,
+            &[],
+            [&["patch", "hosts.hostledger.dev"][..], &inv].concat(),
+        ),
+        (
+            "alice",
+            &["hostledger-operators"],
+            [&["patch", "hosts.hostledger.dev"][..], &inv].concat(),
+        ),
+        (
+            "alice",
+            &["hostledger-operators"],
+            [
+                &["patch", "hosts.hostledger.dev", "--subresource=status"][..],
+                &inv,
+            ]
+            .concat(),
+        ),
+        (
+            "alice",
+            &[],
+            [&["list", "hosts.hostledger.dev"][..], &inv].concat(),
+        ),
+    ];
+    for (user, groups, args) in allowed {
+        assert!(can(user, groups, args), "{user} {groups:?} may {args:?}");
+    }
+    for (user, groups, args) in refused {
+        assert!(
+            !can(user, groups, args),
+            "{user} {groups:?} may not {args:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn hostledger_runs_with_only_its_roles_permissions() {
+    let env = TestEnv::new("deploy", 1).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let events: Vec<_> = (0..5)
+        .map(|i| {
+            event(
+                &format!("dc/pdx1/deploy-{i}"),
+                1,
+                i,
+                Lifecycle::InService,
+                "web",
+            )
+        })
+        .collect();
+    env.produce(&events).await;
+
+    let projector_user = format!("projector-{}", &env.namespace);
+    let reader_user = format!("reader-{}", &env.namespace);
+    let projector = user_kubeconfig(dir.path(), &projector_user);
+    let reader = user_kubeconfig(dir.path(), &reader_user);
+
+    // Before any binding the projector's identity is refused, and told what grants it.
+    let refused = run_hostledger_as(Some(projector.as_path()), &env.scoped(&["replay"]))
+        .await
+        .failed();
+    assert!(
+        refused.contains(&projector_user)
+            && refused.contains("kubectl create rolebinding")
+            && refused.contains(&format!("-n {}", env.namespace)),
+        "{refused}"
+    );
+
+    bind(&env, "hostledger:projector", &projector_user).await;
+    bind(&env, "hostledger:projection-recorder", &projector_user).await;
+    bind(&env, "hostledger:reader", &reader_user).await;
+
+    run_hostledger_as(Some(projector.as_path()), &env.scoped(&["replay"]))
+        .await
+        .ok();
+    assert_eq!(
+        env.list_hosts(None).await.len(),
+        5,
+        "the projector's replay wrote the Hosts"
+    );
+
+    // The reader reads; its writes are refused, naming the role that has them.
+    let uptime = run_hostledger_as(
+        Some(reader.as_path()),
+        &env.scoped(&["uptime", "-o", "json"]),
+    )
+    .await
+    .ok();
+    let uptime: serde_json::Value = serde_json::from_str(&uptime).expect("uptime prints JSON");
+    assert_eq!(uptime["total"]["hosts"].as_u64(), Some(5), "{uptime}");
+    env.produce(&[event(
+        "dc/pdx1/deploy-new",
+        1,
+        10,
+        Lifecycle::InService,
+        "db",
+    )])
+    .await;
+    let write = run_hostledger_as(Some(reader.as_path()), &env.scoped(&["replay"]))
+        .await
+        .failed();
+    println!("a reader's replay: {write}");
+    assert!(
+        write.contains(&reader_user) && write.contains("hostledger:projector"),
+        "{write}"
+    );
+
+    // The projector's binding is this namespace's: another one refuses it.
+    let other = env.extra_namespace("other").await;
+    let mut elsewhere = env.scoped(&["replay"]);
+    let at = elsewhere
+        .iter()
+        .position(|a| *a == "--namespace")
+        .expect("scoped names the namespace");
+    elsewhere[at + 1] = &other;
+    let outside = run_hostledger_as(Some(projector.as_path()), &elsewhere)
+        .await
+        .failed();
+    assert!(outside.contains(&format!("-n {other}")), "{outside}");
+    env.cleanup().await;
+}
