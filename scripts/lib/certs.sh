@@ -5,7 +5,10 @@
 #
 #   kube-ca.{crt,key}              CA for kube-apiserver serving and client certificates
 #   kube-apiserver.{crt,key}       serving cert: 127.0.0.1, localhost, 10.0.0.1, kubernetes.default…
-#   kube-admin.{crt,key}           client cert CN=hostledger-admin, O=system:masters
+#   kube-admin.{crt,key}           client cert CN=hostledger-admin, O=system:masters (installation only)
+#   kube-projector.{crt,key}       client cert CN=hostledger-projector (bound to hostledger:projector)
+#   kube-reader.{crt,key}          client cert CN=hostledger-reader (bound to hostledger:reader)
+#   kube-operator.{crt,key}        client cert CN=hostledger-operator, O=hostledger-operators
 #   service-account.{key,pub}      RSA key pair that signs and verifies service-account tokens
 #   kafka-ca.{crt,key}             CA for the Kafka SSL listener (both directions)
 #   kafka-broker.{crt,key}         broker serving cert: 127.0.0.1, localhost
@@ -59,6 +62,11 @@ new_ca kube-ca "hostledger-stack kube CA"
 new_cert kube-apiserver kube-ca "/CN=kube-apiserver" serverAuth \
   "IP:127.0.0.1,DNS:localhost,IP:10.0.0.1,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local"
 new_cert kube-admin kube-ca "/O=system:masters/CN=hostledger-admin" clientAuth
+# One identity per role (deploy/policies/identities.yaml); scripts/stack binds each in the
+# inventory's namespace.
+new_cert kube-projector kube-ca "/CN=hostledger-projector" clientAuth
+new_cert kube-reader kube-ca "/CN=hostledger-reader" clientAuth
+new_cert kube-operator kube-ca "/O=hostledger-operators/CN=hostledger-operator" clientAuth
 if [ ! -s service-account.key ] || [ ! -s service-account.pub ]; then
   new_key service-account.key
   openssl pkey -in service-account.key -pubout -out service-account.pub

@@ -1,13 +1,18 @@
 #!/usr/bin/env bash
-# Writes a self-contained kubeconfig (certificates embedded) for the admin client certificate
-# that scripts/lib/certs.sh made: context `hostledger-stack`, default namespace `hostledger`.
+# Writes a self-contained kubeconfig (certificates embedded) for a client certificate that
+# scripts/lib/certs.sh made (the admin's unless IDENTITY names another: kube-projector,
+# kube-reader, kube-operator): context `hostledger-stack`, default namespace `hostledger`.
 #
-# usage: kubeconfig.sh CERT_DIR SERVER_URL OUT_FILE
+# usage: kubeconfig.sh CERT_DIR SERVER_URL OUT_FILE [IDENTITY]
 set -euo pipefail
 
-certs=${1:?usage: kubeconfig.sh CERT_DIR SERVER_URL OUT_FILE}
-server=${2:?usage: kubeconfig.sh CERT_DIR SERVER_URL OUT_FILE}
-out=${3:?usage: kubeconfig.sh CERT_DIR SERVER_URL OUT_FILE}
+usage="usage: kubeconfig.sh CERT_DIR SERVER_URL OUT_FILE [IDENTITY]"
+certs=${1:?$usage}
+server=${2:?$usage}
+out=${3:?$usage}
+identity=${4:-kube-admin}
+[ -s "$certs/$identity.crt" ] || { echo "error: $certs/$identity.crt does not exist" >&2; exit 1; }
+user=hostledger-${identity#kube-}
 
 b64() { base64 <"$1" | tr -d '\n'; }
 
@@ -21,15 +26,15 @@ clusters:
     server: $server
     certificate-authority-data: $(b64 "$certs/kube-ca.crt")
 users:
-- name: hostledger-admin
+- name: $user
   user:
-    client-certificate-data: $(b64 "$certs/kube-admin.crt")
-    client-key-data: $(b64 "$certs/kube-admin.key")
+    client-certificate-data: $(b64 "$certs/$identity.crt")
+    client-key-data: $(b64 "$certs/$identity.key")
 contexts:
 - name: hostledger-stack
   context:
     cluster: hostledger-stack
-    user: hostledger-admin
+    user: $user
     namespace: hostledger
 current-context: hostledger-stack
 YAML

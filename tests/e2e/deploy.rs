@@ -396,3 +396,51 @@ async fn hostledger_runs_with_only_its_roles_permissions() {
     assert!(outside.contains(&format!("-n {other}")), "{outside}");
     env.cleanup().await;
 }
+
+/// What `kubectl auth can-i` answers for one of the stack's own identities (its kubeconfig
+/// from `scripts/stack env`) in the inventory's namespace.
+fn stack_identity_can(identity: &str, args: &[&str]) -> bool {
+    let var = format!("HOSTLEDGER_{}_KUBECONFIG", identity.to_uppercase());
+    let kubeconfig = std::env::var(&var).unwrap_or_else(|_| panic!("{var} (scripts/stack env)"));
+    let mut all = vec!["--kubeconfig", kubeconfig.as_str(), "auth", "can-i"];
+    all.extend_from_slice(args);
+    all.extend_from_slice(&["-n", "hostledger"]);
+    let out = kubectl(&all, None);
+    match String::from_utf8_lossy(&out.stdout).trim() {
+        "yes" => true,
+        "no" => false,
+        other => panic!(
+            "kubectl {all:?}: {other} {}",
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    }
+}
+
+#[test]
+fn the_stacks_identities_are_bound_to_their_roles() {
+    assert!(stack_identity_can(
+        "projector",
+        &["patch", "hosts.hostledger.dev"]
+    ));
+    assert!(stack_identity_can(
+        "projector",
+        &["patch", "hosts.hostledger.dev", "--subresource=status"]
+    ));
+    assert!(!stack_identity_can("projector", &["create", "namespaces"]));
+    assert!(stack_identity_can(
+        "reader",
+        &["list", "hosts.hostledger.dev"]
+    ));
+    assert!(!stack_identity_can(
+        "reader",
+        &["patch", "hosts.hostledger.dev"]
+    ));
+    assert!(stack_identity_can(
+        "operator",
+        &["create", "hostlocks.hostledger.dev"]
+    ));
+    assert!(!stack_identity_can(
+        "operator",
+        &["patch", "hosts.hostledger.dev", "--subresource=status"]
+    ));
+}
