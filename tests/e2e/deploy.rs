@@ -203,109 +203,68 @@ fn each_identity_may_do_what_its_role_needs_and_nothing_else() {
     let projector = "system:serviceaccount:hostledger-system:hostledger-projector";
     let fetcher = "system:serviceaccount:hostledger-system:hostledger-fetcher";
     let history = "system:serviceaccount:hostledger-system:hostledger-history-server";
-    let inv = ["-n", "hostledger"];
-    let allowed: &[(&str, &[&str], Vec<&str>)] = &[
+    let operator = "alice@hostledger-operators"; // user alice in group hostledger-operators
+    // (may it?, who, what: `kubectl auth can-i` arguments)
+    let checks = [
+        (true, projector, "create hosts.hostledger.dev -n hostledger"),
         (
+            true,
             projector,
-            &[],
-            [&["create", "hosts.hostledger.dev"][..], &inv].concat(),
+            "patch hosts.hostledger.dev --subresource=status -n hostledger",
         ),
         (
+            true,
             projector,
-            &[],
-            [
-                &["patch", "hosts.hostledger.dev", "--subresource=status"][..],
-                &inv,
-            ]
-            .concat(),
+            "delete hostlocks.hostledger.dev -n hostledger",
         ),
         (
+            true,
             projector,
-            &[],
-            [&["delete", "hostlocks.hostledger.dev"][..], &inv].concat(),
+            "patch configmaps/hostledger-projection -n hostledger",
         ),
+        (false, projector, "create hosts.hostledger.dev -n default"),
+        (false, projector, "delete namespaces"),
         (
+            false,
             projector,
-            &[],
-            [&["patch", "configmaps/hostledger-projection"][..], &inv].concat(),
+            "delete hosts.hostledger.dev -n hostledger",
         ),
+        (false, projector, "get secrets -n hostledger"),
+        (false, projector, "patch configmaps/other -n hostledger"),
         (
+            true,
             history,
-            &[],
-            vec!["create", "subjectaccessreviews.authorization.k8s.io"],
+            "create subjectaccessreviews.authorization.k8s.io",
         ),
+        (true, history, "watch configmaps/hostledger-projection -A"),
+        (false, history, "list secrets -A"),
+        (false, history, "patch hosts.hostledger.dev -n hostledger"),
+        (false, fetcher, "list hosts.hostledger.dev -n hostledger"),
         (
-            history,
-            &[],
-            vec!["watch", "configmaps/hostledger-projection", "-A"],
+            true,
+            operator,
+            "create hostlocks.hostledger.dev -n hostledger",
         ),
+        (true, operator, "list hosts.hostledger.dev -n hostledger"),
+        (false, operator, "patch hosts.hostledger.dev -n hostledger"),
         (
-            "alice",
-            &["hostledger-operators"],
-            [&["create", "hostlocks.hostledger.dev"][..], &inv].concat(),
+            false,
+            operator,
+            "patch hosts.hostledger.dev --subresource=status -n hostledger",
         ),
-        (
-            "alice",
-            &["hostledger-operators"],
-            [&["list", "hosts.hostledger.dev"][..], &inv].concat(),
-        ),
+        (false, "alice", "list hosts.hostledger.dev -n hostledger"),
     ];
-    let refused: &[(&str, &[&str], Vec<&str>)] = &[
-        (
-            projector,
-            &[],
-            vec!["create", "hosts.hostledger.dev", "-n", "default"],
-        ),
-        (projector, &[], vec!["delete", "namespaces"]),
-        (
-            projector,
-            &[],
-            [&["delete", "hosts.hostledger.dev"][..], &inv].concat(),
-        ),
-        (projector, &[], [&["get", "secrets"][..], &inv].concat()),
-        (
-            projector,
-            &[],
-            [&["patch", "configmaps/other"][..], &inv].concat(),
-        ),
-        (
-            fetcher,
-            &[],
-            [&["list", "hosts.hostledger.dev"][..], &inv].concat(),
-        ),
-        (history, &[], vec!["list", "secrets", "-A"]),
-        (
-            history,
-            &[],
-            [&["patch", "hosts.hostledger.dev"][..], &inv].concat(),
-        ),
-        (
-            "alice",
-            &["hostledger-operators"],
-            [&["patch", "hosts.hostledger.dev"][..], &inv].concat(),
-        ),
-        (
-            "alice",
-            &["hostledger-operators"],
-            [
-                &["patch", "hosts.hostledger.dev", "--subresource=status"][..],
-                &inv,
-            ]
-            .concat(),
-        ),
-        (
-            "alice",
-            &[],
-            [&["list", "hosts.hostledger.dev"][..], &inv].concat(),
-        ),
-    ];
-    for (user, groups, args) in allowed {
-        assert!(can(user, groups, args), "{user} {groups:?} may {args:?}");
-    }
-    for (user, groups, args) in refused {
-        assert!(
-            !can(user, groups, args),
-            "{user} {groups:?} may not {args:?}"
+    for (expected, who, what) in checks {
+        let (user, groups) = match who.split_once('@') {
+            Some((user, group)) => (user, vec![group]),
+            None => (who, Vec::new()),
+        };
+        let args: Vec<&str> = what.split_whitespace().collect();
+        assert_eq!(
+            can(user, &groups, &args),
+            expected,
+            "{who} {} {what}",
+            if expected { "may" } else { "may not" }
         );
     }
 }
