@@ -4,6 +4,7 @@
 
 use hostledger_model::defaults::defaults;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
@@ -63,6 +64,23 @@ pub struct AnsibleArgs {
     /// are listed and also form the group `locked` (`--limit '!locked'` skips them per run).
     #[arg(long, env = "HOSTLEDGER_ANSIBLE_EXCLUDE_LOCKED")]
     pub exclude_locked: bool,
+
+    /// Keep the answer of `--list` in this file and answer from it (`--list`, and `--host`
+    /// from its `_meta.hostvars`) while it is younger than `--cache-timeout` and was made
+    /// with the same settings, as Ansible's own inventory plugins do with `cache: true`.
+    /// A file that cannot be read is replaced, with a warning.
+    #[arg(long, value_name = "FILE", env = "HOSTLEDGER_ANSIBLE_CACHE")]
+    pub cache: Option<std::path::PathBuf>,
+
+    /// How long a cached answer is used, in seconds (0: always ask the API server, and
+    /// refresh the file).
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        env = "HOSTLEDGER_ANSIBLE_CACHE_TIMEOUT",
+        default_value_t = 300
+    )]
+    pub cache_timeout: u64,
 }
 
 impl AnsibleArgs {
@@ -79,13 +97,54 @@ impl AnsibleArgs {
 
 /// Prints the inventory or one host's variables.
 pub async fn run(args: AnsibleArgs) -> Result<ExitCode> {
+    let cached = args.cache.as_deref().and_then(|path| {
+        cache::read(
+            path,
+            &cache_key(&args),
+            Duration::from_secs(args.cache_timeout),
+        )
+    });
+    let list = match cached {
+        Some(list) => list,
+        None => {
+            let list = live_list(&args).await?;
+            if let Some(path) = &args.cache {
+                cache::write(path, &cache_key(&args), &list)?;
+            }
+            list
+        }
+    };
+    let value = match &args.host {
+        Some(name) => host_vars(&args, &list, name).await?,
+        None => list,
+    };
+    crate::print_out(&format!("{}\n", serde_json::to_string_pretty(&value)?))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// What a cached answer must have been made with: the API server, the namespace and every
+/// setting that changes the answer.
+fn cache_key(args: &AnsibleArgs) -> serde_json::Value {
+    serde_json::json!({
+        "server": crate::read::client_url(),
+        "namespace": args.namespace,
+        "version": env!("CARGO_PKG_VERSION"),
+        "selector": args.selector.as_ref().map(|s| format!("{s:?}")),
+        "groups": args.groups.iter().map(|g| format!("{g:?}")).collect::<Vec<_>>(),
+        "include": args.include.iter().map(|p| format!("{p:?}")).collect::<Vec<_>>(),
+        "exclude_locked": args.exclude_locked,
+    })
+}
+
+/// The `--list` answer from the API server.
+async fn live_list(args: &AnsibleArgs) -> Result<serde_json::Value> {
     let client = crate::kube_client().await?;
     let query = Query {
         selector: args.selector.clone().unwrap_or_default(),
         as_of: None,
         full_intervals: false,
     };
-    let inventory = source::from_objects(client, &args.namespace, &query)
+    let inventory = source::from_objects(client.clone(), &args.namespace, &query)
         .await
         .with_context(|| {
             format!(
@@ -94,29 +153,99 @@ pub async fn run(args: AnsibleArgs) -> Result<ExitCode> {
             )
         })?;
     let mut settings = args.settings();
-    settings.host_groups = crate::groups::list(&crate::kube_client().await?, &args.namespace)
+    settings.host_groups = crate::groups::list(&client, &args.namespace)
         .await?
         .unwrap_or_default();
-    let value = match &args.host {
-        Some(name) => match ansible::host(&inventory.hosts, &settings, name) {
-            Some(vars) => vars,
-            None => {
-                if inventory.hosts.iter().any(|h| {
-                    h.record.state.name == *name || h.name == *name || h.record.host_id == *name
-                }) {
-                    bail!(
-                        "host {name:?} is not in a listed phase; add --include (HOSTLEDGER_ANSIBLE_INCLUDE) to list it"
-                    );
-                }
-                return Err(InventoryError::UnknownHost {
-                    host: name.clone(),
-                    place: format!("namespace {}", args.namespace),
-                }
-                .into());
-            }
-        },
-        None => ansible::list(&inventory.hosts, &settings),
+    Ok(ansible::list(&inventory.hosts, &settings))
+}
+
+/// One host's variables: from the listing's `_meta.hostvars` by inventory name, else (a Host
+/// object name or a host id) from the API server.
+async fn host_vars(
+    args: &AnsibleArgs,
+    list: &serde_json::Value,
+    name: &str,
+) -> Result<serde_json::Value> {
+    if let Some(vars) = list["_meta"]["hostvars"].get(name) {
+        return Ok(vars.clone());
+    }
+    let client = crate::kube_client().await?;
+    let query = Query {
+        selector: args.selector.clone().unwrap_or_default(),
+        as_of: None,
+        full_intervals: false,
     };
-    crate::print_out(&format!("{}\n", serde_json::to_string_pretty(&value)?))?;
-    Ok(ExitCode::SUCCESS)
+    let inventory = source::from_objects(client.clone(), &args.namespace, &query).await?;
+    let mut settings = args.settings();
+    settings.host_groups = crate::groups::list(&client, &args.namespace)
+        .await?
+        .unwrap_or_default();
+    if let Some(vars) = ansible::host(&inventory.hosts, &settings, name) {
+        return Ok(vars);
+    }
+    if inventory
+        .hosts
+        .iter()
+        .any(|h| h.record.state.name == *name || h.name == *name || h.record.host_id == *name)
+    {
+        bail!(
+            "host {name:?} is not in a listed phase; add --include (HOSTLEDGER_ANSIBLE_INCLUDE) to list it"
+        );
+    }
+    Err(InventoryError::UnknownHost {
+        host: name.to_owned(),
+        place: format!("namespace {}", args.namespace),
+    }
+    .into())
+}
+
+/// The cache file: `{"key": …, "written_unix": SECONDS, "list": …}`.
+mod cache {
+    use std::path::Path;
+    use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+    use anyhow::{Context, Result};
+    use serde_json::{Value, json};
+
+    fn now() -> u64 {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0)
+    }
+
+    /// The cached listing, if the file holds one made with `key` less than `timeout` ago.
+    pub fn read(path: &Path, key: &Value, timeout: Duration) -> Option<Value> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "cannot read the Ansible cache; asking the API server");
+                return None;
+            }
+        };
+        let Ok(cached) = serde_json::from_str::<Value>(&text) else {
+            tracing::warn!(path = %path.display(), "the Ansible cache is not hostledger's JSON; replacing it");
+            return None;
+        };
+        let written = cached["written_unix"].as_u64()?;
+        let fresh = now().saturating_sub(written) < timeout.as_secs();
+        (fresh && cached["key"] == *key && cached["list"].is_object())
+            .then(|| cached["list"].clone())
+    }
+
+    /// Writes the listing (to a temporary file beside it, then renamed: a reader never sees
+    /// half a file).
+    pub fn write(path: &Path, key: &Value, list: &Value) -> Result<()> {
+        let body = json!({"key": key, "written_unix": now(), "list": list});
+        let partial = path.with_extension("partial");
+        std::fs::write(&partial, serde_json::to_vec(&body)?)
+            .and_then(|()| std::fs::rename(&partial, path))
+            .with_context(|| {
+                format!(
+                    "cannot write the Ansible cache {} (set --cache / HOSTLEDGER_ANSIBLE_CACHE to a writable file)",
+                    path.display()
+                )
+            })
+    }
 }

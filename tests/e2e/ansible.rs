@@ -303,3 +303,69 @@ async fn locked_hosts_are_a_group_with_lock_variables_and_a_prometheus_label() {
         .await;
     env.cleanup().await;
 }
+
+#[tokio::test]
+async fn a_cached_inventory_answers_until_its_timeout_and_only_for_the_same_settings() {
+    let env = TestEnv::new("ansiblecache", 1).await;
+    let _dir = export_and_project(
+        &env,
+        "PX1,log-1,pdx1,hall-a,active,log,observability,10.1.0.1,R650,A01\n\
+         FR3,old-1,fra2,hall-1,decommissioned,web,storefront,10.2.0.3,R630,C09\n",
+    )
+    .await;
+    let cache_dir = tempfile::tempdir().expect("tempdir");
+    let cache = cache_dir.path().join("inventory.json");
+    let cache = cache.to_str().expect("utf-8 path");
+    let user_of = |list: &Value| list["_meta"]["hostvars"]["log-1"]["ansible_user"].clone();
+    let annotate = |user: &'static str| {
+        let env = &env;
+        async move {
+            let host = env.list_hosts(Some("role=log")).await.remove(0);
+            env.hosts()
+                .patch(
+                    &host.metadata.name.expect("name"),
+                    &PatchParams::default(),
+                    &Patch::Merge(json!({"metadata": {"annotations": {
+                        "ansible.hostledger.dev/ansible_user": user
+                    }}})),
+                )
+                .await
+                .expect("annotate");
+        }
+    };
+    let list = async |vars: &[(&str, &str)]| -> Value {
+        serde_json::from_str(&ansible(&env, &["--list"], vars).await).expect("JSON")
+    };
+
+    annotate("deploy").await;
+    let cached = [("HOSTLEDGER_ANSIBLE_CACHE", cache)];
+    let first = list(&cached).await;
+    assert_eq!(user_of(&first), "deploy");
+    assert!(
+        std::path::Path::new(cache).is_file(),
+        "the cache file is written"
+    );
+
+    // Within the timeout the cache answers: a change made since is not seen yet.
+    annotate("ops").await;
+    assert_eq!(list(&cached).await, first, "answered from the cache");
+    let host: Value =
+        serde_json::from_str(&ansible(&env, &["--host", "log-1"], &cached).await).expect("JSON");
+    assert_eq!(
+        host["ansible_user"], "deploy",
+        "--host from the cached hostvars"
+    );
+
+    // Other settings are another answer, not the cached one.
+    let retired = list(&[cached[0], ("HOSTLEDGER_ANSIBLE_INCLUDE", "retired")]).await;
+    assert_eq!(hosts_of(&retired, "retired"), ["old-1"]);
+
+    // Past the timeout (0 s: always) the API server answers, and the file is refreshed.
+    let fresh = list(&[cached[0], ("HOSTLEDGER_ANSIBLE_CACHE_TIMEOUT", "0")]).await;
+    assert_eq!(user_of(&fresh), "ops");
+
+    // A file that is not a cache is replaced, not trusted.
+    std::fs::write(cache, "not json").expect("spoil the cache");
+    assert_eq!(user_of(&list(&cached).await), "ops");
+    env.cleanup().await;
+}
