@@ -8,7 +8,7 @@ use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, StreamConsumer};
 use rdkafka::error::{KafkaError as RdError, RDKafkaErrorCode};
-use rdkafka::producer::FutureProducer;
+use rdkafka::producer::{BaseProducer, DeliveryResult, FutureProducer, ProducerContext};
 
 use crate::error::KafkaError;
 use crate::settings::KafkaSettings;
@@ -102,6 +102,59 @@ pub type GroupConsumer = StreamConsumer<KafkaContext>;
 pub type Reader = BaseConsumer<KafkaContext>;
 /// A producer as built by [`KafkaClients::producer`].
 pub type Producer = FutureProducer<KafkaContext>;
+/// A transactional producer as built by [`KafkaClients::transactional_producer`].
+pub type TransactionalProducer = BaseProducer<DeliveryContext>;
+
+/// The context of a [`TransactionalProducer`]: [`KafkaContext`]'s logging, and deliveries
+/// counted by one callback instead of a future per message (the publish path sends two
+/// messages per event). A failed delivery is kept for the transaction to report; librdkafka
+/// also fails the commit of a transaction with a message that was not delivered.
+#[derive(Debug, Clone, Default)]
+pub struct DeliveryContext {
+    inner: KafkaContext,
+    failed: std::sync::Arc<std::sync::Mutex<Option<String>>>,
+}
+
+impl DeliveryContext {
+    /// The first delivery failure since the last call, if any.
+    pub fn take_failure(&self) -> Option<String> {
+        self.failed.lock().ok().and_then(|mut f| f.take())
+    }
+
+    /// The last error librdkafka reported for this client.
+    pub fn last_error(&self) -> Option<String> {
+        self.inner.last_error()
+    }
+}
+
+impl ClientContext for DeliveryContext {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
+        self.inner.log(level, fac, message);
+    }
+
+    fn error(&self, error: RdError, reason: &str) {
+        self.inner.error(error, reason);
+    }
+}
+
+impl ProducerContext for DeliveryContext {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+        if let Err((error, message)) = result {
+            use rdkafka::Message as _;
+            if let Ok(mut failed) = self.failed.lock() {
+                failed.get_or_insert_with(|| {
+                    format!(
+                        "{error} (topic {}, partition {})",
+                        message.topic(),
+                        message.partition()
+                    )
+                });
+            }
+        }
+    }
+}
 
 /// What a client is for; decides the role-specific librdkafka options.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -231,6 +284,21 @@ impl KafkaClients {
         };
         self.config(&role)
             .create_with_context(KafkaContext::default())
+            .map_err(|e| KafkaError::client("create the producer", e))
+    }
+
+    /// A transactional, idempotent producer whose deliveries are counted by its context
+    /// ([`DeliveryContext`]). Its callbacks run when it is polled: the sender polls as it
+    /// queues, and committing a transaction polls until every message is delivered.
+    pub fn transactional_producer(
+        &self,
+        transactional_id: &str,
+    ) -> Result<TransactionalProducer, KafkaError> {
+        let role = ClientRole::Producer {
+            transactional_id: Some(transactional_id.to_owned()),
+        };
+        self.config(&role)
+            .create_with_context(DeliveryContext::default())
             .map_err(|e| KafkaError::client("create the producer", e))
     }
 

@@ -15,7 +15,8 @@ pub mod log;
 mod settings;
 
 pub use client::{
-    ClientRole, GroupConsumer, KafkaClients, KafkaContext, Producer, Reader, TopicSpec,
+    ClientRole, DeliveryContext, GroupConsumer, KafkaClients, KafkaContext, Producer, Reader,
+    TopicSpec, TransactionalProducer,
 };
 pub use error::{ErrorClass, KafkaError, classify};
 pub use log::{Item, LogReader, LogStats, ReadScope, partition_for_key};

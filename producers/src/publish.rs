@@ -2,12 +2,13 @@
 //! transaction, so the log and the fetcher's memory of it can never disagree.
 
 use std::borrow::Cow;
+use std::sync::Arc;
 use std::time::Duration;
 
-use hostledger_kafka::{KafkaClients, KafkaError, Producer as KafkaProducer};
+use hostledger_kafka::{KafkaClients, KafkaError, TransactionalProducer};
 use hostledger_schemas::{Codec, HostEvent, Timestamp};
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{FutureRecord, Producer};
+use rdkafka::producer::{BaseRecord, Producer};
 
 use crate::error::FetchError;
 use crate::state::{ABSENT_SINCE_HEADER, absent_since_value};
@@ -22,7 +23,7 @@ pub fn state_key(source: &str, host_id: &str) -> String {
 
 /// A transactional publisher for one fetcher instance (`source`).
 pub struct Publisher {
-    producer: KafkaProducer,
+    producer: Arc<TransactionalProducer>,
     codec: Codec,
     source: String,
     events_topic: String,
@@ -34,8 +35,8 @@ impl Publisher {
     /// instance with the same source that may still be running.
     pub async fn new(kafka: &KafkaClients, source: &str) -> Result<Self, FetchError> {
         let transactional_id = format!("hostledger-fetcher-{source}");
-        let producer = kafka.producer(Some(&transactional_id))?;
-        let p = producer.clone();
+        let producer = Arc::new(kafka.transactional_producer(&transactional_id)?);
+        let p = Arc::clone(&producer);
         tokio::task::spawn_blocking(move || p.init_transactions(TRANSACTION_TIMEOUT))
             .await
             .map_err(|e| FetchError::Internal(format!("init_transactions task: {e}")))?
@@ -84,19 +85,35 @@ impl Publisher {
         self.producer
             .begin_transaction()
             .map_err(|e| KafkaError::client("begin a transaction", e))?;
+        self.producer.context().take_failure();
         let result = self.send_all(events, &encoded, &clocks).await;
-        let producer = self.producer.clone();
+        let producer = Arc::clone(&self.producer);
         let outcome = match result {
+            // The commit waits for every message of the transaction and fails if one was not
+            // delivered.
             Ok(()) => tokio::task::spawn_blocking(move || {
+                // Serve the last delivery reports first: a commit that has to wait for them
+                // itself sleeps in 100 ms steps (one pass per transaction: 10 passes/s).
+                let deadline = std::time::Instant::now() + TRANSACTION_TIMEOUT;
+                while producer.in_flight_count() > 0 && std::time::Instant::now() < deadline {
+                    producer.poll(Duration::from_millis(1));
+                }
                 producer.commit_transaction(TRANSACTION_TIMEOUT)
             })
             .await
             .map_err(|e| FetchError::Internal(format!("commit task: {e}")))?
-            .map_err(|e| KafkaError::client("commit the transaction", e).into()),
+            .map_err(|e| match self.producer.context().take_failure() {
+                Some(failure) => KafkaError::client(
+                    format!("commit the transaction (a message was not delivered: {failure})"),
+                    e,
+                )
+                .into(),
+                None => KafkaError::client("commit the transaction", e).into(),
+            }),
             Err(e) => Err(e),
         };
         if outcome.is_err() {
-            let producer = self.producer.clone();
+            let producer = Arc::clone(&self.producer);
             let aborted = tokio::task::spawn_blocking(move || {
                 producer.abort_transaction(TRANSACTION_TIMEOUT)
             })
@@ -114,7 +131,6 @@ impl Publisher {
         encoded: &[Vec<u8>],
         clocks: &[(&str, Vec<u8>, Option<Timestamp>)],
     ) -> Result<(), FetchError> {
-        let mut deliveries = Vec::with_capacity(events.len() * 2 + clocks.len());
         // Event records borrow the host id as their key; state keys are built.
         let state_entries = clocks.iter().map(|(host_id, payload, since)| {
             let key = Cow::Owned(state_key(&self.source, host_id));
@@ -142,18 +158,24 @@ impl Publisher {
             .chain(
                 state_entries.map(|(key, payload, since)| (&self.state_topic, key, payload, since)),
             );
-        for (topic, key, payload, absent_since) in records {
+        for (n, (topic, key, payload, absent_since)) in records.enumerate() {
+            // Serve the delivery reports of what was sent so far (they are counted, not
+            // awaited), so that their queue does not fill.
+            if n % 1024 == 1023 {
+                self.producer.poll(Duration::ZERO);
+            }
             let since = absent_since.map(absent_since_value);
-            let delivery = loop {
-                let mut record = FutureRecord::to(topic).key(key.as_ref()).payload(payload);
+            loop {
+                let mut record = BaseRecord::to(topic).key(key.as_ref()).payload(payload);
                 if let Some(since) = &since {
                     record = record.headers(OwnedHeaders::new().insert(Header {
                         key: ABSENT_SINCE_HEADER,
                         value: Some(since.as_str()),
                     }));
                 }
-                match self.producer.send_result(record) {
-                    Ok(delivery) => break delivery,
+                match self.producer.send(record) {
+                    Ok(()) => break,
+                    // Wait for room: deliveries free it.
                     Err((e, _))
                         if e.rdkafka_error_code()
                             == Some(rdkafka::types::RDKafkaErrorCode::QueueFull) =>
@@ -167,14 +189,6 @@ impl Publisher {
                         );
                     }
                 }
-            };
-            deliveries.push(delivery);
-        }
-        for delivery in deliveries {
-            match delivery.await {
-                Ok(Ok(_)) => {}
-                Ok(Err((e, _))) => return Err(KafkaError::client("deliver an event", e).into()),
-                Err(_) => return Err(FetchError::Internal("delivery future cancelled".into())),
             }
         }
         Ok(())
