@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use hostledger_inventory::ansible::{self, AnsibleSettings, GroupKey};
-use hostledger_inventory::source::{self, InventoryError};
+use hostledger_inventory::source::{self, HostView, InventoryError};
 use hostledger_inventory::{LabelSelector, Query};
 
 use crate::read::{PhaseArg, included_phases, parse_selector};
@@ -97,28 +97,38 @@ impl AnsibleArgs {
 
 /// Prints the inventory or one host's variables.
 pub async fn run(args: AnsibleArgs) -> Result<ExitCode> {
-    let cached = args.cache.as_deref().and_then(|path| {
-        cache::read(
-            path,
-            &cache_key(&args),
-            Duration::from_secs(args.cache_timeout),
-        )
-    });
-    let list = match cached {
-        Some(list) => list,
+    let cache = args.cache.as_deref().map(|path| (path, cache_key(&args)));
+    let cached = cache
+        .as_ref()
+        .and_then(|(path, key)| cache::read(path, key, Duration::from_secs(args.cache_timeout)));
+    // `--host` answers from a fresh cache when the name is an inventory name in it.
+    let from_cache = match (&args.host, cached) {
+        (None, Some(list)) => Some(list),
+        (Some(name), Some(list)) => list["_meta"]["hostvars"].get(name).cloned(),
+        (_, None) => None,
+    };
+    let value = match from_cache {
+        Some(value) => value,
         None => {
-            let list = live_list(&args).await?;
-            if let Some(path) = &args.cache {
-                cache::write(path, &cache_key(&args), &list)?;
+            let (hosts, settings) = live_inventory(&args).await?;
+            if args.host.is_none() || cache.is_some() {
+                let list = ansible::list(&hosts, &settings);
+                if let Some((path, key)) = &cache {
+                    cache::write(path, key, &list)?;
+                }
+                if args.host.is_none() {
+                    return print(&list);
+                }
             }
-            list
+            let name = args.host.as_deref().unwrap_or_default();
+            host_vars(&hosts, &settings, name, &args.namespace)?
         }
     };
-    let value = match &args.host {
-        Some(name) => host_vars(&args, &list, name).await?,
-        None => list,
-    };
-    crate::print_out(&format!("{}\n", serde_json::to_string_pretty(&value)?))?;
+    print(&value)
+}
+
+fn print(value: &serde_json::Value) -> Result<ExitCode> {
+    crate::print_out(&format!("{}\n", serde_json::to_string_pretty(value)?))?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -136,8 +146,8 @@ fn cache_key(args: &AnsibleArgs) -> serde_json::Value {
     })
 }
 
-/// The `--list` answer from the API server.
-async fn live_list(args: &AnsibleArgs) -> Result<serde_json::Value> {
+/// The hosts and the settings (with the namespace's HostGroups) from the API server.
+async fn live_inventory(args: &AnsibleArgs) -> Result<(Vec<HostView>, AnsibleSettings)> {
     let client = crate::kube_client().await?;
     let query = Query {
         selector: args.selector.clone().unwrap_or_default(),
@@ -156,37 +166,22 @@ async fn live_list(args: &AnsibleArgs) -> Result<serde_json::Value> {
     settings.host_groups = crate::groups::list(&client, &args.namespace)
         .await?
         .unwrap_or_default();
-    Ok(ansible::list(&inventory.hosts, &settings))
+    Ok((inventory.hosts, settings))
 }
 
-/// One host's variables: from the listing's `_meta.hostvars` by inventory name, else (a Host
-/// object name or a host id) from the API server.
-async fn host_vars(
-    args: &AnsibleArgs,
-    list: &serde_json::Value,
+/// One host's variables, by inventory name, Host object name or host id.
+fn host_vars(
+    hosts: &[HostView],
+    settings: &AnsibleSettings,
     name: &str,
+    namespace: &str,
 ) -> Result<serde_json::Value> {
-    if let Some(vars) = list["_meta"]["hostvars"].get(name) {
-        return Ok(vars.clone());
-    }
-    let client = crate::kube_client().await?;
-    let query = Query {
-        selector: args.selector.clone().unwrap_or_default(),
-        as_of: None,
-        full_intervals: false,
-    };
-    let inventory = source::from_objects(client.clone(), &args.namespace, &query).await?;
-    let mut settings = args.settings();
-    settings.host_groups = crate::groups::list(&client, &args.namespace)
-        .await?
-        .unwrap_or_default();
-    if let Some(vars) = ansible::host(&inventory.hosts, &settings, name) {
+    if let Some(vars) = ansible::host(hosts, settings, name) {
         return Ok(vars);
     }
-    if inventory
-        .hosts
+    if hosts
         .iter()
-        .any(|h| h.record.state.name == *name || h.name == *name || h.record.host_id == *name)
+        .any(|h| h.record.state.name == name || h.name == name || h.record.host_id == name)
     {
         bail!(
             "host {name:?} is not in a listed phase; add --include (HOSTLEDGER_ANSIBLE_INCLUDE) to list it"
@@ -194,7 +189,7 @@ async fn host_vars(
     }
     Err(InventoryError::UnknownHost {
         host: name.to_owned(),
-        place: format!("namespace {}", args.namespace),
+        place: format!("namespace {namespace}"),
     }
     .into())
 }
@@ -224,28 +219,24 @@ mod cache {
                 return None;
             }
         };
-        let Ok(cached) = serde_json::from_str::<Value>(&text) else {
+        let Ok(mut cached) = serde_json::from_str::<Value>(&text) else {
             tracing::warn!(path = %path.display(), "the Ansible cache is not hostledger's JSON; replacing it");
             return None;
         };
         let written = cached["written_unix"].as_u64()?;
         let fresh = now().saturating_sub(written) < timeout.as_secs();
         (fresh && cached["key"] == *key && cached["list"].is_object())
-            .then(|| cached["list"].clone())
+            .then(|| cached["list"].take())
     }
 
-    /// Writes the listing (to a temporary file beside it, then renamed: a reader never sees
-    /// half a file).
+    /// Writes the listing (atomically: a reader never sees half a file).
     pub fn write(path: &Path, key: &Value, list: &Value) -> Result<()> {
         let body = json!({"key": key, "written_unix": now(), "list": list});
-        let partial = path.with_extension("partial");
-        std::fs::write(&partial, serde_json::to_vec(&body)?)
-            .and_then(|()| std::fs::rename(&partial, path))
-            .with_context(|| {
-                format!(
-                    "cannot write the Ansible cache {} (set --cache / HOSTLEDGER_ANSIBLE_CACHE to a writable file)",
-                    path.display()
-                )
-            })
+        hostledger_inventory::atomic::write(path, &serde_json::to_vec(&body)?).with_context(|| {
+            format!(
+                "cannot write the Ansible cache {} (set --cache / HOSTLEDGER_ANSIBLE_CACHE to a writable file)",
+                path.display()
+            )
+        })
     }
 }

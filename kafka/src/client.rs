@@ -120,11 +120,6 @@ impl DeliveryContext {
     pub fn take_failure(&self) -> Option<String> {
         self.failed.lock().ok().and_then(|mut f| f.take())
     }
-
-    /// The last error librdkafka reported for this client.
-    pub fn last_error(&self) -> Option<String> {
-        self.inner.last_error()
-    }
 }
 
 impl ClientContext for DeliveryContext {

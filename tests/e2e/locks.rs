@@ -8,7 +8,9 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use hostledger_e2e::{Output, TestEnv, bind, event, hostledger_binary, user_kubeconfig};
+use hostledger_e2e::{
+    Output, TestEnv, bind, event, hostledger_binary, run_hostledger_as, user_kubeconfig,
+};
 use hostledger_model::HostLock;
 use hostledger_schemas::{EventKind, Lifecycle};
 use kube::api::{Api, Patch, PatchParams, PostParams};
@@ -37,21 +39,9 @@ fn locks(env: &TestEnv) -> Api<HostLock> {
 
 /// Runs `hostledger COMMAND --namespace NS ARGS…` with an optional other kubeconfig.
 async fn run(env: &TestEnv, kubeconfig: Option<&Path>, args: &[&str]) -> Output {
-    let mut command = tokio::process::Command::new(hostledger_binary());
-    command
-        .arg(args[0])
-        .args(["--namespace", &env.namespace])
-        .args(&args[1..])
-        .env("HOSTLEDGER_LOG", "warn");
-    if let Some(k) = kubeconfig {
-        command.env("KUBECONFIG", k);
-    }
-    let out = command.output().await.expect("run hostledger");
-    Output {
-        code: out.status.code(),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+    let mut all = vec![args[0], "--namespace", &env.namespace];
+    all.extend_from_slice(&args[1..]);
+    run_hostledger_as(kubeconfig, &all).await
 }
 
 /// Starts `hostledger with-lock --namespace NS ARGS…` (killed when dropped).
