@@ -1,7 +1,9 @@
 //! The Kafka connection flags every command that talks to Kafka takes.
 
+use std::path::PathBuf;
+
 use clap::Args;
-use hostledger_kafka::{KafkaSettings, Topics};
+use hostledger_kafka::{KafkaSettings, SecurityProtocol, Topics};
 
 /// Kafka connection flags shared by subcommands.
 #[derive(Debug, Clone, Args)]
@@ -15,6 +17,22 @@ pub struct KafkaArgs {
     /// instead of the hostledger.* defaults. Overrides the config file.
     #[arg(long, value_name = "PREFIX")]
     pub topic_prefix: Option<String>,
+
+    /// PEM file of the CA that signed the brokers' certificates; implies TLS. Overrides the
+    /// config file, which overrides $HOSTLEDGER_KAFKA_CA_FILE.
+    #[arg(long, value_name = "FILE")]
+    pub kafka_ca: Option<PathBuf>,
+
+    /// PEM client certificate to authenticate with (mutual TLS; the brokers authorize its
+    /// common name), with --kafka-key. Overrides the config file, which overrides
+    /// $HOSTLEDGER_KAFKA_CERT_FILE.
+    #[arg(long, value_name = "FILE", requires = "kafka_key")]
+    pub kafka_cert: Option<PathBuf>,
+
+    /// PEM private key of --kafka-cert. Overrides the config file, which overrides
+    /// $HOSTLEDGER_KAFKA_KEY_FILE.
+    #[arg(long, value_name = "FILE", requires = "kafka_cert")]
+    pub kafka_key: Option<PathBuf>,
 
     /// Extra librdkafka option, passed through (repeatable), e.g.
     /// --kafka-option session.timeout.ms=10000. Overrides the config file.
@@ -38,6 +56,17 @@ impl KafkaArgs {
         }
         if let Some(prefix) = &self.topic_prefix {
             settings.topics = Topics::with_prefix(prefix);
+        }
+        let tls = self.kafka_ca.is_some() || self.kafka_cert.is_some();
+        if tls && settings.security_protocol != SecurityProtocol::SaslSsl {
+            settings.security_protocol = SecurityProtocol::Ssl;
+        }
+        if let Some(ca) = &self.kafka_ca {
+            settings.ca_file = Some(ca.clone());
+        }
+        if let (Some(cert), Some(key)) = (&self.kafka_cert, &self.kafka_key) {
+            settings.cert_file = Some(cert.clone());
+            settings.key_file = Some(key.clone());
         }
         settings.options.extend(self.kafka_options.iter().cloned());
         settings

@@ -136,7 +136,7 @@ pub enum Command {
         #[arg(long, value_name = "DIR")]
         write: Option<PathBuf>,
     },
-    /// Manage hostledger's Kafka topics.
+    /// Manage hostledger's Kafka topics: create them, grant identities what their roles need.
     Topics(topics::TopicsArgs),
 }
 

@@ -26,6 +26,19 @@ pub enum K8sError {
         /// How to grant what is missing.
         hint: String,
     },
+    /// The API server did not accept the credentials (401): a certificate of another CA, an
+    /// expired certificate or token.
+    #[error(
+        "Kubernetes API: could not {action}: the API server did not accept this client's credentials ({message}). \
+         Use a kubeconfig whose client certificate is signed by the cluster's CA and not expired, or a valid token \
+         (check KUBECONFIG)"
+    )]
+    Unauthenticated {
+        /// What we were doing.
+        action: String,
+        /// The API server's message.
+        message: String,
+    },
     /// An API call failed with an error that retrying cannot fix.
     #[error("Kubernetes API: could not {action}: {source}")]
     Api {
@@ -70,6 +83,10 @@ impl K8sError {
                 hint: grant_hint(&status.message),
                 message: status.message,
             },
+            kube::Error::Api(status) if status.code == 401 => K8sError::Unauthenticated {
+                action: action.into(),
+                message: format!("401 {}", status.message),
+            },
             source => K8sError::Api {
                 action: action.into(),
                 source,
@@ -88,6 +105,11 @@ pub fn grant_hint(message: &str) -> String {
         Some(rest[..rest.find('"')?].to_owned())
     };
     let user = quoted("User ");
+    if user.as_deref() == Some("system:anonymous") {
+        return "The request carried no credentials, so the API server saw an anonymous user, which may do nothing: \
+                use a kubeconfig with a client certificate (or token) of a hostledger identity"
+            .to_owned();
+    }
     let verb = message
         .split(" cannot ")
         .nth(1)

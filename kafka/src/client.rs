@@ -320,7 +320,7 @@ impl KafkaClients {
             .map_err(|e| KafkaError::client("create a reader", e))
     }
 
-    fn admin(&self) -> Result<AdminClient<KafkaContext>, KafkaError> {
+    pub(crate) fn admin_client(&self) -> Result<AdminClient<KafkaContext>, KafkaError> {
         self.config(&ClientRole::Admin)
             .create_with_context(KafkaContext::default())
             .map_err(|e| KafkaError::client("create the admin client", e))
@@ -488,7 +488,7 @@ impl KafkaClients {
         specs: &[TopicSpec],
         replication: i32,
     ) -> Result<(), KafkaError> {
-        let admin = self.admin()?;
+        let admin = self.admin_client()?;
         let new_topics: Vec<NewTopic<'_>> = specs
             .iter()
             .map(|s| {
@@ -514,7 +514,7 @@ impl KafkaClients {
 
     /// Deletes topics (tests clean up after themselves with this).
     pub async fn delete_topics(&self, names: &[&str]) -> Result<(), KafkaError> {
-        let admin = self.admin()?;
+        let admin = self.admin_client()?;
         let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
         admin
             .delete_topics(names, &opts)

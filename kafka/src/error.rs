@@ -46,6 +46,23 @@ pub enum KafkaError {
         #[source]
         source: RdError,
     },
+    /// The brokers' authorizer refused this client's identity an operation.
+    #[error(
+        "Kafka refused to let this client {action}: {source}. Missing: {missing}. The identity refused is the \
+         client certificate this command authenticates with (--kafka-cert, kafka.cert_file or \
+         $HOSTLEDGER_KAFKA_CERT_FILE; without one the brokers see an anonymous client, allowed nothing), named by \
+         its common name. An administrator grants an identity what its role needs with \
+         `hostledger topics grant ROLE --principal User:NAME` (docs/operations.md, Kafka identities)"
+    )]
+    Refused {
+        /// What we were doing ("initialise transactions for hostledger-fetcher-eu", ...).
+        action: String,
+        /// The client library's error.
+        #[source]
+        source: RdError,
+        /// Which permission is missing.
+        missing: &'static str,
+    },
     /// An admin operation on one topic failed.
     #[error("Kafka: could not create topic {topic:?}: {code}")]
     CreateTopic {
@@ -59,9 +76,14 @@ pub enum KafkaError {
 impl KafkaError {
     /// Wraps a client error with what we were doing.
     pub fn client(action: impl Into<String>, source: RdError) -> Self {
-        KafkaError::Client {
-            action: action.into(),
-            source,
+        let action = action.into();
+        match missing_permission(&source) {
+            Some(missing) => KafkaError::Refused {
+                action,
+                source,
+                missing,
+            },
+            None => KafkaError::Client { action, source },
         }
     }
 
@@ -73,8 +95,28 @@ impl KafkaError {
             | KafkaError::CreateTopic { .. }
             | KafkaError::Connect { .. } => ErrorClass::Fatal,
             KafkaError::Client { source, .. } => classify(source),
+            KafkaError::Refused { .. } => ErrorClass::Fatal,
         }
     }
+}
+
+/// For an authorization failure: which permission is missing.
+fn missing_permission(error: &RdError) -> Option<&'static str> {
+    use RDKafkaErrorCode as C;
+    Some(match error.rdkafka_error_code()? {
+        C::TopicAuthorizationFailed => {
+            "the identity has no ACL for this on the topic (fetchers may write the events topic but not read it; readers may only read)"
+        }
+        C::GroupAuthorizationFailed => "the identity has no ACL for the consumer group",
+        C::TransactionalIdAuthorizationFailed => {
+            "the identity may not publish as this source: a fetcher identity of scope S publishes only as sources whose \
+             names start with S (transactional ids hostledger-fetcher-S*)"
+        }
+        C::ClusterAuthorizationFailed => {
+            "this needs permission on the cluster itself, which only administrators have"
+        }
+        _ => return None,
+    })
 }
 
 /// Classifies a client library error.

@@ -6,9 +6,11 @@
 //!   settings, topic administration, metadata look-ups, and async wrappers of the blocking
 //!   calls.
 //! - [`log`]: decoding messages of the events topic, and the one reader of the whole log.
+//! - [`acl`]: the ACLs each identity needs (least privilege), and creating them.
 //! - `error` ([`KafkaError`], [`classify`]): errors classified as transient, poison or fatal, so
 //!   callers know whether to retry, dead-letter or stop.
 
+pub mod acl;
 mod client;
 mod error;
 pub mod log;
@@ -21,5 +23,6 @@ pub use client::{
 pub use error::{ErrorClass, KafkaError, classify};
 pub use log::{Item, LogReader, LogStats, ReadScope, partition_for_key};
 pub use settings::{
-    BOOTSTRAP_ENV, KafkaSettings, Secret, SecurityProtocol, Topics, default_bootstrap_servers,
+    BOOTSTRAP_ENV, CA_FILE_ENV, CERT_FILE_ENV, KEY_FILE_ENV, KafkaSettings, Secret,
+    SecurityProtocol, Topics, default_bootstrap_servers,
 };

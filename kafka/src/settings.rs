@@ -22,6 +22,45 @@ pub fn default_bootstrap_servers() -> String {
         .unwrap_or_else(|| "127.0.0.1:19092".to_owned())
 }
 
+/// Environment variables naming this process's TLS files when a config file does not
+/// (`scripts/stack env` sets them for the local stack's mutual-TLS listener): the CA that
+/// signed the brokers' certificates, and the client certificate and key of the identity.
+/// Any of them set makes `ssl` the default security protocol.
+pub const CA_FILE_ENV: &str = "HOSTLEDGER_KAFKA_CA_FILE";
+/// See [`CA_FILE_ENV`].
+pub const CERT_FILE_ENV: &str = "HOSTLEDGER_KAFKA_CERT_FILE";
+/// See [`CA_FILE_ENV`].
+pub const KEY_FILE_ENV: &str = "HOSTLEDGER_KAFKA_KEY_FILE";
+
+fn path_from_env(name: &str) -> Option<PathBuf> {
+    std::env::var_os(name)
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+}
+
+fn default_ca_file() -> Option<PathBuf> {
+    path_from_env(CA_FILE_ENV)
+}
+
+fn default_cert_file() -> Option<PathBuf> {
+    path_from_env(CERT_FILE_ENV)
+}
+
+fn default_key_file() -> Option<PathBuf> {
+    path_from_env(KEY_FILE_ENV)
+}
+
+fn default_security_protocol() -> SecurityProtocol {
+    let tls = [CA_FILE_ENV, CERT_FILE_ENV, KEY_FILE_ENV]
+        .iter()
+        .any(|v| path_from_env(v).is_some());
+    if tls {
+        SecurityProtocol::Ssl
+    } else {
+        SecurityProtocol::Plaintext
+    }
+}
+
 /// How clients talk to the brokers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -136,17 +175,20 @@ pub struct KafkaSettings {
     /// Comma-separated `host:port` list of brokers.
     #[serde(default = "default_bootstrap_servers")]
     pub bootstrap_servers: String,
-    /// `plaintext`, `ssl`, `sasl_plaintext` or `sasl_ssl`.
-    #[serde(default)]
+    /// `plaintext`, `ssl`, `sasl_plaintext` or `sasl_ssl`. Default: `ssl` when
+    /// `$HOSTLEDGER_KAFKA_CA_FILE`, `_CERT_FILE` or `_KEY_FILE` is set, else `plaintext`.
+    #[serde(default = "default_security_protocol")]
     pub security_protocol: SecurityProtocol,
-    /// PEM file of the CA that signed the brokers' certificates.
-    #[serde(default)]
+    /// PEM file of the CA that signed the brokers' certificates. Default:
+    /// `$HOSTLEDGER_KAFKA_CA_FILE`, else the system's CAs.
+    #[serde(default = "default_ca_file")]
     pub ca_file: Option<PathBuf>,
-    /// PEM client certificate, for mutual TLS.
-    #[serde(default)]
+    /// PEM client certificate, for mutual TLS: the identity the brokers authorize (its
+    /// common name is the principal). Default: `$HOSTLEDGER_KAFKA_CERT_FILE`.
+    #[serde(default = "default_cert_file")]
     pub cert_file: Option<PathBuf>,
-    /// PEM private key of the client certificate.
-    #[serde(default)]
+    /// PEM private key of the client certificate. Default: `$HOSTLEDGER_KAFKA_KEY_FILE`.
+    #[serde(default = "default_key_file")]
     pub key_file: Option<PathBuf>,
     /// SASL mechanism: `PLAIN`, `SCRAM-SHA-256` or `SCRAM-SHA-512`.
     #[serde(default)]
@@ -169,10 +211,10 @@ impl Default for KafkaSettings {
     fn default() -> Self {
         KafkaSettings {
             bootstrap_servers: default_bootstrap_servers(),
-            security_protocol: SecurityProtocol::default(),
-            ca_file: None,
-            cert_file: None,
-            key_file: None,
+            security_protocol: default_security_protocol(),
+            ca_file: default_ca_file(),
+            cert_file: default_cert_file(),
+            key_file: default_key_file(),
             sasl_mechanism: None,
             sasl_username: None,
             sasl_password: None,
@@ -185,12 +227,34 @@ impl Default for KafkaSettings {
 const SASL_MECHANISMS: [&str; 3] = ["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"];
 
 impl KafkaSettings {
-    /// Plaintext settings for the given bootstrap servers.
+    /// Plaintext settings for the given bootstrap servers (no TLS, whatever the environment
+    /// says).
     pub fn plaintext(bootstrap_servers: impl Into<String>) -> Self {
         KafkaSettings {
             bootstrap_servers: bootstrap_servers.into(),
+            security_protocol: SecurityProtocol::Plaintext,
+            ca_file: None,
+            cert_file: None,
+            key_file: None,
             ..KafkaSettings::default()
         }
+    }
+
+    /// The same settings with mutual TLS as the identity whose certificate and key these
+    /// are, trusting `ca_file` for the brokers.
+    pub fn with_identity(
+        mut self,
+        ca_file: PathBuf,
+        cert_file: PathBuf,
+        key_file: PathBuf,
+    ) -> Self {
+        if self.security_protocol != SecurityProtocol::SaslSsl {
+            self.security_protocol = SecurityProtocol::Ssl;
+        }
+        self.ca_file = Some(ca_file);
+        self.cert_file = Some(cert_file);
+        self.key_file = Some(key_file);
+        self
     }
 
     /// Checks the settings once, at start-up, so that nothing fails later for a reason that
@@ -241,7 +305,8 @@ impl KafkaSettings {
             if let Some(path) = file {
                 if !tls {
                     return bad(format!(
-                        "kafka.{name} is set but security_protocol is {}; use ssl or sasl_ssl",
+                        "kafka.{name} is set (in the config, a flag or $HOSTLEDGER_KAFKA_*_FILE) but \
+                         security_protocol is {}; use ssl or sasl_ssl",
                         self.security_protocol.librdkafka_name()
                     ));
                 }
@@ -366,10 +431,10 @@ mod tests {
 
     #[test]
     fn tls_files_need_tls() {
-        let s = parse("ca_file: /etc/hostname").expect("parses");
+        let s = parse("security_protocol: plaintext\nca_file: /etc/hostname").expect("parses");
         let err = s.validate().unwrap_err().to_string();
         assert!(
-            err.contains("kafka.ca_file is set but security_protocol is plaintext"),
+            err.contains("kafka.ca_file is set") && err.contains("security_protocol is plaintext"),
             "{err}"
         );
     }

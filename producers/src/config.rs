@@ -46,8 +46,9 @@ impl ProviderConfig {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FetcherConfig {
-    /// Kafka connection and topics.
-    #[serde(default)]
+    /// Kafka connection and topics. An empty `kafka:` (every key commented out) means the
+    /// defaults.
+    #[serde(default, deserialize_with = "null_is_default")]
     pub kafka: KafkaSettings,
     /// Seconds between two listings of a provider.
     #[serde(default = "default_interval_secs")]
@@ -112,6 +113,15 @@ impl FetcherConfig {
         }
         Ok(())
     }
+}
+
+/// Deserializes a field whose YAML value may be empty (`key:` alone) as its default.
+fn null_is_default<'de, D, T>(deserializer: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::Deserialize<'de> + Default,
+{
+    Ok(Option::<T>::deserialize(deserializer)?.unwrap_or_default())
 }
 
 #[cfg(test)]

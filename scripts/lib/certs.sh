@@ -11,10 +11,15 @@
 #   kube-operator.{crt,key}        client cert CN=hostledger-operator, O=hostledger-operators
 #   service-account.{key,pub}      RSA key pair that signs and verifies service-account tokens
 #   kafka-ca.{crt,key}             CA for the Kafka SSL listener (both directions)
-#   kafka-broker.{crt,key}         broker serving cert: 127.0.0.1, localhost
+#   kafka-broker.{crt,key}         broker cert CN=hostledger-kafka-broker (a super user): serving on
+#                                  127.0.0.1 and localhost, and client of its own controller listener
 #   kafka-broker.p12               PKCS#12 keystore (broker key + chain), password in kafka-store.pass
 #   kafka-truststore.p12           PKCS#12 truststore holding kafka-ca.crt (made with keytool)
-#   kafka-client.{crt,key}         client cert CN=hostledger-client for mTLS tests (PEM, PKCS#8 key)
+#   kafka-admin.{crt,key,p12}      client cert CN=hostledger-admin, a super user (topics and ACLs only)
+#   kafka-fetcher.{crt,key}        client cert CN=hostledger-fetcher (ACLs of a fetcher, any source)
+#   kafka-projector.{crt,key}      client cert CN=hostledger-projector (ACLs of the projector)
+#   kafka-reader.{crt,key}         client cert CN=hostledger-reader (ACLs of a reader)
+# The brokers take a client certificate's common name as its principal (User:CN).
 #
 # usage: certs.sh CERT_DIR
 set -euo pipefail
@@ -84,10 +89,22 @@ new_cert history-server kube-ca "/CN=hostledger-history.hostledger-system.svc" s
 
 # Kafka.
 new_ca kafka-ca "hostledger-stack kafka CA"
-new_cert kafka-broker kafka-ca "/CN=localhost" "serverAuth,clientAuth" "IP:127.0.0.1,DNS:localhost"
-new_cert kafka-client kafka-ca "/CN=hostledger-client" clientAuth
+# A state dir from before the brokers authorized anyone named its broker CN=localhost.
+if [ -s kafka-broker.crt ] && ! openssl x509 -in kafka-broker.crt -noout -subject | grep -q hostledger-kafka-broker; then
+  rm -f kafka-broker.crt kafka-broker.key kafka-broker.p12 kafka-client.crt kafka-client.key
+fi
+new_cert kafka-broker kafka-ca "/CN=hostledger-kafka-broker" "serverAuth,clientAuth" "IP:127.0.0.1,DNS:localhost"
+for identity in admin fetcher projector reader; do
+  new_cert "kafka-$identity" kafka-ca "/CN=hostledger-$identity" clientAuth
+done
 [ -s kafka-store.pass ] || printf '%s' "$store_pass" > kafka-store.pass
 pass=$(cat kafka-store.pass)
+# The admin's identity for the broker's own Java tools (scripts/stack: topics, ACLs).
+if [ ! -s kafka-admin.p12 ]; then
+  openssl pkcs12 -export -name admin -in kafka-admin.crt -inkey kafka-admin.key \
+    -certfile kafka-ca.crt -passout "pass:$pass" -out kafka-admin.p12.partial
+  mv kafka-admin.p12.partial kafka-admin.p12
+fi
 if [ ! -s kafka-broker.p12 ]; then
   openssl pkcs12 -export -name broker -in kafka-broker.crt -inkey kafka-broker.key \
     -certfile kafka-ca.crt -passout "pass:$pass" -out kafka-broker.p12.partial

@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use hostledger_e2e::{TestEnv, hostledger_binary, run_hostledger};
+use hostledger_e2e::{Role, TestEnv, hostledger_as, run_hostledger};
 use serde_json::Value;
 use tokio::io::AsyncBufReadExt;
 
@@ -168,7 +168,7 @@ async fn a_killed_backfill_resumes_with_each_event_once_and_uptime_as_of_matches
     }));
 
     // Killed after its third snapshot is committed.
-    let mut child = tokio::process::Command::new(hostledger_binary())
+    let mut child = hostledger_as(Role::Fetcher)
         .args(["backfill", "-c", config, "--quiet", archive])
         .env("HOSTLEDGER_LOG", "info")
         .env("NO_COLOR", "1")

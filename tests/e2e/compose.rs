@@ -227,7 +227,8 @@ fn the_compose_file_is_valid_and_agrees_with_the_code() {
             );
         }
         let bootstrap = environment(s, "HOSTLEDGER_KAFKA_BOOTSTRAP").expect("bootstrap");
-        let stack = std::env::var("HOSTLEDGER_KAFKA_BOOTSTRAP").expect("scripts/stack env");
+        let stack =
+            std::env::var("HOSTLEDGER_KAFKA_PLAINTEXT_BOOTSTRAP").expect("scripts/stack env");
         assert_eq!(bootstrap, stack, "{name}: the stack's plaintext listener");
         let advertised = environment(kafka, "KAFKA_ADVERTISED_LISTENERS").expect("listeners");
         assert!(

@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use hostledger_e2e::TestEnv;
+use hostledger_e2e::{Role, TestEnv};
 use hostledger_schemas::HostEvent;
 use serde_json::{Value, json};
 
@@ -32,6 +32,10 @@ fn expected(e: &HostEvent) -> Value {
 /// Runs one consumer over the test's topic; its JSON lines.
 async fn consume(name: &str, mut command: tokio::process::Command, env: &TestEnv) -> Vec<Value> {
     let out = command
+        // As the stack's reader identity (mutual TLS; may read the topic and consume in
+        // groups named hostledger-reader-...).
+        .env("HOSTLEDGER_KAFKA_CERT_FILE", Role::Reader.cert())
+        .env("HOSTLEDGER_KAFKA_KEY_FILE", Role::Reader.key())
         .args(["--bootstrap", &env.bootstrap])
         .args(["--topic", &env.kafka.settings().topics.events])
         .arg("--schemas")

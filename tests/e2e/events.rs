@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use hostledger_e2e::{TestEnv, hostledger_binary, run_hostledger};
+use hostledger_e2e::{Role, TestEnv, hostledger_as, run_hostledger};
 use serde_json::Value;
 use tokio::io::AsyncBufReadExt;
 
@@ -159,7 +159,7 @@ async fn events_are_shown_filtered_and_followed() {
 
     // --follow: the existing events, then one published after it started.
     let args = events_cmd(&["--follow"]);
-    let mut child = tokio::process::Command::new(hostledger_binary())
+    let mut child = hostledger_as(Role::Reader)
         .args(&args)
         .env("HOSTLEDGER_LOG", "warn")
         .stdout(std::process::Stdio::piped())

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use hostledger_e2e::{TestEnv, hostledger_binary, read_topic_with_headers};
+use hostledger_e2e::{Role, TestEnv, hostledger_as, read_topic_with_headers};
 use hostledger_producers::{ABSENT_SINCE_HEADER, state_key};
 use hostledger_schemas::{EventKind, HostState, Timestamp};
 
@@ -40,7 +40,7 @@ async fn killed_fetcher_publishes_every_change_exactly_once() {
     for (round, kill_after_ms) in [700u64, 2500, 1200, 3100, 400].into_iter().enumerate() {
         write_export(&export, round);
         final_round = round;
-        let mut child = tokio::process::Command::new(hostledger_binary())
+        let mut child = hostledger_as(Role::Fetcher)
             .args([
                 "fetch",
                 "--metrics-addr",
@@ -107,7 +107,7 @@ fn now() -> Timestamp {
 }
 
 fn start_fetcher(config: &Path) -> tokio::process::Child {
-    tokio::process::Command::new(hostledger_binary())
+    hostledger_as(Role::Fetcher)
         .args(["fetch", "--metrics-addr", "127.0.0.1:0", "--config"])
         .arg(config)
         .env("HOSTLEDGER_LOG", "warn")

@@ -18,11 +18,14 @@ fn config(env: &TestEnv, dir: &Path, with_certificate: bool) -> std::path::PathB
         var("HOSTLEDGER_KAFKA_SSL_BOOTSTRAP"),
         var("HOSTLEDGER_KAFKA_CA")
     );
-    if with_certificate {
+    if !with_certificate {
+        // Explicitly none: not the identity $HOSTLEDGER_KAFKA_CERT_FILE names.
+        kafka += "  cert_file: null\n  key_file: null\n";
+    } else {
         kafka += &format!(
             "  cert_file: {}\n  key_file: {}\n",
-            var("HOSTLEDGER_KAFKA_CLIENT_CERT"),
-            var("HOSTLEDGER_KAFKA_CLIENT_KEY")
+            var("HOSTLEDGER_KAFKA_FETCHER_CERT"),
+            var("HOSTLEDGER_KAFKA_FETCHER_KEY")
         );
     }
     kafka += &format!(
@@ -51,7 +54,7 @@ async fn fetcher_with_client_certificate_publishes_and_one_without_is_refused() 
     let dir = tempfile::tempdir().expect("tempdir");
 
     let refused = config(&env, dir.path(), false);
-    let text = env.fetch_once_err(&refused).await;
+    let text = env.fetch_once_err_as_configured(&refused).await;
     assert!(text.contains("cannot connect to Kafka"), "{text}");
     assert!(
         text.contains("set kafka.cert_file and kafka.key_file"),

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use hostledger_e2e::{TestEnv, event, hostledger_binary};
+use hostledger_e2e::{TestEnv, event};
 use hostledger_model::Host;
 use hostledger_schemas::{Codec, Lifecycle};
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
@@ -274,7 +274,6 @@ async fn replay_killed_at_random_moments_ends_like_an_uninterrupted_one() {
     env.replay_into(&reference_ns, &[]).await;
 
     let crashed_ns = env.extra_namespace("crashed").await;
-    let binary = hostledger_binary();
     let args = |ns: &str| {
         vec![
             "replay".to_owned(),
@@ -292,7 +291,7 @@ async fn replay_killed_at_random_moments_ends_like_an_uninterrupted_one() {
     // Kill at a different moment each time; each run resumes from what the last one wrote.
     let mut killed = 0;
     for delay_ms in [2500u64, 4100, 3300] {
-        let mut child = tokio::process::Command::new(&binary)
+        let mut child = hostledger_e2e::hostledger_as(hostledger_e2e::Role::Projector)
             .args(args(&crashed_ns))
             .env("HOSTLEDGER_LOG", "warn")
             .kill_on_drop(true)
@@ -309,7 +308,7 @@ async fn replay_killed_at_random_moments_ends_like_an_uninterrupted_one() {
         killed >= 1,
         "the replay finished before it could be killed even once"
     );
-    let status = tokio::process::Command::new(&binary)
+    let status = hostledger_e2e::hostledger_as(hostledger_e2e::Role::Projector)
         .args(args(&crashed_ns))
         .env("HOSTLEDGER_LOG", "warn")
         .status()

@@ -3,10 +3,16 @@
 //! Every test gets its own topics, consumer group and namespace, so tests run in parallel and
 //! leave each other alone. The stack is found through the variables `scripts/stack env`
 //! prints; without them the tests fail with a message saying how to start it.
+//!
+//! Kafka authorizes every client by its certificate: a test creates its topics and their ACLs
+//! as the admin, and runs each `hostledger` command as the identity of its role ([`Role`]):
+//! fetchers as `hostledger-fetcher`, the projector as `hostledger-projector`, everything else
+//! as `hostledger-reader`.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use hostledger_kafka::acl::KafkaIdentity;
 use hostledger_kafka::{KafkaClients, KafkaSettings, Topics};
 use hostledger_model::Host;
 use hostledger_schemas::{Codec, HostEvent};
@@ -47,21 +53,117 @@ fn stack_var(name: &str) -> String {
     })
 }
 
+/// A role's Kafka identity on the stack: a client certificate from `scripts/stack env`
+/// (`HOSTLEDGER_KAFKA_<ROLE>_{CERT,KEY}`), principal `User:hostledger-<role>`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Creates topics and ACLs (a super user).
+    Admin,
+    /// Publishes events (`fetch`, `backfill`).
+    Fetcher,
+    /// Consumes them into the API server (`project`, `replay`, `migrate`).
+    Projector,
+    /// Reads the log (every other command).
+    Reader,
+}
+
+impl Role {
+    /// The role a `hostledger` subcommand runs as.
+    pub fn of_command(subcommand: &str) -> Role {
+        match subcommand {
+            "fetch" | "backfill" => Role::Fetcher,
+            "project" | "replay" | "migrate" => Role::Projector,
+            "topics" => Role::Admin,
+            _ => Role::Reader,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::Fetcher => "fetcher",
+            Role::Projector => "projector",
+            Role::Reader => "reader",
+        }
+    }
+
+    /// The role's client certificate.
+    pub fn cert(self) -> String {
+        stack_var(&format!(
+            "HOSTLEDGER_KAFKA_{}_CERT",
+            self.name().to_uppercase()
+        ))
+    }
+
+    /// The role's private key.
+    pub fn key(self) -> String {
+        stack_var(&format!(
+            "HOSTLEDGER_KAFKA_{}_KEY",
+            self.name().to_uppercase()
+        ))
+    }
+
+    /// The principal the brokers see.
+    pub fn principal(self) -> String {
+        format!("User:hostledger-{}", self.name())
+    }
+
+    /// `--kafka-cert C --kafka-key K` for a command line.
+    pub fn flags(self) -> [String; 4] {
+        [
+            "--kafka-cert".into(),
+            self.cert(),
+            "--kafka-key".into(),
+            self.key(),
+        ]
+    }
+}
+
+/// The stack's CA for the brokers' certificates.
+pub fn kafka_ca() -> String {
+    stack_var("HOSTLEDGER_KAFKA_CA_FILE")
+}
+
+/// Kafka settings as `role` on the stack's mutual-TLS listener.
+pub fn kafka_settings_as(role: Role, topics: &Topics) -> KafkaSettings {
+    let mut settings = KafkaSettings::plaintext(stack_var("HOSTLEDGER_KAFKA_BOOTSTRAP"))
+        .with_identity(kafka_ca().into(), role.cert().into(), role.key().into());
+    settings.topics = topics.clone();
+    settings
+}
+
 impl TestEnv {
-    /// Creates this test's topics (with `partitions` partitions) and namespace.
+    /// Creates this test's topics (with `partitions` partitions), the ACLs of the stack's
+    /// identities on them, and its namespace.
     pub async fn new(name: &str, partitions: i32) -> TestEnv {
         hostledger_cli::init_tls();
         let bootstrap = stack_var("HOSTLEDGER_KAFKA_BOOTSTRAP");
         stack_var("KUBECONFIG");
         let id = format!("{name}-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
         let topic_prefix = format!("e2e.{id}");
-        let mut settings = KafkaSettings::plaintext(bootstrap.clone());
-        settings.topics = Topics::with_prefix(&topic_prefix);
-        let kafka = KafkaClients::new(settings).expect("valid Kafka settings");
+        let topics = Topics::with_prefix(&topic_prefix);
+        let kafka = KafkaClients::new(kafka_settings_as(Role::Admin, &topics))
+            .expect("valid Kafka settings");
         kafka
             .ensure_topics(&kafka.standard_topics(partitions), 1)
             .await
             .expect("create test topics");
+        let group = format!("e2e-{id}");
+        let mut acls = KafkaIdentity::Fetcher {
+            scope: String::new(),
+        }
+        .acls(&Role::Fetcher.principal(), &topics);
+        acls.extend(
+            KafkaIdentity::Projector {
+                group: group.clone(),
+            }
+            .acls(&Role::Projector.principal(), &topics),
+        );
+        acls.extend(KafkaIdentity::Reader.acls(&Role::Reader.principal(), &topics));
+        kafka
+            .create_acls_async(acls)
+            .await
+            .expect("grant the stack's identities their roles on the test topics");
         let kube = kube::Client::try_default()
             .await
             .expect("Kubernetes client from KUBECONFIG");
@@ -75,7 +177,7 @@ impl TestEnv {
             .await
             .expect("create test namespace");
         TestEnv {
-            group: format!("e2e-{id}"),
+            group,
             id,
             bootstrap,
             topic_prefix,
@@ -83,6 +185,12 @@ impl TestEnv {
             kafka,
             kube,
         }
+    }
+
+    /// Kafka clients on this test's topics as `role`.
+    pub fn kafka_as(&self, role: Role) -> KafkaClients {
+        KafkaClients::new(kafka_settings_as(role, &self.kafka.settings().topics))
+            .expect("valid Kafka settings")
     }
 
     /// Hosts in this test's namespace.
@@ -99,21 +207,27 @@ impl TestEnv {
         self.hosts().list(&params).await.expect("list Hosts").items
     }
 
-    /// Runs `hostledger ARGS...` in-process, exactly as the binary would.
+    /// Runs `hostledger ARGS...` in-process, exactly as the binary would, as the Kafka
+    /// identity of the command's role.
     pub async fn hostledger(&self, args: &[&str]) {
-        use clap::Parser as _;
-        let mut argv = vec!["hostledger"];
-        argv.extend_from_slice(args);
-        let cli = hostledger_cli::Cli::try_parse_from(&argv)
-            .unwrap_or_else(|e| panic!("bad test command line: {e}"));
+        let cli = parse_as_role(args);
         let code = hostledger_cli::run(cli)
             .await
             .unwrap_or_else(|e| panic!("hostledger {args:?} failed: {e:#}"));
         assert_eq!(code, std::process::ExitCode::SUCCESS, "hostledger {args:?}");
     }
 
-    /// `hostledger fetch --once` that must fail; returns the error with its causes.
+    /// `hostledger fetch --once` as the fetcher identity that must fail; returns the error
+    /// with its causes.
     pub async fn fetch_once_err(&self, config: &Path) -> String {
+        let path = config.to_str().expect("utf-8 path");
+        let cli = parse_as_role(&["fetch", "--once", "--config", path]);
+        run_err(cli).await
+    }
+
+    /// `hostledger fetch --once` with nothing but what `config` says about Kafka (no
+    /// identity added), which must fail; returns the error with its causes.
+    pub async fn fetch_once_err_as_configured(&self, config: &Path) -> String {
         use clap::Parser as _;
         let path = config.to_str().expect("utf-8 path");
         let cli = hostledger_cli::Cli::try_parse_from([
@@ -124,12 +238,38 @@ impl TestEnv {
             path,
         ])
         .expect("command line");
-        let err = hostledger_cli::run(cli)
-            .await
-            .expect_err("this fetch must fail");
-        format!("{err:#}")
+        run_err(cli).await
     }
+}
 
+/// Parses `hostledger ARGS` with the identity of the command's role added, where the command
+/// talks to Kafka (takes `--kafka-cert`).
+fn parse_as_role(args: &[&str]) -> hostledger_cli::Cli {
+    use clap::Parser as _;
+    let mut argv = vec!["hostledger".to_owned()];
+    argv.extend(args.iter().map(|a| (*a).to_owned()));
+    let role = Role::of_command(args.first().copied().unwrap_or_default());
+    let mut with_identity = argv.clone();
+    with_identity.extend(role.flags());
+    match hostledger_cli::Cli::try_parse_from(&with_identity) {
+        Ok(cli) => cli,
+        Err(e) if e.kind() == clap::error::ErrorKind::UnknownArgument => {
+            hostledger_cli::Cli::try_parse_from(&argv)
+                .unwrap_or_else(|e| panic!("bad test command line: {e}"))
+        }
+        Err(e) => panic!("bad test command line: {e}"),
+    }
+}
+
+/// Runs a command that must fail; returns the error with its causes.
+async fn run_err(cli: hostledger_cli::Cli) -> String {
+    let err = hostledger_cli::run(cli)
+        .await
+        .expect_err("this fetch must fail");
+    format!("{err:#}")
+}
+
+impl TestEnv {
     /// `hostledger fetch --once` with a config file.
     pub async fn fetch_once(&self, config: &Path) {
         self.hostledger(&[
@@ -187,6 +327,8 @@ impl TestEnv {
             .args(self.project_args())
             .args(extra)
             .env("HOSTLEDGER_LOG", "warn")
+            .env("HOSTLEDGER_KAFKA_CERT_FILE", Role::Projector.cert())
+            .env("HOSTLEDGER_KAFKA_KEY_FILE", Role::Projector.key())
             .kill_on_drop(true);
         if capture_stderr {
             command.stderr(std::process::Stdio::piped());
@@ -233,7 +375,10 @@ impl TestEnv {
 
     /// Publishes events to this test's events topic, keyed by host id, and waits for each.
     pub async fn produce(&self, events: &[HostEvent]) {
-        let producer = self.kafka.producer(None).expect("producer");
+        let producer = self
+            .kafka_as(Role::Fetcher)
+            .producer(None)
+            .expect("producer");
         let codec = Codec::new();
         let topic = self.kafka.settings().topics.events.clone();
         let mut deliveries = Vec::with_capacity(events.len());
@@ -266,7 +411,10 @@ impl TestEnv {
 
     /// Publishes raw bytes to this test's events topic.
     pub async fn produce_raw(&self, key: &str, payload: &[u8]) {
-        let producer = self.kafka.producer(None).expect("producer");
+        let producer = self
+            .kafka_as(Role::Fetcher)
+            .producer(None)
+            .expect("producer");
         let topic = self.kafka.settings().topics.events.clone();
         let record = rdkafka::producer::FutureRecord::to(&topic)
             .key(key)
@@ -339,7 +487,10 @@ impl TestEnv {
 
     /// Every committed message of the dead-letter topic: key, payload and headers.
     pub fn read_dead_letters(&self) -> Vec<RawMessage> {
-        read_topic_with_headers(&self.kafka, &self.kafka.settings().topics.dead_letter)
+        read_topic_with_headers(
+            &self.kafka_as(Role::Reader),
+            &self.kafka.settings().topics.dead_letter,
+        )
     }
 
     /// Every committed host event on this test's events topic, in partition order.
@@ -356,14 +507,17 @@ impl TestEnv {
     /// Every committed fact (host events and lock facts) on this test's events topic, in
     /// partition order.
     pub fn read_facts(&self) -> Vec<hostledger_schemas::Fact> {
-        read_topic(&self.kafka, &self.kafka.settings().topics.events)
-            .into_iter()
-            .map(|(_, payload)| {
-                Codec::new()
-                    .decode_fact(&payload)
-                    .expect("events on the topic decode")
-            })
-            .collect()
+        read_topic(
+            &self.kafka_as(Role::Reader),
+            &self.kafka.settings().topics.events,
+        )
+        .into_iter()
+        .map(|(_, payload)| {
+            Codec::new()
+                .decode_fact(&payload)
+                .expect("events on the topic decode")
+        })
+        .collect()
     }
 
     /// Deletes this test's topics (the namespace stays: without a controller manager it
@@ -509,6 +663,15 @@ pub fn hostledger_binary() -> std::path::PathBuf {
     bin
 }
 
+/// A command running the `hostledger` binary as `role`'s Kafka identity.
+pub fn hostledger_as(role: Role) -> tokio::process::Command {
+    let mut command = tokio::process::Command::new(hostledger_binary());
+    command
+        .env("HOSTLEDGER_KAFKA_CERT_FILE", role.cert())
+        .env("HOSTLEDGER_KAFKA_KEY_FILE", role.key());
+    command
+}
+
 /// What a run of the `hostledger` binary printed.
 #[derive(Debug)]
 pub struct Output {
@@ -555,6 +718,22 @@ pub fn unreachable_kubeconfig(dir: &Path) -> std::path::PathBuf {
     path
 }
 
+/// Runs the `hostledger` binary as `role` with the environment overrides `envs` (an empty
+/// value unsets the variable for the run).
+pub async fn run_hostledger_with(role: Role, envs: &[(&str, &str)], args: &[&str]) -> Output {
+    let mut command = hostledger_as(role);
+    command.args(args).env("HOSTLEDGER_LOG", "warn");
+    for (k, v) in envs {
+        command.env(k, v);
+    }
+    let out = command.output().await.expect("run hostledger");
+    Output {
+        code: out.status.code(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
 /// Runs the `hostledger` binary (stack variables inherited) and collects what it printed.
 pub async fn run_hostledger(args: &[&str]) -> Output {
     run_hostledger_as(None, args).await
@@ -563,7 +742,12 @@ pub async fn run_hostledger(args: &[&str]) -> Output {
 /// [`run_hostledger`] with another identity's kubeconfig, if given.
 pub async fn run_hostledger_as(kubeconfig: Option<&Path>, args: &[&str]) -> Output {
     let mut command = tokio::process::Command::new(hostledger_binary());
-    command.args(args).env("HOSTLEDGER_LOG", "warn");
+    let role = Role::of_command(args.first().copied().unwrap_or_default());
+    command
+        .args(args)
+        .env("HOSTLEDGER_LOG", "warn")
+        .env("HOSTLEDGER_KAFKA_CERT_FILE", role.cert())
+        .env("HOSTLEDGER_KAFKA_KEY_FILE", role.key());
     if let Some(k) = kubeconfig {
         command.env("KUBECONFIG", k);
     }
@@ -680,28 +864,60 @@ impl Figure {
     }
 }
 
-/// A kubeconfig for user `name` (a client certificate from the stack's CA, no groups).
-pub fn user_kubeconfig(dir: &Path, name: &str) -> PathBuf {
-    let stack =
-        std::env::var("HOSTLEDGER_STACK_DIR").expect("HOSTLEDGER_STACK_DIR (scripts/stack env)");
-    let ca = Path::new(&stack).join("certs");
+/// Runs `openssl ARGS`, which must succeed.
+fn openssl(args: &[&str]) {
+    let out = std::process::Command::new("openssl")
+        .args(args)
+        .output()
+        .expect("openssl");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn path_str(p: &Path) -> String {
+    p.to_str().expect("utf-8 path").to_owned()
+}
+
+/// A new certificate authority of its own in `dir` (`NAME.crt`, `NAME.key`): one the stack's
+/// servers have never heard of.
+pub fn foreign_ca(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
+    let key = dir.join(format!("{name}.key"));
+    let crt = dir.join(format!("{name}.crt"));
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-keyout",
+        &path_str(&key),
+        "-subj",
+        &format!("/CN={name}"),
+        "-days",
+        "1",
+        "-addext",
+        "basicConstraints=critical,CA:TRUE",
+        "-addext",
+        "keyUsage=critical,keyCertSign,cRLSign",
+        "-out",
+        &path_str(&crt),
+    ]);
+    (crt, key)
+}
+
+/// A client certificate for common name `name` in `dir` (`NAME.crt`, `NAME.key`), signed by
+/// the CA whose certificate and key are given: valid for a day, client authentication only.
+pub fn client_certificate(dir: &Path, name: &str, ca: (&Path, &Path)) -> (PathBuf, PathBuf) {
     let key = dir.join(format!("{name}.key"));
     let csr = dir.join(format!("{name}.csr"));
     let crt = dir.join(format!("{name}.crt"));
     let ext = dir.join(format!("{name}.ext"));
     std::fs::write(&ext, "extendedKeyUsage=clientAuth\n").expect("ext");
-    let openssl = |args: &[&str]| {
-        let out = std::process::Command::new("openssl")
-            .args(args)
-            .output()
-            .expect("openssl");
-        assert!(
-            out.status.success(),
-            "openssl {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
-    let p = |p: &Path| p.to_str().expect("utf-8 path").to_owned();
     openssl(&[
         "genpkey",
         "-algorithm",
@@ -709,37 +925,59 @@ pub fn user_kubeconfig(dir: &Path, name: &str) -> PathBuf {
         "-pkeyopt",
         "ec_paramgen_curve:P-256",
         "-out",
-        &p(&key),
+        &path_str(&key),
     ]);
     openssl(&[
         "req",
         "-new",
         "-key",
-        &p(&key),
+        &path_str(&key),
         "-subj",
         &format!("/CN={name}"),
         "-out",
-        &p(&csr),
+        &path_str(&csr),
     ]);
     let serial = format!("0x{}", uuid::Uuid::new_v4().simple());
     openssl(&[
         "x509",
         "-req",
         "-in",
-        &p(&csr),
+        &path_str(&csr),
         "-CA",
-        &p(&ca.join("kube-ca.crt")),
+        &path_str(ca.0),
         "-CAkey",
-        &p(&ca.join("kube-ca.key")),
+        &path_str(ca.1),
         "-set_serial",
         &serial,
         "-days",
         "1",
         "-extfile",
-        &p(&ext),
+        &path_str(&ext),
         "-out",
-        &p(&crt),
+        &path_str(&crt),
     ]);
+    (crt, key)
+}
+
+/// The stack's certificate directory (`$HOSTLEDGER_STACK_DIR/certs`).
+pub fn stack_certs() -> PathBuf {
+    Path::new(&stack_var("HOSTLEDGER_STACK_DIR")).join("certs")
+}
+
+/// A kubeconfig for user `name` (a client certificate from the stack's CA, no groups).
+pub fn user_kubeconfig(dir: &Path, name: &str) -> PathBuf {
+    let ca = stack_certs();
+    let (crt, key) = client_certificate(
+        dir,
+        name,
+        (&ca.join("kube-ca.crt"), &ca.join("kube-ca.key")),
+    );
+    kubeconfig_with(dir, name, &crt, &key)
+}
+
+/// A kubeconfig for the stack's API server authenticating with `crt` and `key`.
+pub fn kubeconfig_with(dir: &Path, name: &str, crt: &Path, key: &Path) -> PathBuf {
+    let p = |p: &Path| path_str(p);
     let admin = kube::config::Kubeconfig::read().expect("the stack's kubeconfig");
     let cluster = admin.clusters[0].cluster.clone().expect("cluster");
     let config = serde_json::json!({
@@ -748,7 +986,7 @@ pub fn user_kubeconfig(dir: &Path, name: &str) -> PathBuf {
             "server": cluster.server,
             "certificate-authority-data": cluster.certificate_authority_data,
         }}],
-        "users": [{"name": name, "user": {"client-certificate": p(&crt), "client-key": p(&key)}}],
+        "users": [{"name": name, "user": {"client-certificate": p(crt), "client-key": p(key)}}],
         "contexts": [{"name": name, "context": {"cluster": "stack", "user": name}}],
         "current-context": name,
     });

@@ -23,6 +23,9 @@
  * and stops after --idle-secs without a new message (or never, with --follow). A message it
  * cannot decode is printed as {"poison": REASON, ...} and reading goes on. The lines are those
  * of consume.py, key for key and value for value, spaced as Python's json.dumps spaces them.
+ *
+ * Mutual TLS: $HOSTLEDGER_KAFKA_CA_FILE, $HOSTLEDGER_KAFKA_CERT_FILE and $HOSTLEDGER_KAFKA_KEY_FILE
+ * (PEM files; `scripts/stack env` sets them), as consume.py's --ca, --cert and --key default.
  */
 
 import com.fasterxml.jackson.core.JsonGenerator;
@@ -239,6 +242,27 @@ public class Consume {
     }
   }
 
+  /** Mutual TLS from the PEM files the environment names, as the Java client's PEM stores. */
+  static void tls(Properties config) throws IOException {
+    String ca = System.getenv("HOSTLEDGER_KAFKA_CA_FILE");
+    String cert = System.getenv("HOSTLEDGER_KAFKA_CERT_FILE");
+    String key = System.getenv("HOSTLEDGER_KAFKA_KEY_FILE");
+    boolean some = (ca != null && !ca.isEmpty()) || (cert != null && !cert.isEmpty());
+    if (!some) {
+      return;
+    }
+    config.put("security.protocol", "SSL");
+    if (ca != null && !ca.isEmpty()) {
+      config.put("ssl.truststore.type", "PEM");
+      config.put("ssl.truststore.certificates", Files.readString(Path.of(ca)));
+    }
+    if (cert != null && !cert.isEmpty() && key != null && !key.isEmpty()) {
+      config.put("ssl.keystore.type", "PEM");
+      config.put("ssl.keystore.certificate.chain", Files.readString(Path.of(cert)));
+      config.put("ssl.keystore.key", Files.readString(Path.of(key)));
+    }
+  }
+
   static void usageError(String message) {
     System.err.println(USAGE);
     System.err.println("error: " + message);
@@ -313,13 +337,21 @@ public class Consume {
 
     Properties config = new Properties();
     config.put(ConsumerConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrap);
-    config.put(ConsumerConfig.GROUP_ID_CONFIG, "hostledger-example-java-" + UUID.randomUUID());
+    config.put(ConsumerConfig.GROUP_ID_CONFIG, "hostledger-reader-example-java-" + UUID.randomUUID());
     config.put(ConsumerConfig.AUTO_OFFSET_RESET_CONFIG, "earliest");
     config.put(ConsumerConfig.ENABLE_AUTO_COMMIT_CONFIG, "false");
     config.put(ConsumerConfig.ISOLATION_LEVEL_CONFIG, "read_committed");
     config.put(ConsumerConfig.ALLOW_AUTO_CREATE_TOPICS_CONFIG, "false");
     config.put(ConsumerConfig.KEY_DESERIALIZER_CLASS_CONFIG, ByteArrayDeserializer.class.getName());
     config.put(ConsumerConfig.VALUE_DESERIALIZER_CLASS_CONFIG, ByteArrayDeserializer.class.getName());
+
+    try {
+      tls(config);
+    } catch (IOException e) {
+      System.err.println("error: " + describe(e));
+      System.exit(1);
+      return;
+    }
 
     ObjectWriter writer = new ObjectMapper().writer(new PythonSpacing());
     PrintStream out = new PrintStream(new FileOutputStream(FileDescriptor.out), false, StandardCharsets.UTF_8);

@@ -14,6 +14,10 @@ Reads from the beginning (a new consumer group each run, nothing committed) with
 isolation.level=read_committed, so events of aborted fetcher transactions are never seen,
 and stops after --idle-secs without a new message (or never, with --follow). A message it
 cannot decode is printed as {"poison": REASON, ...} and reading goes on.
+
+Mutual TLS: --ca, --cert and --key (default: $HOSTLEDGER_KAFKA_CA_FILE, $HOSTLEDGER_KAFKA_CERT_FILE,
+$HOSTLEDGER_KAFKA_KEY_FILE, which `scripts/stack env` sets); a reader identity may consume in
+groups named hostledger-reader-..., which is what this uses.
 """
 
 import argparse
@@ -79,15 +83,25 @@ def main():
     parser.add_argument("--schemas", required=True, help="directory of the .avsc writer schemas")
     parser.add_argument("--idle-secs", type=float, default=5.0, help="stop after this long without a message")
     parser.add_argument("--follow", action="store_true", help="never stop")
+    parser.add_argument("--ca", default=os.environ.get("HOSTLEDGER_KAFKA_CA_FILE"), help="PEM CA of the brokers (TLS)")
+    parser.add_argument("--cert", default=os.environ.get("HOSTLEDGER_KAFKA_CERT_FILE"), help="PEM client certificate")
+    parser.add_argument("--key", default=os.environ.get("HOSTLEDGER_KAFKA_KEY_FILE"), help="PEM client key")
     args = parser.parse_args()
+    tls = {}
+    if args.ca or args.cert:
+        tls["security.protocol"] = "ssl"
+    for option, value in (("ssl.ca.location", args.ca), ("ssl.certificate.location", args.cert), ("ssl.key.location", args.key)):
+        if value:
+            tls[option] = value
 
     schemas = load_schemas(args.schemas)
     consumer = Consumer({
         "bootstrap.servers": args.bootstrap,
-        "group.id": f"hostledger-example-python-{uuid.uuid4()}",
+        "group.id": f"hostledger-reader-example-python-{uuid.uuid4()}",
         "auto.offset.reset": "earliest",
         "enable.auto.commit": False,
         "isolation.level": "read_committed",
+        **tls,
     })
     consumer.subscribe([args.topic])
     last = time.monotonic()
