@@ -118,6 +118,12 @@ pub enum KafkaIdentity {
 /// The prefix of the consumer groups a reader may use (`hostledger-reader-billing`, ...).
 pub const READER_GROUP_PREFIX: &str = "hostledger-reader-";
 
+/// The consumer group of readers that assign partitions themselves and commit nothing (state
+/// restore, `--source log`, the history server): librdkafka assigns only with a group and
+/// looks up its coordinator, so every identity may describe this group, and nothing else
+/// with it.
+pub const ASSIGN_ONLY_GROUP: &str = "hostledger-reader-assign-only";
+
 /// The prefix of every fetcher's transactional id; the source's name follows it.
 pub const FETCHER_TRANSACTIONAL_ID_PREFIX: &str = "hostledger-fetcher-";
 
@@ -187,7 +193,14 @@ impl KafkaIdentity {
                 ),
             ],
         };
+        acls.push(acl(
+            AclResource::Group,
+            AclPattern::Literal,
+            ASSIGN_ONLY_GROUP,
+            Describe,
+        ));
         acls.sort();
+        acls.dedup();
         acls
     }
 }
@@ -212,18 +225,23 @@ impl KafkaClients {
     }
 }
 
-/// The error for a refused or failed ACL request.
+/// The error for a failed ACL request: the brokers' refusal as a [`KafkaError::Refused`]
+/// (which says who may create ACLs), anything else with what the brokers or librdkafka said.
 fn acl_error(what: String, code: Option<RDKafkaErrorCode>) -> KafkaError {
-    let hint = match code {
-        Some(RDKafkaErrorCode::ClusterAuthorizationFailed) => {
-            " (creating ACLs needs a principal allowed to alter the cluster, e.g. a super user: use the admin's certificate)"
-        }
-        Some(RDKafkaErrorCode::SecurityDisabled) => {
-            " (the brokers run without an authorizer: set authorizer.class.name)"
-        }
-        _ => "",
+    let Some(code) = code else {
+        return KafkaError::Admin(format!("could not create ACLs: {what}"));
     };
-    KafkaError::Config(format!("could not create Kafka ACLs: {what}{hint}"))
+    match crate::error::missing_permission(code) {
+        Some(missing) => KafkaError::Refused {
+            action: "create ACLs".to_owned(),
+            source: rdkafka::error::KafkaError::AdminOp(code),
+            missing,
+        },
+        None if code == RDKafkaErrorCode::SecurityDisabled => KafkaError::Admin(format!(
+            "could not create ACLs: the brokers run without an authorizer (set authorizer.class.name): {what}"
+        )),
+        None => KafkaError::Admin(format!("could not create ACLs: {what} ({code})")),
+    }
 }
 
 #[allow(unsafe_code)]

@@ -252,7 +252,10 @@ impl KafkaClients {
             ClientRole::Reader => {
                 config
                     .set("client.id", "hostledger-reader")
-                    .set("group.id", "hostledger-reader-unused")
+                    // A reader assigns partitions itself and commits nothing, but librdkafka
+                    // assigns only with a group, whose coordinator it looks up: every identity
+                    // may describe this one group (acl.rs), nothing more.
+                    .set("group.id", crate::acl::ASSIGN_ONLY_GROUP)
                     .set("enable.auto.commit", "false")
                     .set("auto.offset.reset", "earliest")
                     .set("isolation.level", "read_committed")

@@ -63,6 +63,9 @@ pub enum KafkaError {
         /// Which permission is missing.
         missing: &'static str,
     },
+    /// An administrative request (ACLs) failed.
+    #[error("Kafka: {0}")]
+    Admin(String),
     /// An admin operation on one topic failed.
     #[error("Kafka: could not create topic {topic:?}: {code}")]
     CreateTopic {
@@ -77,7 +80,7 @@ impl KafkaError {
     /// Wraps a client error with what we were doing.
     pub fn client(action: impl Into<String>, source: RdError) -> Self {
         let action = action.into();
-        match missing_permission(&source) {
+        match source.rdkafka_error_code().and_then(missing_permission) {
             Some(missing) => KafkaError::Refused {
                 action,
                 source,
@@ -93,7 +96,8 @@ impl KafkaError {
             KafkaError::Config(_)
             | KafkaError::MissingTopic { .. }
             | KafkaError::CreateTopic { .. }
-            | KafkaError::Connect { .. } => ErrorClass::Fatal,
+            | KafkaError::Connect { .. }
+            | KafkaError::Admin(_) => ErrorClass::Fatal,
             KafkaError::Client { source, .. } => classify(source),
             KafkaError::Refused { .. } => ErrorClass::Fatal,
         }
@@ -101,9 +105,9 @@ impl KafkaError {
 }
 
 /// For an authorization failure: which permission is missing.
-fn missing_permission(error: &RdError) -> Option<&'static str> {
+pub(crate) fn missing_permission(code: RDKafkaErrorCode) -> Option<&'static str> {
     use RDKafkaErrorCode as C;
-    Some(match error.rdkafka_error_code()? {
+    Some(match code {
         C::TopicAuthorizationFailed => {
             "the identity has no ACL for this on the topic (fetchers may write the events topic but not read it; readers may only read)"
         }

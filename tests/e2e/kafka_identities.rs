@@ -59,7 +59,11 @@ async fn each_role_may_do_what_it_needs_and_is_refused_the_rest() {
 
     // The fetcher publishes, but may not read what it published.
     env.fetch_once(&config).await;
-    assert_eq!(env.read_events().len(), 40, "published as hostledger-fetcher");
+    assert_eq!(
+        env.read_events().len(),
+        40,
+        "published as hostledger-fetcher"
+    );
     refused(
         events(&env, Role::Fetcher, &[]).await,
         "fetchers may write the events topic but not read it",
@@ -72,7 +76,14 @@ async fn each_role_may_do_what_it_needs_and_is_refused_the_rest() {
     let out = run_hostledger_with(
         Role::Reader,
         &[],
-        &["fetch", "--once", "--metrics-addr", "127.0.0.1:0", "--config", path],
+        &[
+            "fetch",
+            "--once",
+            "--metrics-addr",
+            "127.0.0.1:0",
+            "--config",
+            path,
+        ],
     )
     .await;
     refused(out, "may not publish as this source");
@@ -84,7 +95,14 @@ async fn each_role_may_do_what_it_needs_and_is_refused_the_rest() {
     let out = run_hostledger_with(
         Role::Projector,
         &[],
-        &env.scoped(&["project", "--until-caught-up", "--group", "someone-elses", "--metrics-addr", "127.0.0.1:0"]),
+        &env.scoped(&[
+            "project",
+            "--until-caught-up",
+            "--group",
+            "someone-elses",
+            "--metrics-addr",
+            "127.0.0.1:0",
+        ]),
     )
     .await;
     refused(out, "no ACL for the consumer group");
@@ -102,8 +120,11 @@ async fn each_role_may_do_what_it_needs_and_is_refused_the_rest() {
     let out = run_hostledger_with(Role::Reader, &[], &grant).await;
     refused(out, "only administrators have");
     let out = run_hostledger_with(Role::Admin, &[], &grant).await.ok();
-    assert!(out.contains("allow User:hostledger-reader Read on topic"), "{out}");
-    assert!(out.contains("created 6 ACLs"), "{out}");
+    assert!(
+        out.contains("allow User:hostledger-reader Read on topic"),
+        "{out}"
+    );
+    assert!(out.contains("created 7 ACLs"), "{out}");
     env.cleanup().await;
 }
 
@@ -124,14 +145,23 @@ async fn a_fetcher_publishes_only_as_sources_of_its_scope() {
         Role::Admin,
         &[],
         &[
-            "topics", "grant", "fetcher", "--scope", &scope, "--principal", &principal,
-            "--topic-prefix", &env.topic_prefix,
+            "topics",
+            "grant",
+            "fetcher",
+            "--scope",
+            &scope,
+            "--principal",
+            &principal,
+            "--topic-prefix",
+            &env.topic_prefix,
         ],
     )
     .await
     .ok();
     assert!(
-        out.contains(&format!("Write on transactional id hostledger-fetcher-{scope}*")),
+        out.contains(&format!(
+            "Write on transactional id hostledger-fetcher-{scope}*"
+        )),
         "{out}"
     );
 
