@@ -41,20 +41,21 @@ pub enum TopicsAction {
     /// fetcher-state topic, and publishes only as sources whose names start with --scope;
     /// `projector` reads the events topic, records lock facts on it, writes the dead-letter
     /// topic and consumes in --group; `reader` reads the events and dead-letter topics and may
-    /// consume in groups named hostledger-reader-....
+    /// consume in groups named hostledger-reader-...; `backfill` is a fetcher that may also
+    /// read the events topic (an archive is checked against what the log holds).
     #[command(after_help = "Examples:\n  \
         hostledger topics grant fetcher --scope aws-eu-west-1 --principal User:fetcher-aws-eu-west-1\n  \
         hostledger topics grant projector --principal User:hostledger-projector\n  \
         hostledger topics grant reader --principal User:hostledger-reader --dry-run")]
     Grant {
-        /// The role: fetcher, projector or reader.
+        /// The role: fetcher, projector, reader or backfill.
         role: Role,
         /// Who: `User:` and the common name of the identity's client certificate.
         #[arg(long, value_parser = parse_principal)]
         principal: String,
         /// A fetcher's region or provider scope: it may publish only as sources named
         /// SCOPE... (required for fetcher).
-        #[arg(long, required_if_eq("role", "fetcher"))]
+        #[arg(long, required_if_eq_any([("role", "fetcher"), ("role", "backfill")]))]
         scope: Option<String>,
         /// The projector's consumer group.
         #[arg(long, default_value_t = defaults().projector_group.clone())]
@@ -77,6 +78,8 @@ pub enum Role {
     Projector,
     /// Reads the log.
     Reader,
+    /// Imports archives (`hostledger backfill`): a fetcher that also reads the events.
+    Backfill,
 }
 
 /// `User:NAME`, as the brokers name principals.
@@ -111,6 +114,9 @@ pub async fn run(args: TopicsArgs) -> Result<ExitCode> {
                 },
                 Role::Projector => KafkaIdentity::Projector { group },
                 Role::Reader => KafkaIdentity::Reader,
+                Role::Backfill => KafkaIdentity::Backfill {
+                    scope: scope.unwrap_or_default(),
+                },
             };
             return grant(&identity, &principal, dry_run, &kafka).await;
         }

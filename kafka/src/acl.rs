@@ -9,6 +9,7 @@
 //! | fetcher of scope S | write (not read) the events topic; read and write the fetcher-state topic; transactional ids `hostledger-fetcher-S…`, i.e. publish only as sources whose names start with S |
 //! | projector | read the events topic and write lock facts to it; write the dead-letter topic; its consumer group |
 //! | reader | read the events and dead-letter topics; consumer groups `hostledger-reader-…` |
+//! | backfill of scope S | a fetcher's, and read the events topic (archives are checked against the log) |
 //!
 //! Kafka ACLs are per topic, not per key: fetchers sharing one fetcher-state topic could
 //! overwrite each other's entries; give each scope a topic of its own
@@ -113,6 +114,12 @@ pub enum KafkaIdentity {
     },
     /// Readers of the log: `--source log`, the history server, streaming consumers.
     Reader,
+    /// `hostledger backfill` of sources named `scope`...: a fetcher's ACLs, and reading the
+    /// events topic (the archive is checked against what the log already holds).
+    Backfill {
+        /// As for [`KafkaIdentity::Fetcher`].
+        scope: String,
+    },
 }
 
 /// The prefix of the consumer groups a reader may use (`hostledger-reader-billing`, ...).
@@ -173,6 +180,14 @@ impl KafkaIdentity {
                 acl(AclResource::Group, AclPattern::Literal, group, Read),
                 acl(AclResource::Group, AclPattern::Literal, group, Describe),
             ],
+            KafkaIdentity::Backfill { scope } => {
+                let mut acls = KafkaIdentity::Fetcher {
+                    scope: scope.clone(),
+                }
+                .acls(principal, topics);
+                acls.push(topic(&topics.events, Read));
+                acls
+            }
             KafkaIdentity::Reader => vec![
                 topic(&topics.events, Read),
                 topic(&topics.events, Describe),
@@ -471,6 +486,21 @@ mod tests {
         assert!(
             acls.iter()
                 .all(|a| a.resource != AclResource::TransactionalId)
+        );
+    }
+
+    #[test]
+    fn a_backfill_is_a_fetcher_that_reads_the_events() {
+        let topics = Topics::with_prefix("t");
+        let fetcher = KafkaIdentity::Fetcher { scope: "eu".into() }.acls("User:b", &topics);
+        let backfill = KafkaIdentity::Backfill { scope: "eu".into() }.acls("User:b", &topics);
+        assert!(fetcher.iter().all(|a| backfill.contains(a)));
+        assert_eq!(
+            names(&backfill[..])
+                .into_iter()
+                .filter(|n| !names(&fetcher).contains(n))
+                .collect::<Vec<_>>(),
+            ["allow User:b Read on topic t.host-events"]
         );
     }
 

@@ -19,6 +19,7 @@
 #   kafka-fetcher.{crt,key}        client cert CN=hostledger-fetcher (ACLs of a fetcher, any source)
 #   kafka-projector.{crt,key}      client cert CN=hostledger-projector (ACLs of the projector)
 #   kafka-reader.{crt,key}         client cert CN=hostledger-reader (ACLs of a reader)
+#   kafka-backfill.{crt,key}       client cert CN=hostledger-backfill (a fetcher's ACLs + reading events)
 # The brokers take a client certificate's common name as its principal (User:CN).
 #
 # usage: certs.sh CERT_DIR
@@ -94,7 +95,7 @@ if [ -s kafka-broker.crt ] && ! openssl x509 -in kafka-broker.crt -noout -subjec
   rm -f kafka-broker.crt kafka-broker.key kafka-broker.p12 kafka-client.crt kafka-client.key
 fi
 new_cert kafka-broker kafka-ca "/CN=hostledger-kafka-broker" "serverAuth,clientAuth" "IP:127.0.0.1,DNS:localhost"
-for identity in admin fetcher projector reader; do
+for identity in admin fetcher projector reader backfill; do
   new_cert "kafka-$identity" kafka-ca "/CN=hostledger-$identity" clientAuth
 done
 [ -s kafka-store.pass ] || printf '%s' "$store_pass" > kafka-store.pass

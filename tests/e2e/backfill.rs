@@ -168,7 +168,7 @@ async fn a_killed_backfill_resumes_with_each_event_once_and_uptime_as_of_matches
     }));
 
     // Killed after its third snapshot is committed.
-    let mut child = hostledger_as(Role::Fetcher)
+    let mut child = hostledger_as(Role::Backfill)
         .args(["backfill", "-c", config, "--quiet", archive])
         .env("HOSTLEDGER_LOG", "info")
         .env("NO_COLOR", "1")

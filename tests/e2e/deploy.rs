@@ -7,7 +7,10 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use hostledger_e2e::{TestEnv, bind, event, run_hostledger_as, user_kubeconfig};
+use hostledger_e2e::{
+    TestEnv, bind, client_certificate, event, foreign_ca, kubeconfig_with, run_hostledger_as,
+    user_kubeconfig,
+};
 use hostledger_schemas::Lifecycle;
 
 fn repo() -> PathBuf {
@@ -356,4 +359,47 @@ fn the_stacks_identities_are_bound_to_their_roles() {
         "operator",
         &["patch", "hosts.hostledger.dev", "--subresource=status"]
     ));
+}
+
+#[tokio::test]
+async fn the_api_server_refuses_anonymous_requests_and_certificates_of_another_ca() {
+    let env = TestEnv::new("deploy-strangers", 1).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+
+    // No credentials at all: the API server sees system:anonymous, which RBAC allows nothing.
+    let admin = kube::config::Kubeconfig::read().expect("the stack's kubeconfig");
+    let cluster = admin.clusters[0].cluster.clone().expect("cluster");
+    let anonymous = dir.path().join("anonymous.kubeconfig");
+    let config = serde_json::json!({
+        "apiVersion": "v1", "kind": "Config",
+        "clusters": [{"name": "stack", "cluster": {
+            "server": cluster.server,
+            "certificate-authority-data": cluster.certificate_authority_data,
+        }}],
+        "users": [{"name": "nobody", "user": {}}],
+        "contexts": [{"name": "nobody", "context": {"cluster": "stack", "user": "nobody"}}],
+        "current-context": "nobody",
+    });
+    std::fs::write(&anonymous, config.to_string()).expect("kubeconfig");
+    let refused = run_hostledger_as(Some(&anonymous), &env.scoped(&["uptime"]))
+        .await
+        .failed();
+    println!("anonymous: {refused}");
+    assert!(refused.contains("system:anonymous"), "{refused}");
+    assert!(refused.contains("carried no credentials"), "{refused}");
+
+    // A client certificate the cluster's CA did not sign: not authenticated at all (401).
+    let (ca_crt, ca_key) = foreign_ca(dir.path(), "elsewhere-kube-ca");
+    let (crt, key) = client_certificate(dir.path(), "hostledger-reader", (&ca_crt, &ca_key));
+    let foreign = kubeconfig_with(dir.path(), "foreign", &crt, &key);
+    let refused = run_hostledger_as(Some(&foreign), &env.scoped(&["uptime"]))
+        .await
+        .failed();
+    println!("another CA: {refused}");
+    assert!(
+        refused.contains("did not accept this client's credentials"),
+        "{refused}"
+    );
+    assert!(refused.contains("401"), "{refused}");
+    env.cleanup().await;
 }

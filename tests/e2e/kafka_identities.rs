@@ -169,23 +169,20 @@ async fn a_fetcher_publishes_only_as_sources_of_its_scope() {
         ("HOSTLEDGER_KAFKA_CERT_FILE", crt.to_str().expect("utf-8")),
         ("HOSTLEDGER_KAFKA_KEY_FILE", key.to_str().expect("utf-8")),
     ];
-    let fetch = |config: PathBuf| {
-        let as_scoped = as_scoped;
-        async move {
-            run_hostledger_with(
-                Role::Fetcher,
-                &as_scoped,
-                &[
-                    "fetch",
-                    "--once",
-                    "--metrics-addr",
-                    "127.0.0.1:0",
-                    "--config",
-                    config.to_str().expect("utf-8"),
-                ],
-            )
-            .await
-        }
+    let fetch = |config: PathBuf| async move {
+        run_hostledger_with(
+            Role::Fetcher,
+            &as_scoped,
+            &[
+                "fetch",
+                "--once",
+                "--metrics-addr",
+                "127.0.0.1:0",
+                "--config",
+                config.to_str().expect("utf-8"),
+            ],
+        )
+        .await
     };
     let other = format!("us-{}", env.id);
     let out = fetch(fetcher_config(&env, dir.path(), &other)).await;

@@ -16,7 +16,7 @@ fn config(env: &TestEnv, dir: &Path, with_certificate: bool) -> std::path::PathB
     let mut kafka = format!(
         "kafka:\n  bootstrap_servers: {}\n  security_protocol: ssl\n  ca_file: {}\n",
         var("HOSTLEDGER_KAFKA_SSL_BOOTSTRAP"),
-        var("HOSTLEDGER_KAFKA_CA")
+        var("HOSTLEDGER_KAFKA_CA_FILE")
     );
     if !with_certificate {
         // Explicitly none: not the identity $HOSTLEDGER_KAFKA_CERT_FILE names.

@@ -59,8 +59,10 @@ fn stack_var(name: &str) -> String {
 pub enum Role {
     /// Creates topics and ACLs (a super user).
     Admin,
-    /// Publishes events (`fetch`, `backfill`).
+    /// Publishes events (`fetch`).
     Fetcher,
+    /// Imports archives (`backfill`): a fetcher that also reads the events.
+    Backfill,
     /// Consumes them into the API server (`project`, `replay`, `migrate`).
     Projector,
     /// Reads the log (every other command).
@@ -71,7 +73,8 @@ impl Role {
     /// The role a `hostledger` subcommand runs as.
     pub fn of_command(subcommand: &str) -> Role {
         match subcommand {
-            "fetch" | "backfill" => Role::Fetcher,
+            "fetch" => Role::Fetcher,
+            "backfill" => Role::Backfill,
             "project" | "replay" | "migrate" => Role::Projector,
             "topics" => Role::Admin,
             _ => Role::Reader,
@@ -82,6 +85,7 @@ impl Role {
         match self {
             Role::Admin => "admin",
             Role::Fetcher => "fetcher",
+            Role::Backfill => "backfill",
             Role::Projector => "projector",
             Role::Reader => "reader",
         }
@@ -153,6 +157,12 @@ impl TestEnv {
             scope: String::new(),
         }
         .acls(&Role::Fetcher.principal(), &topics);
+        acls.extend(
+            KafkaIdentity::Backfill {
+                scope: String::new(),
+            }
+            .acls(&Role::Backfill.principal(), &topics),
+        );
         acls.extend(
             KafkaIdentity::Projector {
                 group: group.clone(),
