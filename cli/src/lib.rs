@@ -16,12 +16,14 @@
 //! - [`history_server`]: the history API, served from the log.
 //! - [`locks`]: host locks: `lock`, `unlock`, `locks`, `with-lock`.
 //! - [`drift`]: intent against reality: `drift`.
+//! - [`enroll`]: enrollment of new fetchers: `token create`, `enroll`, `approver`.
 //! - [`groups`]: host groups: `groups`, and `--group` for the commands that read.
 
 pub mod ansible;
 pub mod audit;
 pub mod backfill;
 pub mod drift;
+pub mod enroll;
 pub mod events;
 pub mod fetch;
 pub mod groups;
@@ -138,6 +140,14 @@ pub enum Command {
     },
     /// Manage hostledger's Kafka topics: create them, grant identities what their roles need.
     Topics(topics::TopicsArgs),
+    /// Bootstrap tokens with which new fetchers enroll (`token create`).
+    Token(enroll::TokenArgs),
+    /// Enroll a new fetcher: make its key here, and get its Kafka client certificate through
+    /// the API server's CertificateSigningRequests with a one-time token.
+    Enroll(enroll::EnrollArgs),
+    /// Approve and sign enrollment CSRs whose tokens allow them, deny the rest (runs until
+    /// stopped).
+    Approver(enroll::ApproverArgs),
 }
 
 /// Sets up logging on stderr. `HOSTLEDGER_LOG` (or `RUST_LOG`) filters, default `info`.
@@ -249,5 +259,8 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Topics(args) => topics::run(args).await,
+        Command::Token(args) => enroll::token(args).await,
+        Command::Enroll(args) => enroll::enroll(args).await,
+        Command::Approver(args) => enroll::approver(args).await,
     }
 }

@@ -7,11 +7,14 @@
 //!   idempotently.
 //! - [`locks`]: HostLocks: acquire, renew, release, break, and the sweeper's pass.
 //! - [`history_api`]: host histories from the history API (`hostledger history-server`).
+//! - [`enrollment`]: bootstrap tokens, certificate requests, the approver's decision and
+//!   signature (`hostledger token`, `enroll`, `approver`).
 //! - [`projection`]: what a namespace is the projection of (topic, time, where history lives).
 //! - `pager`: the one loop over `continue` tokens.
 //! - `retry`: which failures pass, and retrying them with the one backoff.
 //! - `error`: [`K8sError`], with the one "CRDs not installed" remedy.
 
+pub mod enrollment;
 mod error;
 mod history;
 pub mod history_api;

@@ -466,7 +466,9 @@ mod tests {
             "{names:?}"
         );
         assert!(
-            acls.iter().all(|a| a.resource != AclResource::Group),
+            acls.iter()
+                .filter(|a| a.resource == AclResource::Group)
+                .all(|a| a.name == ASSIGN_ONLY_GROUP && a.operation == AclOperation::Describe),
             "{names:?}"
         );
     }
@@ -523,7 +525,7 @@ mod tests {
         );
         assert!(
             acls.iter()
-                .filter(|a| a.resource == AclResource::Group)
+                .filter(|a| a.resource == AclResource::Group && a.name != ASSIGN_ONLY_GROUP)
                 .all(|a| a.name == READER_GROUP_PREFIX && a.pattern == AclPattern::Prefixed)
         );
     }
