@@ -166,10 +166,9 @@ async fn a_remote_fetcher_enrolls_with_a_token_publishes_and_its_events_become_h
         .await
         .failed();
     println!("used token: {again}");
-    assert!(
-        again.contains("unknown, expired or already used"),
-        "{again}"
-    );
+    // Refused by the API server (the token is gone) or, while its cache still holds the token,
+    // by the approver: either way, saying that a token enrolls once.
+    assert!(again.contains("enrolls once"), "{again}");
 
     // The enrolled identity publishes as its scope, and the events become Hosts.
     let t = &env.kafka.settings().topics;
@@ -219,7 +218,11 @@ async fn a_remote_fetcher_enrolls_with_a_token_publishes_and_its_events_become_h
     let late = enroll(&server, &bundle, &expired, &scope, &dir.path().join("late"))
         .await
         .failed();
-    assert!(late.contains("unknown, expired or already used"), "{late}");
+    println!("expired token: {late}");
+    assert!(
+        late.contains("unknown, expired or already used") || late.contains("expired at"),
+        "{late}"
+    );
 
     approver_process.start_kill().expect("stop the approver");
     env.cleanup().await;
