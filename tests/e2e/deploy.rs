@@ -190,6 +190,7 @@ fn can(user: &str, groups: &[&str], args: &[&str]) -> bool {
 fn each_identity_may_do_what_its_role_needs_and_nothing_else() {
     apply_namespaces();
     apply("deploy/base/identities.yaml");
+    apply("deploy/base/approver.yaml");
     // "may it? who what": who is a ServiceAccount of hostledger-system, an operator (user
     // alice in group hostledger-operators) or alice alone; what is `kubectl auth can-i` args.
     let checks = [
@@ -212,6 +213,14 @@ fn each_identity_may_do_what_its_role_needs_and_nothing_else() {
         "no  operator patch hosts.hostledger.dev -n hostledger",
         "no  operator patch hosts.hostledger.dev --subresource=status -n hostledger",
         "no  alice list hosts.hostledger.dev -n hostledger",
+        "yes enrollee create certificatesigningrequests.certificates.k8s.io",
+        "no  enrollee list certificatesigningrequests.certificates.k8s.io",
+        "no  enrollee list hosts.hostledger.dev -n hostledger",
+        "no  enrollee get secrets -n kube-system",
+        "yes approver patch certificatesigningrequests.certificates.k8s.io --subresource=approval",
+        "yes approver delete secrets -n kube-system",
+        "no  approver get secrets -n hostledger",
+        "no  approver list hosts.hostledger.dev -n hostledger",
     ];
     for check in checks {
         let words: Vec<&str> = check.split_whitespace().collect();
@@ -219,10 +228,51 @@ fn each_identity_may_do_what_its_role_needs_and_nothing_else() {
         let account = format!("system:serviceaccount:hostledger-system:hostledger-{who}");
         let (user, groups) = match who {
             "operator" => ("alice", vec!["hostledger-operators"]),
+            // A bootstrap token's user (hostledger token create).
+            "enrollee" => (
+                "system:bootstrap:abcdef",
+                vec!["system:bootstrappers", "system:bootstrappers:hostledger"],
+            ),
             "alice" => ("alice", Vec::new()),
             _ => (account.as_str(), Vec::new()),
         };
         assert_eq!(can(user, &groups, args), expected, "{check}");
+    }
+    // Signers are not a resource kubectl knows: ask the authorizer directly.
+    let approver = "system:serviceaccount:hostledger-system:hostledger-approver";
+    for (verb, signer, expected) in [
+        ("approve", "hostledger.dev/kafka-client", true),
+        ("sign", "hostledger.dev/kafka-client", true),
+        ("sign", "kubernetes.io/kube-apiserver-client", false),
+        ("approve", "kubernetes.io/kube-apiserver-client", false),
+    ] {
+        assert_eq!(
+            signer_allowed(approver, verb, signer),
+            expected,
+            "{verb} {signer}"
+        );
+    }
+}
+
+/// What the authorizer answers for `user` doing `verb` on signer `name` (a SubjectAccessReview).
+fn signer_allowed(user: &str, verb: &str, name: &str) -> bool {
+    let review = serde_json::json!({
+        "apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview",
+        "spec": {"user": user, "resourceAttributes": {
+            "group": "certificates.k8s.io", "resource": "signers", "verb": verb, "name": name,
+        }},
+    });
+    let out = kubectl(
+        &["create", "-f", "-", "-o", "jsonpath={.status.allowed}"],
+        Some(&review.to_string()),
+    );
+    match String::from_utf8_lossy(&out.stdout).trim() {
+        "true" => true,
+        "false" | "" => false,
+        other => panic!(
+            "SubjectAccessReview: {other} {}",
+            String::from_utf8_lossy(&out.stderr)
+        ),
     }
 }
 
