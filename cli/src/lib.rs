@@ -64,6 +64,11 @@ pub struct Cli {
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "HOSTLEDGER_LOG_FORMAT")]
     pub log_format: LogFormat,
 
+    /// The kubeconfig to reach the API server with, instead of $KUBECONFIG (or the in-cluster
+    /// service account).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub kubeconfig: Option<PathBuf>,
+
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -216,15 +221,35 @@ pub fn init_tls() {
 /// The Kubernetes client from KUBECONFIG (or the in-cluster config), with an error that says
 /// what to set.
 pub async fn kube_client() -> Result<kube::Client> {
+    if let Some(path) = KUBECONFIG_FLAG.try_with(Clone::clone).ok().flatten() {
+        let kubeconfig = kube::config::Kubeconfig::read_from(&path)
+            .with_context(|| format!("cannot read --kubeconfig {}", path.display()))?;
+        let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+            .await
+            .with_context(|| format!("cannot use --kubeconfig {}", path.display()))?;
+        return kube::Client::try_from(config)
+            .with_context(|| format!("cannot build a Kubernetes client from {}", path.display()));
+    }
     kube::Client::try_default()
         .await
         .context("cannot build a Kubernetes client: set KUBECONFIG (eval \"$(scripts/stack env)\" for the local stack)")
 }
 
+tokio::task_local! {
+    /// `--kubeconfig`, for the command being run.
+    static KUBECONFIG_FLAG: Option<PathBuf>;
+}
+
 /// Runs one command line.
 pub async fn run(cli: Cli) -> Result<ExitCode> {
     init_tls();
-    match cli.command {
+    KUBECONFIG_FLAG
+        .scope(cli.kubeconfig, dispatch(cli.command))
+        .await
+}
+
+async fn dispatch(command: Command) -> Result<ExitCode> {
+    match command {
         Command::Fetch(args) => fetch::run(args).await,
         Command::Backfill(args) => backfill::run(args).await,
         Command::Project(args) => project::project(args).await,

@@ -123,6 +123,21 @@ impl Role {
     }
 }
 
+/// The kubeconfig of the stack identity a `hostledger` subcommand runs as against the API
+/// server: `project`, `replay` and `migrate` as `hostledger-projector`, the readers as
+/// `hostledger-reader` (each bound in every test namespace by [`TestEnv::new`]); `None` for
+/// commands that do not read the inventory's namespace, and for host locks, whose tests say
+/// who takes them.
+pub fn kubeconfig_of_command(subcommand: &str) -> Option<String> {
+    let identity = match subcommand {
+        "project" | "replay" | "migrate" => "PROJECTOR",
+        "fetch" | "backfill" | "topics" | "token" | "enroll" | "approver" | "history-server"
+        | "crd" | "events" | "lock" | "unlock" | "locks" | "with-lock" => return None,
+        _ => "READER",
+    };
+    Some(stack_var(&format!("HOSTLEDGER_{identity}_KUBECONFIG")))
+}
+
 /// The stack's CA for the brokers' certificates.
 pub fn kafka_ca() -> String {
     stack_var("HOSTLEDGER_KAFKA_CA_FILE")
@@ -186,6 +201,7 @@ impl TestEnv {
             .create(&PostParams::default(), &ns)
             .await
             .expect("create test namespace");
+        bind_stack_identities(&kube, &namespace).await;
         TestEnv {
             group,
             id,
@@ -252,13 +268,41 @@ impl TestEnv {
     }
 }
 
-/// Parses `hostledger ARGS` with the identity of the command's role added, where the command
-/// talks to Kafka (takes `--kafka-cert`).
+/// Binds the stack's projector and reader identities in `namespace` to their roles, as an
+/// installation binds them in the inventory's namespace.
+async fn bind_stack_identities(kube: &kube::Client, namespace: &str) {
+    use k8s_openapi::api::rbac::v1::RoleBinding;
+    let bindings = [
+        ("hostledger-projector", "hostledger:projector"),
+        ("hostledger-projector", "hostledger:projection-recorder"),
+        ("hostledger-reader", "hostledger:reader"),
+    ];
+    for (user, role) in bindings {
+        let binding: RoleBinding = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": format!("{user}-{}", role.replace(':', "-"))},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role},
+            "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": user}],
+        }))
+        .expect("binding");
+        Api::<RoleBinding>::namespaced(kube.clone(), namespace)
+            .create(&PostParams::default(), &binding)
+            .await
+            .expect("bind the stack's identities in the test namespace");
+    }
+}
+
+/// Parses `hostledger ARGS` with the identities of the command's role added: its Kafka
+/// certificate where the command talks to Kafka (takes `--kafka-cert`), its kubeconfig where it
+/// reads or writes the inventory ([`kubeconfig_of_command`]).
 fn parse_as_role(args: &[&str]) -> hostledger_cli::Cli {
     use clap::Parser as _;
     let mut argv = vec!["hostledger".to_owned()];
+    let subcommand = args.first().copied().unwrap_or_default();
+    if let Some(kubeconfig) = kubeconfig_of_command(subcommand) {
+        argv.extend(["--kubeconfig".to_owned(), kubeconfig]);
+    }
     argv.extend(args.iter().map(|a| (*a).to_owned()));
-    let role = Role::of_command(args.first().copied().unwrap_or_default());
+    let role = Role::of_command(subcommand);
     let mut with_identity = argv.clone();
     with_identity.extend(role.flags());
     match hostledger_cli::Cli::try_parse_from(&with_identity) {
@@ -339,6 +383,7 @@ impl TestEnv {
             .env("HOSTLEDGER_LOG", "warn")
             .env("HOSTLEDGER_KAFKA_CERT_FILE", Role::Projector.cert())
             .env("HOSTLEDGER_KAFKA_KEY_FILE", Role::Projector.key())
+            .env("KUBECONFIG", stack_var("HOSTLEDGER_PROJECTOR_KUBECONFIG"))
             .kill_on_drop(true);
         if capture_stderr {
             command.stderr(std::process::Stdio::piped());
@@ -380,6 +425,7 @@ impl TestEnv {
             .create(&PostParams::default(), &ns)
             .await
             .expect("create namespace");
+        bind_stack_identities(&self.kube, &name).await;
         name
     }
 
@@ -679,6 +725,14 @@ pub fn hostledger_as(role: Role) -> tokio::process::Command {
     command
         .env("HOSTLEDGER_KAFKA_CERT_FILE", role.cert())
         .env("HOSTLEDGER_KAFKA_KEY_FILE", role.key());
+    let kubeconfig = match role {
+        Role::Projector => Some("HOSTLEDGER_PROJECTOR_KUBECONFIG"),
+        Role::Reader => Some("HOSTLEDGER_READER_KUBECONFIG"),
+        Role::Admin | Role::Fetcher | Role::Backfill => None,
+    };
+    if let Some(var) = kubeconfig {
+        command.env("KUBECONFIG", stack_var(var));
+    }
     command
 }
 
@@ -758,6 +812,10 @@ pub async fn run_hostledger_as(kubeconfig: Option<&Path>, args: &[&str]) -> Outp
         .env("HOSTLEDGER_LOG", "warn")
         .env("HOSTLEDGER_KAFKA_CERT_FILE", role.cert())
         .env("HOSTLEDGER_KAFKA_KEY_FILE", role.key());
+    let subcommand = args.first().copied().unwrap_or_default();
+    if let Some(k) = kubeconfig_of_command(subcommand) {
+        command.env("KUBECONFIG", k);
+    }
     if let Some(k) = kubeconfig {
         command.env("KUBECONFIG", k);
     }
