@@ -144,69 +144,62 @@ impl KafkaIdentity {
             principal: principal.to_owned(),
             operation,
         };
-        let topic =
-            |name: &str, operation| acl(AclResource::Topic, AclPattern::Literal, name, operation);
+        // `principal` may do each of `operations` on one resource.
+        let allow = |resource, pattern, name: &str, operations: &[AclOperation]| {
+            operations
+                .iter()
+                .map(|&operation| acl(resource, pattern, name, operation))
+                .collect::<Vec<_>>()
+        };
+        let topic = |name: &str, operations: &[AclOperation]| {
+            allow(AclResource::Topic, AclPattern::Literal, name, operations)
+        };
         use AclOperation::{Describe, Read, Write};
         let mut acls = match self {
             KafkaIdentity::Fetcher { scope } => {
                 let id = format!("{FETCHER_TRANSACTIONAL_ID_PREFIX}{scope}");
-                vec![
-                    topic(&topics.events, Write),
-                    topic(&topics.events, Describe),
-                    topic(&topics.fetcher_state, Read),
-                    topic(&topics.fetcher_state, Write),
-                    topic(&topics.fetcher_state, Describe),
-                    acl(
-                        AclResource::TransactionalId,
-                        AclPattern::Prefixed,
-                        &id,
-                        Write,
-                    ),
-                    acl(
-                        AclResource::TransactionalId,
-                        AclPattern::Prefixed,
-                        &id,
-                        Describe,
-                    ),
-                ]
+                let mut acls = topic(&topics.events, &[Write, Describe]);
+                acls.extend(topic(&topics.fetcher_state, &[Read, Write, Describe]));
+                acls.extend(allow(
+                    AclResource::TransactionalId,
+                    AclPattern::Prefixed,
+                    &id,
+                    &[Write, Describe],
+                ));
+                acls
             }
-            KafkaIdentity::Projector { group } => vec![
-                topic(&topics.events, Read),
-                topic(&topics.events, Describe),
-                // Lock facts (HostLocked/HostUnlocked) are the projector's to record.
-                topic(&topics.events, Write),
-                topic(&topics.dead_letter, Write),
-                topic(&topics.dead_letter, Describe),
-                acl(AclResource::Group, AclPattern::Literal, group, Read),
-                acl(AclResource::Group, AclPattern::Literal, group, Describe),
-            ],
+            KafkaIdentity::Projector { group } => {
+                // Lock facts (HostLocked/HostUnlocked) are the projector's to record: Write.
+                let mut acls = topic(&topics.events, &[Read, Describe, Write]);
+                acls.extend(topic(&topics.dead_letter, &[Write, Describe]));
+                acls.extend(allow(
+                    AclResource::Group,
+                    AclPattern::Literal,
+                    group,
+                    &[Read, Describe],
+                ));
+                acls
+            }
             KafkaIdentity::Backfill { scope } => {
                 let mut acls = KafkaIdentity::Fetcher {
                     scope: scope.clone(),
                 }
                 .acls(principal, topics);
-                acls.push(topic(&topics.events, Read));
+                acls.extend(topic(&topics.events, &[Read]));
                 acls
             }
-            KafkaIdentity::Reader => vec![
-                topic(&topics.events, Read),
-                topic(&topics.events, Describe),
-                topic(&topics.dead_letter, Read),
-                topic(&topics.dead_letter, Describe),
+            KafkaIdentity::Reader => {
+                let mut acls = topic(&topics.events, &[Read, Describe]);
+                acls.extend(topic(&topics.dead_letter, &[Read, Describe]));
                 // Streaming consumers keep their place in groups of their own.
-                acl(
+                acls.extend(allow(
                     AclResource::Group,
                     AclPattern::Prefixed,
                     READER_GROUP_PREFIX,
-                    Read,
-                ),
-                acl(
-                    AclResource::Group,
-                    AclPattern::Prefixed,
-                    READER_GROUP_PREFIX,
-                    Describe,
-                ),
-            ],
+                    &[Read, Describe],
+                ));
+                acls
+            }
         };
         acls.push(acl(
             AclResource::Group,

@@ -111,23 +111,7 @@ async fn a_remote_fetcher_enrolls_with_a_token_publishes_and_its_events_become_h
     let scope = env.id.clone();
     let identity = format!("hostledger-fetcher-{scope}");
     let token = create_token(&scope, "10m").await;
-    run_hostledger_with(
-        Role::Admin,
-        &[],
-        &[
-            "topics",
-            "grant",
-            "fetcher",
-            "--scope",
-            &scope,
-            "--principal",
-            &format!("User:{identity}"),
-            "--topic-prefix",
-            &env.topic_prefix,
-        ],
-    )
-    .await
-    .ok();
+    env.grant_fetcher(&scope, &format!("User:{identity}")).await;
 
     // The remote side: the API server's address, a bundle of both CAs, the token.
     let bundle = dir.path().join("bundle.crt");

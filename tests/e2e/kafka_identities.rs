@@ -141,23 +141,7 @@ async fn a_fetcher_publishes_only_as_sources_of_its_scope() {
         (&certs.join("kafka-ca.crt"), &certs.join("kafka-ca.key")),
     );
     let principal = format!("User:{name}");
-    let out = run_hostledger_with(
-        Role::Admin,
-        &[],
-        &[
-            "topics",
-            "grant",
-            "fetcher",
-            "--scope",
-            &scope,
-            "--principal",
-            &principal,
-            "--topic-prefix",
-            &env.topic_prefix,
-        ],
-    )
-    .await
-    .ok();
+    let out = env.grant_fetcher(&scope, &principal).await;
     assert!(
         out.contains(&format!(
             "Write on transactional id hostledger-fetcher-{scope}*"

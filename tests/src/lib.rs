@@ -124,15 +124,19 @@ impl Role {
 }
 
 /// The kubeconfig of the stack identity a `hostledger` subcommand runs as against the API
-/// server: `project`, `replay` and `migrate` as `hostledger-projector`, the readers as
+/// server: `project` and `replay` as `hostledger-projector`, the readers as
 /// `hostledger-reader` (each bound in every test namespace by [`TestEnv::new`]); `None` for
 /// commands that do not read the inventory's namespace, and for host locks, whose tests say
 /// who takes them.
 pub fn kubeconfig_of_command(subcommand: &str) -> Option<String> {
     let identity = match subcommand {
-        "project" | "replay" | "migrate" => "PROJECTOR",
+        "project" | "replay" => "PROJECTOR",
+        // `migrate history` is an administrator's one-off: it reads both histories (the
+        // reader's) and rewrites the namespace (the projector's).
         "fetch" | "backfill" | "topics" | "token" | "enroll" | "approver" | "history-server"
-        | "crd" | "events" | "lock" | "unlock" | "locks" | "with-lock" => return None,
+        | "crd" | "events" | "lock" | "unlock" | "locks" | "with-lock" | "migrate" => {
+            return None;
+        }
         _ => "READER",
     };
     Some(stack_var(&format!("HOSTLEDGER_{identity}_KUBECONFIG")))
@@ -211,6 +215,28 @@ impl TestEnv {
             kafka,
             kube,
         }
+    }
+
+    /// `hostledger topics grant fetcher --scope SCOPE --principal PRINCIPAL` on this test's
+    /// topics, as the admin; what it printed.
+    pub async fn grant_fetcher(&self, scope: &str, principal: &str) -> String {
+        run_hostledger_with(
+            Role::Admin,
+            &[],
+            &[
+                "topics",
+                "grant",
+                "fetcher",
+                "--scope",
+                scope,
+                "--principal",
+                principal,
+                "--topic-prefix",
+                &self.topic_prefix,
+            ],
+        )
+        .await
+        .ok()
     }
 
     /// Kafka clients on this test's topics as `role`.
