@@ -34,6 +34,9 @@ pub enum TopicsAction {
         #[command(flatten)]
         kafka: KafkaArgs,
     },
+    /// List the ACLs on the brokers (the allow rules of topics, groups and transactional ids),
+    /// one per line as `grant` prints them.
+    Acls(AclsArgs),
     /// Allow an identity what its role needs on the topics, and nothing else (creates Kafka
     /// ACLs; run as an administrator of the brokers). Prints each ACL.
     ///
@@ -69,6 +72,18 @@ pub enum TopicsAction {
     },
 }
 
+/// `topics acls`: who may do what.
+#[derive(Debug, Args)]
+pub struct AclsArgs {
+    /// Only this principal's (User:NAME).
+    #[arg(long, value_parser = parse_principal)]
+    pub principal: Option<String>,
+    /// Kafka connection (an identity allowed to describe the cluster's ACLs, e.g. an
+    /// administrator).
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
+}
+
 /// A role on the Kafka side.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Role {
@@ -100,6 +115,7 @@ pub async fn run(args: TopicsArgs) -> Result<ExitCode> {
             replication,
             kafka,
         } => (partitions, replication, kafka),
+        TopicsAction::Acls(args) => return list_acls(&args).await,
         TopicsAction::Grant {
             role,
             principal,
@@ -149,6 +165,19 @@ async fn grant(
         clients.create_acls_async(acls.clone()).await?;
         text.push_str(&format!("created {} ACLs\n", acls.len()));
     }
+    print_out(&text)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Prints the ACLs on the brokers, one per line.
+async fn list_acls(args: &AclsArgs) -> Result<ExitCode> {
+    let clients = KafkaClients::new(args.kafka.apply(KafkaSettings::default()))?;
+    let acls = clients.describe_acls_async().await?;
+    let text: String = acls
+        .iter()
+        .filter(|a| args.principal.as_ref().is_none_or(|p| &a.principal == p))
+        .map(|a| format!("{a}\n"))
+        .collect();
     print_out(&text)?;
     Ok(ExitCode::SUCCESS)
 }

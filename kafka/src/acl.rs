@@ -16,7 +16,8 @@
 //! (`kafka.topics.fetcher_state`) where scopes do not trust each other.
 //!
 //! rdkafka has no safe binding for librdkafka's ACL calls, so [`KafkaClients::create_acls`]
-//! calls them through `rdkafka-sys`, in the one place of the workspace that allows it.
+//! and [`KafkaClients::describe_acls`] call them through `rdkafka-sys`, in the one place of
+//! the workspace that allows it.
 
 use std::ffi::{CStr, CString};
 use std::fmt;
@@ -227,6 +228,18 @@ impl KafkaClients {
         native::create_acls(admin.inner(), acls, ACL_TIMEOUT)
     }
 
+    /// Every allow rule on the brokers that hostledger's roles use (Read, Write, Describe on
+    /// topics, groups and transactional ids), sorted.
+    pub fn describe_acls(&self) -> Result<Vec<Acl>, KafkaError> {
+        let admin = self.admin_client()?;
+        native::describe_acls(admin.inner(), ACL_TIMEOUT)
+    }
+
+    /// [`KafkaClients::describe_acls`] without blocking the calling task.
+    pub async fn describe_acls_async(&self) -> Result<Vec<Acl>, KafkaError> {
+        self.blocking(|k| k.describe_acls()).await
+    }
+
     /// [`KafkaClients::create_acls`] without blocking the calling task.
     pub async fn create_acls_async(&self, acls: Vec<Acl>) -> Result<(), KafkaError> {
         self.blocking(move |k| k.create_acls(&acls)).await
@@ -339,15 +352,19 @@ mod native {
         })
     }
 
-    pub(super) fn create_acls(
+    /// Sends one admin request (`submit` gets the client, the options and the reply queue)
+    /// and returns the brokers' answer, checked for a request-level error.
+    fn request(
         client: &Client<KafkaContext>,
-        acls: &[Acl],
+        op: sys::rd_kafka_admin_op_t,
         timeout: Duration,
-    ) -> Result<(), KafkaError> {
+        submit: impl FnOnce(
+            *mut sys::rd_kafka_t,
+            *mut sys::rd_kafka_AdminOptions_t,
+            *mut sys::rd_kafka_queue_t,
+        ),
+    ) -> Result<Owned<sys::rd_kafka_event_t>, KafkaError> {
         let rk = client.native_ptr();
-        let bindings = acls.iter().map(binding).collect::<Result<Vec<_>, _>>()?;
-        let mut raw: Vec<*mut sys::rd_kafka_AclBinding_t> =
-            bindings.iter().map(|b| b.ptr).collect();
         // SAFETY: `rk` is a live client handle for the whole function (`client` is borrowed).
         let queue = Owned {
             ptr: unsafe { sys::rd_kafka_queue_new(rk) },
@@ -355,12 +372,7 @@ mod native {
         };
         // SAFETY: as above; the options are destroyed by `Owned`.
         let options = Owned {
-            ptr: unsafe {
-                sys::rd_kafka_AdminOptions_new(
-                    rk,
-                    sys::rd_kafka_admin_op_t::RD_KAFKA_ADMIN_OP_CREATEACLS,
-                )
-            },
+            ptr: unsafe { sys::rd_kafka_AdminOptions_new(rk, op) },
             destroy: sys::rd_kafka_AdminOptions_destroy,
         };
         let timeout_ms = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
@@ -377,11 +389,7 @@ mod native {
         if err != sys::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR {
             return Err(acl_error(text(errstr.as_ptr()), None));
         }
-        // SAFETY: the bindings array and the bindings stay alive until after the result is
-        // read (librdkafka copies them into the request); options and queue are live.
-        unsafe {
-            sys::rd_kafka_CreateAcls(rk, raw.as_mut_ptr(), raw.len(), options.ptr, queue.ptr)
-        };
+        submit(rk, options.ptr, queue.ptr);
         // SAFETY: the queue is live; the event returned is destroyed by `Owned`.
         let event = Owned {
             ptr: unsafe { sys::rd_kafka_queue_poll(queue.ptr, timeout_ms.saturating_add(5_000)) },
@@ -400,7 +408,28 @@ mod native {
             let what = text(unsafe { sys::rd_kafka_event_error_string(event.ptr) });
             return Err(acl_error(what, Some(err.into())));
         }
-        // SAFETY: `event` is live and is a CreateAcls result (the only request on this queue).
+        Ok(event)
+    }
+
+    pub(super) fn create_acls(
+        client: &Client<KafkaContext>,
+        acls: &[Acl],
+        timeout: Duration,
+    ) -> Result<(), KafkaError> {
+        let bindings = acls.iter().map(binding).collect::<Result<Vec<_>, _>>()?;
+        let mut raw: Vec<*mut sys::rd_kafka_AclBinding_t> =
+            bindings.iter().map(|b| b.ptr).collect();
+        let event = request(
+            client,
+            sys::rd_kafka_admin_op_t::RD_KAFKA_ADMIN_OP_CREATEACLS,
+            timeout,
+            // SAFETY: the bindings stay alive until after the answer is read (librdkafka
+            // copies them into the request); options and queue are live.
+            |rk, options, queue| unsafe {
+                sys::rd_kafka_CreateAcls(rk, raw.as_mut_ptr(), raw.len(), options, queue)
+            },
+        )?;
+        // SAFETY: `event` is live and is a CreateAcls result (the only request on its queue).
         let result = unsafe { sys::rd_kafka_event_CreateAcls_result(event.ptr) };
         if result.is_null() {
             return Err(acl_error(
@@ -420,6 +449,7 @@ mod native {
             if !error.is_null() {
                 // SAFETY: `error` is live (owned by the result).
                 let code = unsafe { sys::rd_kafka_error_code(error) };
+                // SAFETY: as above.
                 let what = text(unsafe { sys::rd_kafka_error_string(error) });
                 let acl = acls.get(i).map(ToString::to_string).unwrap_or_default();
                 refused.push((format!("{acl}: {what}"), RDKafkaErrorCode::from(code)));
@@ -430,6 +460,101 @@ mod native {
             None => Ok(()),
             Some((what, code)) => Err(acl_error(what, Some(code))),
         }
+    }
+
+    pub(super) fn describe_acls(
+        client: &Client<KafkaContext>,
+        timeout: Duration,
+    ) -> Result<Vec<Acl>, KafkaError> {
+        use sys::rd_kafka_AclOperation_t as Op;
+        use sys::rd_kafka_ResourcePatternType_t as Pattern;
+        use sys::rd_kafka_ResourceType_t as Resource;
+        let mut errstr = [0 as c_char; 512];
+        // SAFETY: null strings match any; errstr is a writable buffer of the size given.
+        let filter = Owned {
+            ptr: unsafe {
+                sys::rd_kafka_AclBindingFilter_new(
+                    Resource::RD_KAFKA_RESOURCE_ANY,
+                    std::ptr::null(),
+                    Pattern::RD_KAFKA_RESOURCE_PATTERN_ANY,
+                    std::ptr::null(),
+                    std::ptr::null(),
+                    Op::RD_KAFKA_ACL_OPERATION_ANY,
+                    sys::rd_kafka_AclPermissionType_t::RD_KAFKA_ACL_PERMISSION_TYPE_ANY,
+                    errstr.as_mut_ptr(),
+                    errstr.len(),
+                )
+            },
+            destroy: sys::rd_kafka_AclBinding_destroy,
+        };
+        if filter.ptr.is_null() {
+            return Err(acl_error(text(errstr.as_ptr()), None));
+        }
+        let event = request(
+            client,
+            sys::rd_kafka_admin_op_t::RD_KAFKA_ADMIN_OP_DESCRIBEACLS,
+            timeout,
+            // SAFETY: the filter stays alive until after the answer is read.
+            |rk, options, queue| unsafe {
+                sys::rd_kafka_DescribeAcls(rk, filter.ptr, options, queue)
+            },
+        )?;
+        // SAFETY: `event` is live and is a DescribeAcls result (the only request on its queue).
+        let result = unsafe { sys::rd_kafka_event_DescribeAcls_result(event.ptr) };
+        if result.is_null() {
+            return Err(acl_error(
+                "the brokers' answer was not a DescribeAcls result".into(),
+                None,
+            ));
+        }
+        let mut count = 0usize;
+        // SAFETY: `result` belongs to `event`, which is live; `count` is written.
+        let bindings = unsafe { sys::rd_kafka_DescribeAcls_result_acls(result, &mut count) };
+        let mut acls = Vec::with_capacity(count);
+        for i in 0..count {
+            // SAFETY: `bindings` holds `count` pointers owned by the event.
+            let b = unsafe { *bindings.add(i) };
+            // SAFETY: `b` is a live binding for the rest of this iteration.
+            let (resource, pattern, operation, permission) = unsafe {
+                (
+                    sys::rd_kafka_AclBinding_restype(b),
+                    sys::rd_kafka_AclBinding_resource_pattern_type(b),
+                    sys::rd_kafka_AclBinding_operation(b),
+                    sys::rd_kafka_AclBinding_permission_type(b),
+                )
+            };
+            let resource = match resource {
+                Resource::RD_KAFKA_RESOURCE_TOPIC => AclResource::Topic,
+                Resource::RD_KAFKA_RESOURCE_GROUP => AclResource::Group,
+                Resource::RD_KAFKA_RESOURCE_TRANSACTIONAL_ID => AclResource::TransactionalId,
+                _ => continue,
+            };
+            let pattern = match pattern {
+                Pattern::RD_KAFKA_RESOURCE_PATTERN_LITERAL => AclPattern::Literal,
+                Pattern::RD_KAFKA_RESOURCE_PATTERN_PREFIXED => AclPattern::Prefixed,
+                _ => continue,
+            };
+            let operation = match operation {
+                Op::RD_KAFKA_ACL_OPERATION_READ => AclOperation::Read,
+                Op::RD_KAFKA_ACL_OPERATION_WRITE => AclOperation::Write,
+                Op::RD_KAFKA_ACL_OPERATION_DESCRIBE => AclOperation::Describe,
+                _ => continue,
+            };
+            if permission != sys::rd_kafka_AclPermissionType_t::RD_KAFKA_ACL_PERMISSION_TYPE_ALLOW {
+                continue;
+            }
+            acls.push(Acl {
+                resource,
+                pattern,
+                // SAFETY: the strings live as long as the binding.
+                name: text(unsafe { sys::rd_kafka_AclBinding_name(b) }),
+                // SAFETY: as above.
+                principal: text(unsafe { sys::rd_kafka_AclBinding_principal(b) }),
+                operation,
+            });
+        }
+        acls.sort();
+        Ok(acls)
     }
 }
 

@@ -221,3 +221,47 @@ async fn anonymous_clients_and_certificates_of_another_ca_are_refused() {
     assert!(stderr.contains("TLS failed"), "{stderr}");
     env.cleanup().await;
 }
+
+#[tokio::test]
+async fn the_stacks_acls_are_those_topics_grant_gives_each_role() {
+    // scripts/stack creates them with Kafka's own tool (it runs before hostledger is built):
+    // they must be what the code says each role needs, on the default topics.
+    use hostledger_kafka::acl::KafkaIdentity;
+    use hostledger_kafka::{KafkaClients, Topics};
+    let topics = Topics::default();
+    let admin = KafkaClients::new(hostledger_e2e::kafka_settings_as(Role::Admin, &topics))
+        .expect("settings");
+    let on_brokers = admin
+        .describe_acls_async()
+        .await
+        .expect("describe the ACLs");
+    let group = hostledger_model::defaults::defaults()
+        .projector_group
+        .clone();
+    for (role, identity) in [
+        (
+            Role::Fetcher,
+            KafkaIdentity::Fetcher {
+                scope: String::new(),
+            },
+        ),
+        (
+            Role::Backfill,
+            KafkaIdentity::Backfill {
+                scope: String::new(),
+            },
+        ),
+        (Role::Projector, KafkaIdentity::Projector { group }),
+        (Role::Reader, KafkaIdentity::Reader),
+    ] {
+        let principal = role.principal();
+        let mut granted: Vec<_> = on_brokers
+            .iter()
+            // Tests grant the same identities on their own topics and groups (e2e...).
+            .filter(|a| a.principal == principal && !a.name.starts_with("e2e"))
+            .cloned()
+            .collect();
+        granted.dedup();
+        assert_eq!(granted, identity.acls(&principal, &topics), "{principal}");
+    }
+}
