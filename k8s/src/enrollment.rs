@@ -40,6 +40,8 @@ pub const TOKEN_NAMESPACE: &str = "kube-system";
 pub const ROLE_LABEL: &str = "hostledger.dev/role";
 /// The label of a token's scope.
 pub const SCOPE_LABEL: &str = "hostledger.dev/scope";
+/// The reason of the approver's Approved condition.
+pub const APPROVED_REASON: &str = "HostledgerTokenMatched";
 /// The shortest certificate lifetime the CSR API accepts.
 pub const MIN_LIFETIME: Duration = Duration::from_secs(600);
 
@@ -186,6 +188,12 @@ pub enum Decision {
         /// The certificate's lifetime.
         lifetime: Duration,
     },
+    /// Sign a CSR this approver approved before but did not get to sign (it stopped in
+    /// between): the decision stands, the certificate is still owed.
+    Sign {
+        /// The certificate's lifetime.
+        lifetime: Duration,
+    },
     /// Refuse it, saying why.
     Deny(String),
     /// Not ours (another signer) or already decided.
@@ -203,14 +211,24 @@ pub fn review(
     if csr.spec.signer_name != SIGNER_NAME {
         return Decision::Ignore;
     }
-    let decided = csr
-        .status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .is_some_and(|c| {
-            c.iter()
-                .any(|c| c.type_ == "Approved" || c.type_ == "Denied")
-        });
+    let lifetime = csr
+        .spec
+        .expiration_seconds
+        .and_then(|s| u64::try_from(s).ok())
+        .map_or(max_lifetime, Duration::from_secs)
+        .clamp(MIN_LIFETIME, max_lifetime.max(MIN_LIFETIME));
+    let status = csr.status.as_ref();
+    let approved_by_us = status.and_then(|s| s.conditions.as_ref()).is_some_and(|c| {
+        c.iter()
+            .any(|c| c.type_ == "Approved" && c.reason.as_deref() == Some(APPROVED_REASON))
+    });
+    if approved_by_us && status.and_then(|s| s.certificate.as_ref()).is_none() {
+        return Decision::Sign { lifetime };
+    }
+    let decided = status.and_then(|s| s.conditions.as_ref()).is_some_and(|c| {
+        c.iter()
+            .any(|c| c.type_ == "Approved" || c.type_ == "Denied")
+    });
     if decided {
         return Decision::Ignore;
     }
@@ -292,17 +310,10 @@ pub fn review(
             "the CSR asks for {} but the token {token_id} allows only CN={wanted} and no other name",
             subject.join(", ")
         )),
-        Ok(_) => {
-            let asked = csr
-                .spec
-                .expiration_seconds
-                .and_then(|s| u64::try_from(s).ok())
-                .map_or(max_lifetime, Duration::from_secs);
-            Decision::Approve {
-                token_id: token_id.to_owned(),
-                lifetime: asked.clamp(MIN_LIFETIME, max_lifetime.max(MIN_LIFETIME)),
-            }
-        }
+        Ok(_) => Decision::Approve {
+            token_id: token_id.to_owned(),
+            lifetime,
+        },
     }
 }
 
@@ -445,15 +456,16 @@ pub async fn decide(
                 .map_err(|e| K8sError::api(format!("deny CSR {name}"), e))?;
             Ok(Some(format!("denied CSR {name}: {reason}")))
         }
+        Decision::Sign { lifetime } => {
+            write_certificate(&api, csr, signer, *lifetime).await?;
+            Ok(Some(format!(
+                "signed CSR {name}, approved before (valid {}s)",
+                lifetime.as_secs()
+            )))
+        }
         Decision::Approve { token_id, lifetime } => {
-            let certificate = signer
-                .sign(&csr.spec.request.0, *lifetime)
-                .map_err(|reason| K8sError::Unreadable {
-                    action: format!("sign CSR {name}"),
-                    reason,
-                })?;
             let message = format!("token {token_id} names this identity");
-            let patch = status_patch(condition("Approved", "HostledgerTokenMatched", &message));
+            let patch = status_patch(condition("Approved", APPROVED_REASON, &message));
             api.patch_approval(&name, &PatchParams::default(), &Patch::Merge(&patch))
                 .await
                 .map_err(|e| K8sError::api(format!("approve CSR {name}"), e))?;
@@ -467,20 +479,38 @@ pub async fn decide(
                 Err(kube::Error::Api(s)) if s.code == 404 => {}
                 Err(e) => return Err(K8sError::api(format!("delete token {token_id}"), e)),
             }
-            let status = CertificateSigningRequestStatus {
-                certificate: Some(ByteString(certificate.into_bytes())),
-                ..CertificateSigningRequestStatus::default()
-            };
-            let patch = serde_json::json!({"status": {"certificate": status.certificate}});
-            api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
-                .await
-                .map_err(|e| K8sError::api(format!("write the certificate of CSR {name}"), e))?;
+            write_certificate(&api, csr, signer, *lifetime).await?;
             Ok(Some(format!(
                 "approved and signed CSR {name} (token {token_id}, valid {}s)",
                 lifetime.as_secs()
             )))
         }
     }
+}
+
+/// Signs `csr`'s request and writes the certificate into its status.
+async fn write_certificate(
+    api: &Api<CertificateSigningRequest>,
+    csr: &CertificateSigningRequest,
+    signer: &Signer,
+    lifetime: Duration,
+) -> Result<(), K8sError> {
+    let name = csr.metadata.name.clone().unwrap_or_default();
+    let certificate = signer
+        .sign(&csr.spec.request.0, lifetime)
+        .map_err(|reason| K8sError::Unreadable {
+            action: format!("sign CSR {name}"),
+            reason,
+        })?;
+    let status = CertificateSigningRequestStatus {
+        certificate: Some(ByteString(certificate.into_bytes())),
+        ..CertificateSigningRequestStatus::default()
+    };
+    let patch = serde_json::json!({"status": {"certificate": status.certificate}});
+    api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .map_err(|e| K8sError::api(format!("write the certificate of CSR {name}"), e))?;
+    Ok(())
 }
 
 /// The token Secret of the CSR's requester, if it still exists.
@@ -630,6 +660,36 @@ mod tests {
             panic!("approved server auth")
         };
         assert!(why.contains("usages"), "{why}");
+    }
+
+    #[test]
+    fn a_csr_approved_but_not_signed_is_signed_and_one_signed_is_left_alone() {
+        let mut csr = csr_for(&eu(), "system:bootstrap:abcdef", &GROUPS);
+        let max = Duration::from_secs(3600);
+        csr.status = Some(CertificateSigningRequestStatus {
+            conditions: Some(vec![condition("Approved", APPROVED_REASON, "m")]),
+            ..CertificateSigningRequestStatus::default()
+        });
+        // The token is gone by then (deleted at approval).
+        assert_eq!(
+            review(&csr, None, chrono::Utc::now(), max),
+            Decision::Sign { lifetime: max }
+        );
+        if let Some(status) = csr.status.as_mut() {
+            status.certificate = Some(ByteString(b"PEM".to_vec()));
+        }
+        assert_eq!(
+            review(&csr, None, chrono::Utc::now(), max),
+            Decision::Ignore
+        );
+        if let Some(status) = csr.status.as_mut() {
+            status.certificate = None;
+            status.conditions = Some(vec![condition("Approved", "SomeoneElse", "m")]);
+        }
+        assert_eq!(
+            review(&csr, None, chrono::Utc::now(), max),
+            Decision::Ignore
+        );
     }
 
     #[test]
