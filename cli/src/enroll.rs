@@ -87,9 +87,20 @@ pub struct ApproverArgs {
     /// Its private key.
     #[arg(long, value_name = "FILE")]
     pub ca_key: PathBuf,
-    /// The longest lifetime it gives a certificate.
+    /// The longest lifetime it gives a certificate (enrolled or renewed).
     #[arg(long, default_value = "24h", value_parser = humantime::parse_duration)]
     pub max_lifetime: Duration,
+    /// Serve renewals here (HTTPS, POST /v1/renew with a PEM request): an enrolled fetcher
+    /// authenticates with its current certificate (signed by --ca-cert) and gets a new one of
+    /// the same name.
+    #[arg(long, value_name = "ADDR", requires_all = ["renew_tls_cert", "renew_tls_key"])]
+    pub renew_listen: Option<std::net::SocketAddr>,
+    /// The renewal endpoint's serving certificate (PEM).
+    #[arg(long, value_name = "FILE")]
+    pub renew_tls_cert: Option<PathBuf>,
+    /// Its private key (PEM).
+    #[arg(long, value_name = "FILE")]
+    pub renew_tls_key: Option<PathBuf>,
 }
 
 /// Creates a token.
@@ -217,9 +228,31 @@ pub async fn approver(args: ApproverArgs) -> Result<ExitCode> {
     let read = |p: &Path| {
         std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))
     };
-    let signer = Signer::from_pem(&read(&args.ca_cert)?, &read(&args.ca_key)?)
+    let ca_pem = read(&args.ca_cert)?;
+    let signer = Signer::from_pem(&ca_pem, &read(&args.ca_key)?)
         .map_err(anyhow::Error::msg)
         .context("the signing CA (--ca-cert, --ca-key)")?;
+    let signer = std::sync::Arc::new(signer);
+    let _renewals = match (
+        &args.renew_listen,
+        &args.renew_tls_cert,
+        &args.renew_tls_key,
+    ) {
+        (Some(listen), Some(cert), Some(key)) => {
+            let tls = renewal_tls(&ca_pem, cert, key)?;
+            let listener = tokio::net::TcpListener::bind(listen)
+                .await
+                .with_context(|| format!("cannot listen on {listen}"))?;
+            tracing::info!(listen = %listener.local_addr()?, "serving renewals");
+            Some(AbortOnDrop(tokio::spawn(serve_renewals(
+                listener,
+                tls,
+                signer.clone(),
+                args.max_lifetime,
+            ))))
+        }
+        _ => None,
+    };
     let client = kube_client().await?;
     let api: Api<CertificateSigningRequest> = Api::all(client.clone());
     tracing::info!(signer = SIGNER_NAME, "approving CSRs");
@@ -265,5 +298,138 @@ pub async fn approver(args: ApproverArgs) -> Result<ExitCode> {
                 Err(error) => tracing::warn!(%error, "deciding a CSR"),
             }
         }
+    }
+}
+
+/// Aborts a task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// TLS for the renewal endpoint: its serving certificate, and client certificates of the
+/// signing CA required.
+fn renewal_tls(ca_pem: &str, cert: &Path, key: &Path) -> Result<tokio_rustls::TlsAcceptor> {
+    use rustls_pki_types::pem::PemObject as _;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+        .and_then(|i| i.collect::<Result<_, _>>())
+        .with_context(|| format!("{} is not a PEM certificate", cert.display()))?;
+    let key = PrivateKeyDer::from_pem_file(key)
+        .with_context(|| format!("{} is not a PEM private key", key.display()))?;
+    let mut roots = rustls::RootCertStore::empty();
+    for ca in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
+        roots
+            .add(ca.context("--ca-cert is not a PEM certificate")?)
+            .context("--ca-cert is not a usable CA")?;
+    }
+    let verifier = rustls::server::WebPkiClientVerifier::builder(std::sync::Arc::new(roots))
+        .build()
+        .context("cannot build the client certificate verifier")?;
+    let config = rustls::ServerConfig::builder()
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(certs, key)
+        .context("--renew-tls-cert and --renew-tls-key do not go together")?;
+    Ok(tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config)))
+}
+
+/// Answers renewals until aborted.
+async fn serve_renewals(
+    listener: tokio::net::TcpListener,
+    tls: tokio_rustls::TlsAcceptor,
+    signer: std::sync::Arc<Signer>,
+    lifetime: Duration,
+) {
+    loop {
+        let (socket, peer) = match listener.accept().await {
+            Ok(a) => a,
+            Err(error) => {
+                tracing::warn!(%error, "cannot accept a connection");
+                continue;
+            }
+        };
+        let (tls, signer) = (tls.clone(), signer.clone());
+        tokio::spawn(async move {
+            let stream = match tls.accept(socket).await {
+                Ok(s) => s,
+                Err(error) => {
+                    tracing::info!(%peer, %error, "refused a renewal connection (no valid client certificate)");
+                    return;
+                }
+            };
+            let presented = stream
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|c| c.first())
+                .and_then(|c| enrollment::common_name(c))
+                .unwrap_or_default();
+            let service = hyper::service::service_fn(move |request| {
+                let (signer, presented) = (signer.clone(), presented.clone());
+                async move {
+                    Ok::<_, std::convert::Infallible>(
+                        renewal_answer(request, &presented, &signer, lifetime).await,
+                    )
+                }
+            });
+            if let Err(error) = hyper::server::conn::http1::Builder::new()
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                .await
+            {
+                tracing::debug!(%peer, %error, "renewal connection ended");
+            }
+        });
+    }
+}
+
+/// One renewal: a PEM request for the presented certificate's own name, signed; or why not.
+async fn renewal_answer(
+    request: hyper::Request<hyper::body::Incoming>,
+    presented: &str,
+    signer: &Signer,
+    lifetime: Duration,
+) -> hyper::Response<http_body_util::Full<hyper::body::Bytes>> {
+    use http_body_util::BodyExt as _;
+    let reply = |status: hyper::StatusCode, text: String| {
+        let mut response = hyper::Response::new(http_body_util::Full::new(
+            hyper::body::Bytes::from(text.into_bytes()),
+        ));
+        *response.status_mut() = status;
+        response
+    };
+    if request.method() != hyper::Method::POST || request.uri().path() != "/v1/renew" {
+        return reply(
+            hyper::StatusCode::NOT_FOUND,
+            "POST a PEM certificate request to /v1/renew\n".into(),
+        );
+    }
+    let body = match http_body_util::Limited::new(request.into_body(), 16 * 1024)
+        .collect()
+        .await
+    {
+        Ok(body) => body.to_bytes(),
+        Err(error) => {
+            return reply(
+                hyper::StatusCode::BAD_REQUEST,
+                format!("cannot read the request (at most 16 KiB): {error}\n"),
+            );
+        }
+    };
+    if let Err(reason) = enrollment::review_renewal(presented, &body) {
+        tracing::info!(identity = %presented, %reason, "refused a renewal");
+        return reply(hyper::StatusCode::FORBIDDEN, format!("{reason}\n"));
+    }
+    match signer.sign(&body, lifetime) {
+        Ok(certificate) => {
+            tracing::info!(identity = %presented, valid_secs = lifetime.as_secs(), "renewed a certificate");
+            reply(hyper::StatusCode::OK, certificate)
+        }
+        Err(reason) => reply(
+            hyper::StatusCode::BAD_REQUEST,
+            format!("cannot sign the request: {reason}\n"),
+        ),
     }
 }

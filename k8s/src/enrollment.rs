@@ -216,7 +216,8 @@ pub fn review(
         .expiration_seconds
         .and_then(|s| u64::try_from(s).ok())
         .map_or(max_lifetime, Duration::from_secs)
-        .clamp(MIN_LIFETIME, max_lifetime.max(MIN_LIFETIME));
+        // The API asks requests for at least MIN_LIFETIME; a signer may give less.
+        .min(max_lifetime);
     let status = csr.status.as_ref();
     let approved_by_us = status.and_then(|s| s.conditions.as_ref()).is_some_and(|c| {
         c.iter()
@@ -351,6 +352,37 @@ fn dn_text(value: &rcgen::DnValue) -> String {
         rcgen::DnValue::Ia5String(s) => s.as_str().to_owned(),
         other => format!("{other:?}"),
     }
+}
+
+/// The common name of a DER certificate (a renewal's client certificate, already verified
+/// against the signing CA by the TLS handshake).
+pub fn common_name(der: &[u8]) -> Option<String> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
+    cert.subject()
+        .iter_common_name()
+        .next()
+        .and_then(|cn| cn.as_str().ok())
+        .map(str::to_owned)
+}
+
+/// Whether the holder of a certificate for `presented` (its common name) may renew it with
+/// `request` (PEM): the request must ask for exactly that name, which must be an enrolled
+/// identity's (`hostledger-ROLE-SCOPE`).
+pub fn review_renewal(presented: &str, request: &[u8]) -> Result<(), String> {
+    if !presented.starts_with("hostledger-fetcher-") {
+        return Err(format!(
+            "{presented} is not an enrolled identity (hostledger-fetcher-SCOPE): it cannot renew here"
+        ));
+    }
+    let subject = requested_subject(request)
+        .map_err(|e| format!("the request is not a certificate request: {e}"))?;
+    if subject != [format!("CN={presented}")] {
+        return Err(format!(
+            "the request asks for {} but the certificate presented is CN={presented}: a renewal keeps the name",
+            subject.join(", ")
+        ));
+    }
+    Ok(())
 }
 
 /// A CA that signs the certificates of approved CSRs.
@@ -690,6 +722,19 @@ mod tests {
             review(&csr, None, chrono::Utc::now(), max),
             Decision::Ignore
         );
+    }
+
+    #[test]
+    fn a_renewal_keeps_the_name_of_the_certificate_presented() {
+        let (_, request) = new_key_and_request(&eu()).expect("request");
+        assert_eq!(
+            review_renewal("hostledger-fetcher-eu", request.as_bytes()),
+            Ok(())
+        );
+        let other = review_renewal("hostledger-fetcher-us", request.as_bytes()).unwrap_err();
+        assert!(other.contains("keeps the name"), "{other}");
+        let admin = review_renewal("hostledger-admin", request.as_bytes()).unwrap_err();
+        assert!(admin.contains("not an enrolled identity"), "{admin}");
     }
 
     #[test]

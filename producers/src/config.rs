@@ -59,6 +59,10 @@ pub struct FetcherConfig {
     pub missing_grace_secs: u64,
     /// The providers to list; each name must be unique and is the `source` of its events.
     pub providers: Vec<ProviderConfig>,
+    /// Renew the Kafka client certificate (`kafka.cert_file`, from `hostledger enroll`)
+    /// before it expires, at the approver's renewal endpoint.
+    #[serde(default)]
+    pub renewal: Option<crate::renewal::RenewalConfig>,
 }
 
 impl FetcherConfig {
@@ -81,11 +85,45 @@ impl FetcherConfig {
         Ok(config)
     }
 
+    /// The identity to renew, if renewal is configured.
+    pub fn renewal_identity(
+        &self,
+    ) -> Option<(crate::renewal::Identity, &crate::renewal::RenewalConfig)> {
+        let r = self.renewal.as_ref()?;
+        Some((
+            crate::renewal::Identity {
+                cert_file: self.kafka.cert_file.clone()?,
+                key_file: self.kafka.key_file.clone()?,
+                ca_file: r.ca_file.clone().or_else(|| self.kafka.ca_file.clone())?,
+            },
+            r,
+        ))
+    }
+
     /// Checks what can be checked before anything runs.
     pub fn validate(&self) -> Result<(), FetchError> {
         self.kafka.validate()?;
         if self.providers.is_empty() {
             return Err(FetchError::Config("no providers configured".into()));
+        }
+        if let Some(r) = &self.renewal {
+            if self.kafka.cert_file.is_none() || self.kafka.key_file.is_none() {
+                return Err(FetchError::Config(
+                    "renewal needs kafka.cert_file and kafka.key_file: the certificate to renew"
+                        .into(),
+                ));
+            }
+            if r.ca_file.is_none() && self.kafka.ca_file.is_none() {
+                return Err(FetchError::Config(
+                    "renewal.ca_file (or kafka.ca_file): the CA of the renewal endpoint".into(),
+                ));
+            }
+            if !r.url.starts_with("https://") {
+                return Err(FetchError::Config(format!(
+                    "renewal.url {:?} must be https:// (the current certificate authenticates)",
+                    r.url
+                )));
+            }
         }
         if self.interval_secs == 0 {
             return Err(FetchError::Config(

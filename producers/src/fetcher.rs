@@ -78,6 +78,15 @@ impl Fetcher {
         })
     }
 
+    /// Publishes through new connections from now on (after the client certificate was
+    /// renewed): a new producer with the same transactional id, which fences the old one.
+    /// Called between passes, so no transaction is open.
+    pub async fn reconnect(&mut self, kafka: &KafkaClients) -> Result<(), FetchError> {
+        let source = self.provider.name().to_owned();
+        self.publisher = Publisher::new(kafka, &source).await?;
+        Ok(())
+    }
+
     /// Hosts the fetcher knows about.
     pub fn known(&self) -> &HashMap<String, KnownHost> {
         &self.known
@@ -160,6 +169,12 @@ pub async fn run(
     metrics: std::sync::Arc<crate::metrics::FetcherMetrics>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<Vec<PassReport>, FetchError> {
+    let renewal = config.renewal_identity();
+    if let Some((identity, _)) = &renewal
+        && crate::renewal::finish_interrupted(identity)?
+    {
+        tracing::info!(cert = %identity.cert_file.display(), "finished replacing a renewed certificate");
+    }
     let kafka = KafkaClients::new(config.kafka.clone())?;
     kafka
         .check_connection_async(Duration::from_secs(15))
@@ -185,14 +200,66 @@ pub async fn run(
     }
     let interval = Duration::from_secs(config.interval_secs);
     metrics.set_ready(true);
-    let loops = fetchers
-        .into_iter()
-        .map(|fetcher| run_every(fetcher, interval, metrics.clone()));
+    // A renewed certificate bumps the generation; each loop reconnects before its next pass.
+    let (renewed, generation) = tokio::sync::watch::channel(0u64);
+    let renewer = async move {
+        match renewal {
+            Some((identity, settings)) => keep_renewed(identity, settings.clone(), renewed).await,
+            None => std::future::pending().await,
+        }
+    };
+    let loops = fetchers.into_iter().map(|fetcher| {
+        run_every(
+            fetcher,
+            interval,
+            metrics.clone(),
+            config.kafka.clone(),
+            generation.clone(),
+        )
+    });
     tokio::select! {
         _ = futures::future::join_all(loops) => {}
+        () = renewer => {}
         () = shutdown => tracing::info!("shutdown requested"),
     }
     Ok(Vec::new())
+}
+
+/// Renews the certificate whenever it is due, for ever; a failed renewal is retried every 10 s
+/// (the current certificate goes on working until it expires).
+async fn keep_renewed(
+    identity: crate::renewal::Identity,
+    settings: crate::renewal::RenewalConfig,
+    renewed: tokio::sync::watch::Sender<u64>,
+) {
+    loop {
+        let now = chrono::Utc::now().timestamp();
+        let wait = match crate::renewal::validity(&identity.cert_file) {
+            Ok(v) if crate::renewal::due(&v, settings.before_expiry_secs, now) => {
+                match crate::renewal::renew(&identity, &settings.url).await {
+                    Ok(new) => {
+                        tracing::info!(
+                            identity = %new.common_name,
+                            expires_at = new.not_after,
+                            "renewed the Kafka client certificate"
+                        );
+                        renewed.send_modify(|g| *g += 1);
+                        Duration::from_secs(1)
+                    }
+                    Err(error) => {
+                        tracing::error!(%error, expires_at = v.not_after, "could not renew the Kafka client certificate; retrying in 10 s");
+                        Duration::from_secs(10)
+                    }
+                }
+            }
+            Ok(_) => Duration::from_secs(1),
+            Err(error) => {
+                tracing::error!(%error, "cannot read the Kafka client certificate; retrying in 10 s");
+                Duration::from_secs(10)
+            }
+        };
+        tokio::time::sleep(wait).await;
+    }
 }
 
 /// Runs a fetcher's passes every `interval`, for ever; a failed pass is logged, counted and
@@ -201,11 +268,30 @@ async fn run_every(
     mut fetcher: Fetcher,
     interval: Duration,
     metrics: std::sync::Arc<crate::metrics::FetcherMetrics>,
+    kafka_settings: hostledger_kafka::KafkaSettings,
+    mut generation: tokio::sync::watch::Receiver<u64>,
 ) {
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticker.tick().await;
+        if generation.has_changed().unwrap_or(false) {
+            generation.mark_unchanged();
+            let reconnected = match KafkaClients::new(kafka_settings.clone()) {
+                Ok(kafka) => fetcher.reconnect(&kafka).await,
+                Err(e) => Err(e.into()),
+            };
+            match reconnected {
+                Ok(()) => {
+                    tracing::info!(provider = %fetcher.provider.name(), "reconnected with the renewed certificate")
+                }
+                Err(error) => {
+                    // The old producer stays; the next pass tries again.
+                    generation.mark_changed();
+                    tracing::error!(provider = %fetcher.provider.name(), %error, "could not reconnect with the renewed certificate");
+                }
+            }
+        }
         let started = std::time::Instant::now();
         match fetcher.pass().await {
             Ok(report) => {

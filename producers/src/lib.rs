@@ -10,6 +10,7 @@
 //! - `fetcher` ([`run`], [`Fetcher`]): the list → diff → publish → advance loop.
 //! - [`backfill`]: dated snapshots of a provider → the events its fetcher would have
 //!   published then, checked against the log and resumable.
+//! - [`renewal`]: renewing the fetcher's Kafka client certificate before it expires.
 //! - `config` ([`FetcherConfig`]): the fetcher's YAML configuration.
 //! - `metrics` ([`FetcherMetrics`]): the fetcher's Prometheus metrics.
 //! - `error` ([`FetchError`]): fetcher errors.
@@ -22,6 +23,7 @@ mod fetcher;
 mod metrics;
 pub mod provider;
 mod publish;
+pub mod renewal;
 mod state;
 
 pub use config::{FetcherConfig, ProviderConfig};

@@ -2,13 +2,21 @@
 //! bundle enrolls through the API server's CertificateSigningRequests (`hostledger enroll`),
 //! gets a Kafka client certificate from `hostledger approver` (running with only its role's
 //! permissions), publishes with it, and its events become Hosts. A CSR asking for more than
-//! its token allows, a used token and an expired one are refused, each saying why.
+//! its token allows, a used token and an expired one are refused, each saying why. An enrolled
+//! fetcher renews its short-lived certificate before it expires and goes on publishing each
+//! event once.
 
 use std::path::Path;
 
-use hostledger_e2e::{Role, TestEnv, run_hostledger_with, stack_certs, user_kubeconfig};
+use hostledger_e2e::{
+    Role, TestEnv, run_hostledger_with, server_certificate, stack_certs, user_kubeconfig,
+};
 use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, RoleBinding};
 use kube::api::{Api, PostParams};
+
+/// One approver at a time: each decides every CSR of the signer, so two tests' approvers would
+/// race for each other's requests.
+static ONE_APPROVER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// Everything a process of the stack would inherit, cleared: the remote side has only the
 /// token and the bundle.
@@ -87,6 +95,7 @@ async fn enroll(
 
 #[tokio::test]
 async fn a_remote_fetcher_enrolls_with_a_token_publishes_and_its_events_become_hosts() {
+    let _one = ONE_APPROVER.lock().await;
     let env = TestEnv::new("enroll", 2).await;
     let dir = tempfile::tempdir().expect("tempdir");
     let certs = stack_certs();
@@ -209,5 +218,162 @@ async fn a_remote_fetcher_enrolls_with_a_token_publishes_and_its_events_become_h
     );
 
     approver_process.start_kill().expect("stop the approver");
+    env.cleanup().await;
+}
+
+/// Waits until `ready` holds, polling every 200 ms; panics with `what` after `secs`.
+async fn wait_until(secs: u64, what: &str, mut ready: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while !ready() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what}: not after {secs} s"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test]
+async fn an_enrolled_fetcher_renews_its_certificate_before_it_expires_and_publishes_each_event_once()
+ {
+    use hostledger_producers::renewal::validity;
+    let _one = ONE_APPROVER.lock().await;
+    let env = TestEnv::new("renew", 1).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let certs = stack_certs();
+    let kafka_ca = (certs.join("kafka-ca.crt"), certs.join("kafka-ca.key"));
+
+    // The approver gives 20-second certificates and renews them at its HTTPS endpoint.
+    let approver = format!("approver-{}", env.id);
+    let kubeconfig = user_kubeconfig(dir.path(), &approver);
+    bind_approver(&env, &approver).await;
+    let (serving_crt, serving_key) =
+        server_certificate(dir.path(), "approver-serving", (&kafka_ca.0, &kafka_ca.1));
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let _approver_process = hostledger_e2e::hostledger_as(Role::Reader)
+        .args(["approver", "--max-lifetime", "20s", "--ca-cert"])
+        .arg(&kafka_ca.0)
+        .arg("--ca-key")
+        .arg(&kafka_ca.1)
+        .arg("--renew-listen")
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("--renew-tls-cert")
+        .arg(&serving_crt)
+        .arg("--renew-tls-key")
+        .arg(&serving_key)
+        .env("KUBECONFIG", &kubeconfig)
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start hostledger approver");
+
+    let scope = env.id.clone();
+    let token = create_token(&scope, "10m").await;
+    env.grant_fetcher(&scope, &format!("User:hostledger-fetcher-{scope}"))
+        .await;
+    let bundle = dir.path().join("bundle.crt");
+    let mut text = std::fs::read_to_string(certs.join("kube-ca.crt")).expect("kube CA");
+    text += &std::fs::read_to_string(&kafka_ca.0).expect("kafka CA");
+    std::fs::write(&bundle, text).expect("bundle");
+    let admin = kube::config::Kubeconfig::read().expect("the stack's kubeconfig");
+    let server = admin.clusters[0]
+        .cluster
+        .as_ref()
+        .and_then(|c| c.server.clone())
+        .expect("server");
+    let remote = dir.path().join("remote");
+    enroll(&server, &bundle, &token, &scope, &remote).await.ok();
+    let cert = remote.join("tls.crt");
+    let first = validity(&cert).expect("the enrolled certificate");
+    assert!(
+        first.not_after - first.not_before <= 80,
+        "short-lived: {first:?}"
+    );
+
+    // The fetcher, running, with renewal 8 s before expiry.
+    let export = dir.path().join("export.csv");
+    let sample = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/examples/dc-inventory.csv"),
+    )
+    .expect("sample export");
+    std::fs::write(&export, &sample).expect("export");
+    let t = &env.kafka.settings().topics;
+    let kafka = std::fs::read_to_string(remote.join("kafka.yaml")).expect("kafka.yaml");
+    let kafka: String = kafka
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(|l| format!("  {l}\n"))
+        .collect();
+    let config = dir.path().join("fetcher.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "kafka:\n{kafka}  topics: {{events: {}, dead_letter: {}, fetcher_state: {}}}\n\
+             interval_secs: 1\nrenewal:\n  url: https://127.0.0.1:{port}\n  before_expiry_secs: 8\n\
+             providers:\n  - kind: dc-export\n    name: {scope}-dc\n    path: {}\n",
+            t.events,
+            t.dead_letter,
+            t.fetcher_state,
+            export.display()
+        ),
+    )
+    .expect("config");
+    let fetcher = hostledger_e2e::hostledger_as(Role::Fetcher)
+        .args(["fetch", "--metrics-addr", "127.0.0.1:0", "--config"])
+        .arg(&config)
+        .envs(NOTHING.iter().filter(|(k, _)| *k != "KUBECONFIG").copied())
+        .env("HOSTLEDGER_LOG", "info")
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start hostledger fetch");
+    wait_until(60, "the first pass", || env.read_events().len() == 40).await;
+
+    // Twice: renewed before it expires, the old certificate expires, and a change made after
+    // that is published (through connections made with the renewed certificate).
+    for (round, status) in [(1, "maintenance"), (2, "active")] {
+        let expected = 40 + round;
+        let before = validity(&cert).expect("certificate").not_after;
+        wait_until(40, &format!("renewal {round}"), || {
+            validity(&cert).is_ok_and(|v| v.not_after > before)
+        })
+        .await;
+        let wait = (before + 2 - chrono::Utc::now().timestamp()).max(0);
+        tokio::time::sleep(std::time::Duration::from_secs(wait.unsigned_abs())).await;
+        let changed = sample.replacen(
+            "log-pdx1-01,pdx1,hall-a,active",
+            &format!("log-pdx1-01,pdx1,hall-a,{status}"),
+            1,
+        );
+        std::fs::write(&export, changed).expect("change the export");
+        wait_until(30, &format!("the change of round {round}"), || {
+            env.read_events().len() == expected
+        })
+        .await;
+    }
+
+    let mut fetcher = fetcher;
+    fetcher.start_kill().expect("stop the fetcher");
+    let out = fetcher
+        .wait_with_output()
+        .await
+        .expect("the fetcher's output");
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        log.contains("renewed the Kafka client certificate"),
+        "{log}"
+    );
+    assert!(
+        log.contains("reconnected with the renewed certificate"),
+        "{log}"
+    );
+    let events = env.read_events();
+    let ids: std::collections::HashSet<_> = events.iter().map(|e| &e.event_id).collect();
+    assert_eq!(ids.len(), events.len(), "no event published twice");
+    assert_eq!(events.len(), 42, "40 hosts, then one change per round");
+    env.project_until_caught_up().await;
+    assert_eq!(env.statuses(&env.namespace).await.len(), 40);
     env.cleanup().await;
 }

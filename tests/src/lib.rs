@@ -1053,6 +1053,59 @@ pub fn client_certificate(dir: &Path, name: &str, ca: (&Path, &Path)) -> (PathBu
     (crt, key)
 }
 
+/// A serving certificate for 127.0.0.1 and localhost in `dir` (`NAME.crt`, `NAME.key`), signed
+/// by the CA whose certificate and key are given.
+pub fn server_certificate(dir: &Path, name: &str, ca: (&Path, &Path)) -> (PathBuf, PathBuf) {
+    let key = dir.join(format!("{name}.key"));
+    let csr = dir.join(format!("{name}.csr"));
+    let crt = dir.join(format!("{name}.crt"));
+    let ext = dir.join(format!("{name}.ext"));
+    std::fs::write(
+        &ext,
+        "extendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.1,DNS:localhost\n",
+    )
+    .expect("ext");
+    openssl(&[
+        "genpkey",
+        "-algorithm",
+        "EC",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-out",
+        &path_str(&key),
+    ]);
+    openssl(&[
+        "req",
+        "-new",
+        "-key",
+        &path_str(&key),
+        "-subj",
+        &format!("/CN={name}"),
+        "-out",
+        &path_str(&csr),
+    ]);
+    let serial = format!("0x{}", uuid::Uuid::new_v4().simple());
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        &path_str(&csr),
+        "-CA",
+        &path_str(ca.0),
+        "-CAkey",
+        &path_str(ca.1),
+        "-set_serial",
+        &serial,
+        "-days",
+        "1",
+        "-extfile",
+        &path_str(&ext),
+        "-out",
+        &path_str(&crt),
+    ]);
+    (crt, key)
+}
+
 /// The stack's certificate directory (`$HOSTLEDGER_STACK_DIR/certs`).
 pub fn stack_certs() -> PathBuf {
     Path::new(&stack_var("HOSTLEDGER_STACK_DIR")).join("certs")

@@ -1,0 +1,299 @@
+//! Renewing an enrolled fetcher's Kafka client certificate before it expires.
+//!
+//! An enrolled certificate is short-lived (`hostledger approver --max-lifetime`). Before it
+//! expires, the fetcher makes a new key, asks the approver's renewal endpoint for a new
+//! certificate of the same name, authenticating with the current one, and writes both files;
+//! its publishers then reconnect with them between two passes (a new producer with the same
+//! transactional id fences the old one, so nothing is published twice and nothing is lost).
+//!
+//! The files are replaced so that a crash at any moment leaves a matching pair: the new key
+//! and certificate are written beside the old ones (`*.next`), then moved into place key
+//! first; [`finish_interrupted`] completes a move that a crash cut short.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use http_body_util::{BodyExt as _, Full};
+use hyper::body::Bytes;
+use rustls_pki_types::pem::PemObject as _;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use serde::Deserialize;
+
+use crate::error::FetchError;
+
+/// The `renewal:` section of a fetcher config.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RenewalConfig {
+    /// The approver's renewal endpoint, e.g. `https://hostledger-approver:8443`.
+    pub url: String,
+    /// PEM CA of the endpoint's serving certificate. Default: `kafka.ca_file`.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// Renew this many seconds before the certificate expires. Default: when a third of its
+    /// lifetime is left.
+    #[serde(default)]
+    pub before_expiry_secs: Option<u64>,
+}
+
+/// The files of the identity being renewed.
+#[derive(Debug, Clone)]
+pub struct Identity {
+    /// PEM client certificate (`kafka.cert_file`).
+    pub cert_file: PathBuf,
+    /// Its PEM private key (`kafka.key_file`).
+    pub key_file: PathBuf,
+    /// PEM CA of the renewal endpoint.
+    pub ca_file: PathBuf,
+}
+
+/// When a certificate was issued and expires, and its common name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Validity {
+    /// Not before, seconds since the epoch.
+    pub not_before: i64,
+    /// Not after, seconds since the epoch.
+    pub not_after: i64,
+    /// The subject's common name.
+    pub common_name: String,
+}
+
+fn config_error(what: String) -> FetchError {
+    FetchError::Config(what)
+}
+
+/// Reads a PEM certificate's validity and common name.
+pub fn validity(cert_file: &Path) -> Result<Validity, FetchError> {
+    let pem = std::fs::read(cert_file)
+        .map_err(|e| config_error(format!("cannot read {}: {e}", cert_file.display())))?;
+    let der = CertificateDer::from_pem_slice(&pem).map_err(|e| {
+        config_error(format!(
+            "{} is not a PEM certificate: {e}",
+            cert_file.display()
+        ))
+    })?;
+    let (_, cert) = x509_parser::parse_x509_certificate(&der).map_err(|e| {
+        config_error(format!(
+            "{} is not an X.509 certificate: {e}",
+            cert_file.display()
+        ))
+    })?;
+    let common_name = cert
+        .subject()
+        .iter_common_name()
+        .next()
+        .and_then(|cn| cn.as_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    Ok(Validity {
+        not_before: cert.validity().not_before.timestamp(),
+        not_after: cert.validity().not_after.timestamp(),
+        common_name,
+    })
+}
+
+/// Whether a certificate of `validity` is to be renewed at `now` (seconds since the epoch).
+pub fn due(validity: &Validity, before_expiry_secs: Option<u64>, now: i64) -> bool {
+    let lifetime = (validity.not_after - validity.not_before).max(0);
+    let before = before_expiry_secs.map_or(lifetime / 3, |s| i64::try_from(s).unwrap_or(i64::MAX));
+    now >= validity.not_after.saturating_sub(before)
+}
+
+fn next_of(path: &Path) -> PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(".next");
+    path.with_file_name(name)
+}
+
+/// Completes a replacement of the key and certificate that a crash interrupted (the pair in
+/// `*.next` always matches). Returns whether there was one.
+pub fn finish_interrupted(identity: &Identity) -> Result<bool, FetchError> {
+    let (key_next, cert_next) = (next_of(&identity.key_file), next_of(&identity.cert_file));
+    if !cert_next.exists() {
+        // Either nothing was under way, or only the key was written: the old pair still matches.
+        let _ = std::fs::remove_file(&key_next);
+        return Ok(false);
+    }
+    let rename = |from: &Path, to: &Path| {
+        std::fs::rename(from, to).map_err(|e| {
+            config_error(format!(
+                "cannot move {} to {}: {e}",
+                from.display(),
+                to.display()
+            ))
+        })
+    };
+    if key_next.exists() {
+        rename(&key_next, &identity.key_file)?;
+    }
+    rename(&cert_next, &identity.cert_file)?;
+    Ok(true)
+}
+
+/// A new key and a request for `common_name`, PEM.
+fn key_and_request(common_name: &str) -> Result<(String, String), FetchError> {
+    let key = rcgen::KeyPair::generate()
+        .map_err(|e| FetchError::Internal(format!("generate a key: {e}")))?;
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new())
+        .map_err(|e| FetchError::Internal(format!("certificate request: {e}")))?;
+    let mut name = rcgen::DistinguishedName::new();
+    name.push(rcgen::DnType::CommonName, common_name);
+    params.distinguished_name = name;
+    let request = params
+        .serialize_request(&key)
+        .and_then(|r| r.pem())
+        .map_err(|e| FetchError::Internal(format!("certificate request: {e}")))?;
+    Ok((key.serialize_pem(), request))
+}
+
+/// Asks `url` for a new certificate of the same name, authenticating with the current one;
+/// writes the new key and certificate in place. Returns the new validity.
+pub async fn renew(identity: &Identity, url: &str) -> Result<Validity, FetchError> {
+    let current = validity(&identity.cert_file)?;
+    let (key, request) = key_and_request(&current.common_name)?;
+    let read = |p: &Path| {
+        std::fs::read(p).map_err(|e| config_error(format!("cannot read {}: {e}", p.display())))
+    };
+    let mut roots = rustls::RootCertStore::empty();
+    for ca in CertificateDer::pem_slice_iter(&read(&identity.ca_file)?) {
+        let ca = ca.map_err(|e| {
+            config_error(format!(
+                "{} is not a PEM certificate: {e}",
+                identity.ca_file.display()
+            ))
+        })?;
+        roots.add(ca).map_err(|e| {
+            config_error(format!(
+                "{} is not a usable CA: {e}",
+                identity.ca_file.display()
+            ))
+        })?;
+    }
+    let chain: Vec<CertificateDer<'static>> =
+        CertificateDer::pem_slice_iter(&read(&identity.cert_file)?)
+            .collect::<Result<_, _>>()
+            .map_err(|e| config_error(format!("{}: {e}", identity.cert_file.display())))?;
+    let current_key = PrivateKeyDer::from_pem_slice(&read(&identity.key_file)?)
+        .map_err(|e| config_error(format!("{}: {e}", identity.key_file.display())))?;
+    let tls = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| FetchError::Internal(format!("TLS: {e}")))?
+    .with_root_certificates(roots)
+    .with_client_auth_cert(chain, current_key)
+    .map_err(|e| {
+        config_error(format!(
+            "the current certificate and key do not go together: {e}"
+        ))
+    })?;
+    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_only()
+        .enable_http1()
+        .build();
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build::<_, Full<Bytes>>(connector);
+    let endpoint = format!("{}/v1/renew", url.trim_end_matches('/'));
+    let body = Full::new(Bytes::from(request.into_bytes()));
+    let http_request = http::Request::post(&endpoint)
+        .header("content-type", "application/pkcs10")
+        .body(body)
+        .map_err(|e| config_error(format!("renewal.url {url:?}: {e}")))?;
+    let answer = tokio::time::timeout(Duration::from_secs(30), client.request(http_request))
+        .await
+        .map_err(|_| FetchError::Internal(format!("no answer from {endpoint} within 30 s")))?
+        .map_err(|e| FetchError::Internal(format!("cannot reach {endpoint}: {e}")))?;
+    let status = answer.status();
+    let text = answer
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| FetchError::Internal(format!("reading the answer of {endpoint}: {e}")))?
+        .to_bytes();
+    let text = String::from_utf8_lossy(&text).into_owned();
+    if !status.is_success() {
+        return Err(FetchError::Internal(format!(
+            "{endpoint} refused to renew {}: {status} {}",
+            current.common_name,
+            text.trim()
+        )));
+    }
+    let (key_next, cert_next) = (next_of(&identity.key_file), next_of(&identity.cert_file));
+    write_private(&key_next, key.as_bytes())?;
+    std::fs::write(&cert_next, text.as_bytes())
+        .map_err(|e| config_error(format!("cannot write {}: {e}", cert_next.display())))?;
+    let renewed = validity(&cert_next)?;
+    if renewed.common_name != current.common_name {
+        let _ = std::fs::remove_file(&cert_next);
+        let _ = std::fs::remove_file(&key_next);
+        return Err(FetchError::Internal(format!(
+            "{endpoint} answered with a certificate for {}, not {}",
+            renewed.common_name, current.common_name
+        )));
+    }
+    finish_interrupted(identity)?;
+    Ok(renewed)
+}
+
+fn write_private(path: &Path, bytes: &[u8]) -> Result<(), FetchError> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| config_error(format!("cannot write {}: {e}", path.display())))?;
+    file.write_all(bytes)
+        .and_then(|()| file.sync_all())
+        .map_err(|e| config_error(format!("cannot write {}: {e}", path.display())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_certificate_is_due_when_a_third_of_its_life_or_the_given_margin_is_left() {
+        let v = Validity {
+            not_before: 0,
+            not_after: 300,
+            common_name: "x".into(),
+        };
+        assert!(!due(&v, None, 199));
+        assert!(due(&v, None, 200));
+        assert!(!due(&v, Some(50), 249));
+        assert!(due(&v, Some(50), 250));
+        assert!(due(&v, None, 400), "an expired one");
+    }
+
+    #[test]
+    fn an_interrupted_replacement_is_finished_and_a_half_written_one_dropped() {
+        let dir = tempfile::tempdir().expect("dir");
+        let identity = Identity {
+            cert_file: dir.path().join("tls.crt"),
+            key_file: dir.path().join("tls.key"),
+            ca_file: dir.path().join("ca.crt"),
+        };
+        std::fs::write(&identity.cert_file, "old cert").expect("write");
+        std::fs::write(&identity.key_file, "old key").expect("write");
+        // Only the new key was written: the old pair stays.
+        std::fs::write(next_of(&identity.key_file), "new key").expect("write");
+        assert!(!finish_interrupted(&identity).expect("finish"));
+        assert_eq!(
+            std::fs::read_to_string(&identity.key_file).expect("read"),
+            "old key"
+        );
+        // Both written, the key already moved: the certificate follows.
+        std::fs::write(&identity.key_file, "new key").expect("write");
+        std::fs::write(next_of(&identity.cert_file), "new cert").expect("write");
+        assert!(finish_interrupted(&identity).expect("finish"));
+        assert_eq!(
+            std::fs::read_to_string(&identity.cert_file).expect("read"),
+            "new cert"
+        );
+        assert!(!next_of(&identity.cert_file).exists());
+    }
+}
