@@ -51,6 +51,55 @@ async fn bind_approver(env: &TestEnv, user: &str) {
         .expect("bind hostledger:approver-tokens in kube-system");
 }
 
+/// What a remote fetcher is given: the API server's address, and a bundle (in `dir`) of the
+/// CAs to trust, the API server's and the brokers'.
+fn remote_side(dir: &Path) -> (String, std::path::PathBuf) {
+    let certs = stack_certs();
+    let bundle = dir.join("bundle.crt");
+    let mut text = std::fs::read_to_string(certs.join("kube-ca.crt")).expect("kube CA");
+    text += &std::fs::read_to_string(certs.join("kafka-ca.crt")).expect("kafka CA");
+    std::fs::write(&bundle, text).expect("bundle");
+    let admin = kube::config::Kubeconfig::read().expect("the stack's kubeconfig");
+    let server = admin.clusters[0]
+        .cluster
+        .as_ref()
+        .and_then(|c| c.server.clone())
+        .expect("server");
+    (server, bundle)
+}
+
+/// A fetcher config publishing the export at `export` as `source` with the Kafka identity of
+/// an enrollment's `kafka.yaml`, on the test's topics, with `extra` top-level YAML.
+fn enrolled_fetcher_config(
+    env: &TestEnv,
+    enrolled: &Path,
+    source: &str,
+    export: &Path,
+    extra: &str,
+) -> std::path::PathBuf {
+    let t = &env.kafka.settings().topics;
+    let kafka = std::fs::read_to_string(enrolled.join("kafka.yaml")).expect("kafka.yaml");
+    let kafka: String = kafka
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(|l| format!("  {l}\n"))
+        .collect();
+    let config = enrolled.join(format!("{source}.yaml"));
+    std::fs::write(
+        &config,
+        format!(
+            "kafka:\n{kafka}  topics: {{events: {}, dead_letter: {}, fetcher_state: {}}}\n{extra}\
+             providers:\n  - kind: dc-export\n    name: {source}\n    path: {}\n",
+            t.events,
+            t.dead_letter,
+            t.fetcher_state,
+            export.display()
+        ),
+    )
+    .expect("config");
+    config
+}
+
 async fn create_token(scope: &str, ttl: &str) -> String {
     let out = run_hostledger_with(
         Role::Admin,
@@ -123,16 +172,7 @@ async fn a_remote_fetcher_enrolls_with_a_token_publishes_and_its_events_become_h
     env.grant_fetcher(&scope, &format!("User:{identity}")).await;
 
     // The remote side: the API server's address, a bundle of both CAs, the token.
-    let bundle = dir.path().join("bundle.crt");
-    let mut text = std::fs::read_to_string(certs.join("kube-ca.crt")).expect("kube CA");
-    text += &std::fs::read_to_string(certs.join("kafka-ca.crt")).expect("kafka CA");
-    std::fs::write(&bundle, text).expect("bundle");
-    let admin = kube::config::Kubeconfig::read().expect("the stack's kubeconfig");
-    let server = admin.clusters[0]
-        .cluster
-        .as_ref()
-        .and_then(|c| c.server.clone())
-        .expect("server");
+    let (server, bundle) = remote_side(dir.path());
     let remote = dir.path().join("remote");
 
     // Asking for another identity than the token's: denied, with why.
@@ -164,41 +204,11 @@ async fn a_remote_fetcher_enrolls_with_a_token_publishes_and_its_events_become_h
     assert!(again.contains("enrolls once"), "{again}");
 
     // The enrolled identity publishes as its scope, and the events become Hosts.
-    let t = &env.kafka.settings().topics;
-    let config = dir.path().join("remote-fetcher.yaml");
     let export = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/examples/dc-inventory.csv");
-    let kafka = std::fs::read_to_string(remote.join("kafka.yaml")).expect("kafka.yaml");
-    let kafka: String = kafka
-        .lines()
-        .filter(|l| !l.starts_with('#'))
-        .map(|l| format!("  {l}\n"))
-        .collect();
-    std::fs::write(
-        &config,
-        format!(
-            "kafka:\n{kafka}  topics: {{events: {}, dead_letter: {}, fetcher_state: {}}}\n\
-             providers:\n  - kind: dc-export\n    name: {scope}-dc\n    path: {}\n",
-            t.events,
-            t.dead_letter,
-            t.fetcher_state,
-            export.display()
-        ),
-    )
-    .expect("config");
-    run_hostledger_with(
-        Role::Fetcher,
-        &NOTHING,
-        &[
-            "fetch",
-            "--once",
-            "--metrics-addr",
-            "127.0.0.1:0",
-            "--config",
-            config.to_str().expect("utf-8"),
-        ],
-    )
-    .await
-    .ok();
+    let config = enrolled_fetcher_config(&env, &remote, &format!("{scope}-dc"), &export, "");
+    hostledger_e2e::fetch_once_with(&NOTHING, &config)
+        .await
+        .ok();
     let events = env.read_events();
     assert_eq!(events.len(), 40, "published as {identity}");
     assert!(events.iter().all(|e| e.source == format!("{scope}-dc")));
@@ -273,16 +283,7 @@ async fn an_enrolled_fetcher_renews_its_certificate_before_it_expires_and_publis
     let token = create_token(&scope, "10m").await;
     env.grant_fetcher(&scope, &format!("User:hostledger-fetcher-{scope}"))
         .await;
-    let bundle = dir.path().join("bundle.crt");
-    let mut text = std::fs::read_to_string(certs.join("kube-ca.crt")).expect("kube CA");
-    text += &std::fs::read_to_string(&kafka_ca.0).expect("kafka CA");
-    std::fs::write(&bundle, text).expect("bundle");
-    let admin = kube::config::Kubeconfig::read().expect("the stack's kubeconfig");
-    let server = admin.clusters[0]
-        .cluster
-        .as_ref()
-        .and_then(|c| c.server.clone())
-        .expect("server");
+    let (server, bundle) = remote_side(dir.path());
     let remote = dir.path().join("remote");
     enroll(&server, &bundle, &token, &scope, &remote).await.ok();
     let cert = remote.join("tls.crt");
@@ -299,27 +300,15 @@ async fn an_enrolled_fetcher_renews_its_certificate_before_it_expires_and_publis
     )
     .expect("sample export");
     std::fs::write(&export, &sample).expect("export");
-    let t = &env.kafka.settings().topics;
-    let kafka = std::fs::read_to_string(remote.join("kafka.yaml")).expect("kafka.yaml");
-    let kafka: String = kafka
-        .lines()
-        .filter(|l| !l.starts_with('#'))
-        .map(|l| format!("  {l}\n"))
-        .collect();
-    let config = dir.path().join("fetcher.yaml");
-    std::fs::write(
-        &config,
-        format!(
-            "kafka:\n{kafka}  topics: {{events: {}, dead_letter: {}, fetcher_state: {}}}\n\
-             interval_secs: 1\nrenewal:\n  url: https://127.0.0.1:{port}\n  before_expiry_secs: 8\n\
-             providers:\n  - kind: dc-export\n    name: {scope}-dc\n    path: {}\n",
-            t.events,
-            t.dead_letter,
-            t.fetcher_state,
-            export.display()
+    let config = enrolled_fetcher_config(
+        &env,
+        &remote,
+        &format!("{scope}-dc"),
+        &export,
+        &format!(
+            "interval_secs: 1\nrenewal:\n  url: https://127.0.0.1:{port}\n  before_expiry_secs: 8\n"
         ),
-    )
-    .expect("config");
+    );
     let fetcher = hostledger_e2e::hostledger_as(Role::Fetcher)
         .args(["fetch", "--metrics-addr", "127.0.0.1:0", "--config"])
         .arg(&config)

@@ -7,7 +7,8 @@
 use std::path::{Path, PathBuf};
 
 use hostledger_e2e::{
-    Role, TestEnv, client_certificate, foreign_ca, run_hostledger_with, stack_certs,
+    Role, TestEnv, client_certificate, fetch_once_with, foreign_ca, run_hostledger_with,
+    stack_certs,
 };
 
 fn export() -> PathBuf {
@@ -153,21 +154,7 @@ async fn a_fetcher_publishes_only_as_sources_of_its_scope() {
         ("HOSTLEDGER_KAFKA_CERT_FILE", crt.to_str().expect("utf-8")),
         ("HOSTLEDGER_KAFKA_KEY_FILE", key.to_str().expect("utf-8")),
     ];
-    let fetch = |config: PathBuf| async move {
-        run_hostledger_with(
-            Role::Fetcher,
-            &as_scoped,
-            &[
-                "fetch",
-                "--once",
-                "--metrics-addr",
-                "127.0.0.1:0",
-                "--config",
-                config.to_str().expect("utf-8"),
-            ],
-        )
-        .await
-    };
+    let fetch = |config: PathBuf| async move { fetch_once_with(&as_scoped, &config).await };
     let other = format!("us-{}", env.id);
     let out = fetch(fetcher_config(&env, dir.path(), &other)).await;
     refused(out, "publishes only as sources whose names start with S");

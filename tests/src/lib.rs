@@ -824,6 +824,25 @@ pub async fn run_hostledger_with(role: Role, envs: &[(&str, &str)], args: &[&str
     }
 }
 
+/// `hostledger fetch --once --config CONFIG` as the fetcher, with the environment overrides
+/// `envs` (e.g. another identity's certificate).
+pub async fn fetch_once_with(envs: &[(&str, &str)], config: &Path) -> Output {
+    let config = config.to_str().expect("utf-8 path");
+    run_hostledger_with(
+        Role::Fetcher,
+        envs,
+        &[
+            "fetch",
+            "--once",
+            "--metrics-addr",
+            "127.0.0.1:0",
+            "--config",
+            config,
+        ],
+    )
+    .await
+}
+
 /// Runs the `hostledger` binary (stack variables inherited) and collects what it printed.
 pub async fn run_hostledger(args: &[&str]) -> Output {
     run_hostledger_as(None, args).await
@@ -1007,64 +1026,27 @@ pub fn foreign_ca(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
 /// A client certificate for common name `name` in `dir` (`NAME.crt`, `NAME.key`), signed by
 /// the CA whose certificate and key are given: valid for a day, client authentication only.
 pub fn client_certificate(dir: &Path, name: &str, ca: (&Path, &Path)) -> (PathBuf, PathBuf) {
-    let key = dir.join(format!("{name}.key"));
-    let csr = dir.join(format!("{name}.csr"));
-    let crt = dir.join(format!("{name}.crt"));
-    let ext = dir.join(format!("{name}.ext"));
-    std::fs::write(&ext, "extendedKeyUsage=clientAuth\n").expect("ext");
-    openssl(&[
-        "genpkey",
-        "-algorithm",
-        "EC",
-        "-pkeyopt",
-        "ec_paramgen_curve:P-256",
-        "-out",
-        &path_str(&key),
-    ]);
-    openssl(&[
-        "req",
-        "-new",
-        "-key",
-        &path_str(&key),
-        "-subj",
-        &format!("/CN={name}"),
-        "-out",
-        &path_str(&csr),
-    ]);
-    let serial = format!("0x{}", uuid::Uuid::new_v4().simple());
-    openssl(&[
-        "x509",
-        "-req",
-        "-in",
-        &path_str(&csr),
-        "-CA",
-        &path_str(ca.0),
-        "-CAkey",
-        &path_str(ca.1),
-        "-set_serial",
-        &serial,
-        "-days",
-        "1",
-        "-extfile",
-        &path_str(&ext),
-        "-out",
-        &path_str(&crt),
-    ]);
-    (crt, key)
+    issue_certificate(dir, name, ca, "extendedKeyUsage=clientAuth\n")
 }
 
 /// A serving certificate for 127.0.0.1 and localhost in `dir` (`NAME.crt`, `NAME.key`), signed
 /// by the CA whose certificate and key are given.
 pub fn server_certificate(dir: &Path, name: &str, ca: (&Path, &Path)) -> (PathBuf, PathBuf) {
+    issue_certificate(
+        dir,
+        name,
+        ca,
+        "extendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.1,DNS:localhost\n",
+    )
+}
+
+/// A P-256 key and a certificate for `/CN=name` with the extensions `ext`, valid for a day.
+fn issue_certificate(dir: &Path, name: &str, ca: (&Path, &Path), ext: &str) -> (PathBuf, PathBuf) {
     let key = dir.join(format!("{name}.key"));
     let csr = dir.join(format!("{name}.csr"));
     let crt = dir.join(format!("{name}.crt"));
-    let ext = dir.join(format!("{name}.ext"));
-    std::fs::write(
-        &ext,
-        "extendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.1,DNS:localhost\n",
-    )
-    .expect("ext");
+    let ext_file = dir.join(format!("{name}.ext"));
+    std::fs::write(&ext_file, ext).expect("ext");
     openssl(&[
         "genpkey",
         "-algorithm",
@@ -1099,7 +1081,7 @@ pub fn server_certificate(dir: &Path, name: &str, ca: (&Path, &Path)) -> (PathBu
         "-days",
         "1",
         "-extfile",
-        &path_str(&ext),
+        &path_str(&ext_file),
         "-out",
         &path_str(&crt),
     ]);
