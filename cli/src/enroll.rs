@@ -167,7 +167,8 @@ pub async fn enroll(args: EnrollArgs) -> Result<ExitCode> {
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("cannot create --out {}", args.out.display()))?;
     let client = token_client(&args.server, &args.ca, &token).await?;
-    let (key, request) = enrollment::new_key_and_request(&identity).map_err(anyhow::Error::msg)?;
+    let (key, request) = hostledger_kafka::identity::new_key_and_request(&identity.common_name())
+        .map_err(anyhow::Error::msg)?;
     let name = format!(
         "{}-{}-{}",
         identity.common_name(),
@@ -313,26 +314,8 @@ impl Drop for AbortOnDrop {
 /// TLS for the renewal endpoint: its serving certificate, and client certificates of the
 /// signing CA required.
 fn renewal_tls(ca_pem: &str, cert: &Path, key: &Path) -> Result<tokio_rustls::TlsAcceptor> {
-    use rustls_pki_types::pem::PemObject as _;
-    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
-        .and_then(|i| i.collect::<Result<_, _>>())
-        .with_context(|| format!("{} is not a PEM certificate", cert.display()))?;
-    let key = PrivateKeyDer::from_pem_file(key)
-        .with_context(|| format!("{} is not a PEM private key", key.display()))?;
-    let mut roots = rustls::RootCertStore::empty();
-    for ca in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
-        roots
-            .add(ca.context("--ca-cert is not a PEM certificate")?)
-            .context("--ca-cert is not a usable CA")?;
-    }
-    let verifier = rustls::server::WebPkiClientVerifier::builder(std::sync::Arc::new(roots))
-        .build()
-        .context("cannot build the client certificate verifier")?;
-    let config = rustls::ServerConfig::builder()
-        .with_client_cert_verifier(verifier)
-        .with_single_cert(certs, key)
-        .context("--renew-tls-cert and --renew-tls-key do not go together")?;
+    let config = crate::tls::mutual_tls_server(cert, key, ca_pem.as_bytes(), "--ca-cert")
+        .context("the renewal endpoint's TLS (--renew-tls-cert, --renew-tls-key)")?;
     Ok(tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config)))
 }
 
@@ -365,7 +348,7 @@ async fn serve_renewals(
                 .1
                 .peer_certificates()
                 .and_then(|c| c.first())
-                .and_then(|c| enrollment::common_name(c))
+                .and_then(|c| hostledger_kafka::identity::common_name(c))
                 .unwrap_or_default();
             let service = hyper::service::service_fn(move |request| {
                 let (signer, presented) = (signer.clone(), presented.clone());

@@ -44,8 +44,6 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, PostParams};
 use kube::runtime::reflector::{self, ObjectRef};
 use kube::runtime::{WatchStreamExt, watcher};
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use serde_json::Value;
 
 use crate::KafkaArgs;
@@ -96,30 +94,14 @@ pub struct HistoryServerArgs {
 }
 
 fn tls_config(args: &HistoryServerArgs) -> Result<rustls::ServerConfig> {
-    let read = |path: &PathBuf, what: &str| {
-        std::fs::read(path).with_context(|| format!("cannot read the {what} {}", path.display()))
-    };
-    let certs: Vec<CertificateDer<'static>> =
-        CertificateDer::pem_slice_iter(&read(&args.tls_cert, "serving certificate")?)
-            .collect::<Result<_, _>>()
-            .with_context(|| format!("{} is not a PEM certificate", args.tls_cert.display()))?;
-    let key = PrivateKeyDer::from_pem_slice(&read(&args.tls_key, "serving key")?)
-        .with_context(|| format!("{} is not a PEM private key", args.tls_key.display()))?;
-    let mut roots = rustls::RootCertStore::empty();
-    for ca in CertificateDer::pem_slice_iter(&read(&args.client_ca, "client CA")?) {
-        let ca =
-            ca.with_context(|| format!("{} is not a PEM certificate", args.client_ca.display()))?;
-        roots
-            .add(ca)
-            .with_context(|| format!("{} is not a usable CA", args.client_ca.display()))?;
-    }
-    let verifier = rustls::server::WebPkiClientVerifier::builder(Arc::new(roots))
-        .build()
-        .context("cannot build the client certificate verifier")?;
-    rustls::ServerConfig::builder()
-        .with_client_cert_verifier(verifier)
-        .with_single_cert(certs, key)
-        .context("the serving certificate and key do not go together")
+    let client_ca = std::fs::read(&args.client_ca)
+        .with_context(|| format!("cannot read the client CA {}", args.client_ca.display()))?;
+    crate::tls::mutual_tls_server(
+        &args.tls_cert,
+        &args.tls_key,
+        &client_ca,
+        &args.client_ca.display().to_string(),
+    )
 }
 
 /// One log's index, followed from its start.

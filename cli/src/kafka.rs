@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use clap::Args;
-use hostledger_kafka::{KafkaSettings, SecurityProtocol, Topics};
+use hostledger_kafka::{KafkaSettings, Topics};
 
 /// Kafka connection flags shared by subcommands.
 #[derive(Debug, Clone, Args)]
@@ -57,17 +57,8 @@ impl KafkaArgs {
         if let Some(prefix) = &self.topic_prefix {
             settings.topics = Topics::with_prefix(prefix);
         }
-        let tls = self.kafka_ca.is_some() || self.kafka_cert.is_some();
-        if tls && settings.security_protocol != SecurityProtocol::SaslSsl {
-            settings.security_protocol = SecurityProtocol::Ssl;
-        }
-        if let Some(ca) = &self.kafka_ca {
-            settings.ca_file = Some(ca.clone());
-        }
-        if let (Some(cert), Some(key)) = (&self.kafka_cert, &self.kafka_key) {
-            settings.cert_file = Some(cert.clone());
-            settings.key_file = Some(key.clone());
-        }
+        let cert_and_key = self.kafka_cert.clone().zip(self.kafka_key.clone());
+        settings.use_tls_files(self.kafka_ca.clone(), cert_and_key);
         settings.options.extend(self.kafka_options.iter().cloned());
         settings
     }

@@ -17,6 +17,7 @@
 //! - [`locks`]: host locks: `lock`, `unlock`, `locks`, `with-lock`.
 //! - [`drift`]: intent against reality: `drift`.
 //! - [`enroll`]: enrollment of new fetchers: `token create`, `enroll`, `approver`.
+//! - [`tls`]: TLS with client certificates for hostledger's own servers.
 //! - [`groups`]: host groups: `groups`, and `--group` for the commands that read.
 
 pub mod ansible;
@@ -35,6 +36,7 @@ pub mod migrate;
 pub mod project;
 pub mod prometheus;
 pub mod read;
+pub mod tls;
 pub mod topics;
 pub mod watch;
 

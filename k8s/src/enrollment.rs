@@ -354,17 +354,6 @@ fn dn_text(value: &rcgen::DnValue) -> String {
     }
 }
 
-/// The common name of a DER certificate (a renewal's client certificate, already verified
-/// against the signing CA by the TLS handshake).
-pub fn common_name(der: &[u8]) -> Option<String> {
-    let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
-    cert.subject()
-        .iter_common_name()
-        .next()
-        .and_then(|cn| cn.as_str().ok())
-        .map(str::to_owned)
-}
-
 /// Whether the holder of a certificate for `presented` (its common name) may renew it with
 /// `request` (PEM): the request must ask for exactly that name, which must be an enrolled
 /// identity's (`hostledger-ROLE-SCOPE`).
@@ -420,21 +409,6 @@ impl Signer {
         let certificate = csr.signed_by(&self.issuer).map_err(|e| format!("{e}"))?;
         Ok(certificate.pem())
     }
-}
-
-/// A new private key (ECDSA P-256, PKCS#8 PEM) and a CSR (PEM) for `identity`.
-pub fn new_key_and_request(identity: &Identity) -> Result<(String, String), String> {
-    let key = rcgen::KeyPair::generate().map_err(|e| format!("generate a key: {e}"))?;
-    let mut params =
-        rcgen::CertificateParams::new(Vec::<String>::new()).map_err(|e| format!("{e}"))?;
-    let mut name = rcgen::DistinguishedName::new();
-    name.push(rcgen::DnType::CommonName, identity.common_name());
-    params.distinguished_name = name;
-    let request = params
-        .serialize_request(&key)
-        .and_then(|r| r.pem())
-        .map_err(|e| format!("make the certificate request: {e}"))?;
-    Ok((key.serialize_pem(), request))
 }
 
 /// The CSR object for `request`, asking [`SIGNER_NAME`] for a client certificate.
@@ -609,9 +583,10 @@ pub async fn request_certificate(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use hostledger_kafka::identity::new_key_and_request;
 
     fn csr_for(identity: &Identity, user: &str, groups: &[&str]) -> CertificateSigningRequest {
-        let (_, request) = new_key_and_request(identity).expect("request");
+        let (_, request) = new_key_and_request(&identity.common_name()).expect("request");
         let mut csr = csr_object("c", &request, Duration::from_secs(3600));
         csr.spec.username = Some(user.to_owned());
         csr.spec.groups = Some(groups.iter().map(|g| (*g).to_owned()).collect());
@@ -726,7 +701,7 @@ mod tests {
 
     #[test]
     fn a_renewal_keeps_the_name_of_the_certificate_presented() {
-        let (_, request) = new_key_and_request(&eu()).expect("request");
+        let (_, request) = new_key_and_request(&eu().common_name()).expect("request");
         assert_eq!(
             review_renewal("hostledger-fetcher-eu", request.as_bytes()),
             Ok(())
@@ -757,7 +732,7 @@ mod tests {
             .push(rcgen::DnType::CommonName, "test CA");
         let ca = params.self_signed(&ca_key).expect("CA");
         let signer = Signer::from_pem(&ca.pem(), &ca_key.serialize_pem()).expect("signer");
-        let (_, request) = new_key_and_request(&eu()).expect("request");
+        let (_, request) = new_key_and_request(&eu().common_name()).expect("request");
         let pem = signer
             .sign(request.as_bytes(), Duration::from_secs(900))
             .expect("signed");

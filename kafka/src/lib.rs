@@ -7,12 +7,14 @@
 //!   calls.
 //! - [`log`]: decoding messages of the events topic, and the one reader of the whole log.
 //! - [`acl`]: the ACLs each identity needs (least privilege), and creating them.
+//! - [`identity`]: a client identity's certificate: name, validity, a new key and request.
 //! - `error` ([`KafkaError`], [`classify`]): errors classified as transient, poison or fatal, so
 //!   callers know whether to retry, dead-letter or stop.
 
 pub mod acl;
 mod client;
 mod error;
+pub mod identity;
 pub mod log;
 mod settings;
 

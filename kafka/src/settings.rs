@@ -248,13 +248,30 @@ impl KafkaSettings {
         cert_file: PathBuf,
         key_file: PathBuf,
     ) -> Self {
+        self.use_tls_files(Some(ca_file), Some((cert_file, key_file)));
+        self
+    }
+
+    /// Uses these TLS files (each given one replaces the settings'), which means TLS:
+    /// `ssl`, or `sasl_ssl` if SASL is configured. With neither, nothing changes.
+    pub fn use_tls_files(
+        &mut self,
+        ca_file: Option<PathBuf>,
+        cert_and_key: Option<(PathBuf, PathBuf)>,
+    ) {
+        if ca_file.is_none() && cert_and_key.is_none() {
+            return;
+        }
         if self.security_protocol != SecurityProtocol::SaslSsl {
             self.security_protocol = SecurityProtocol::Ssl;
         }
-        self.ca_file = Some(ca_file);
-        self.cert_file = Some(cert_file);
-        self.key_file = Some(key_file);
-        self
+        if let Some(ca) = ca_file {
+            self.ca_file = Some(ca);
+        }
+        if let Some((cert, key)) = cert_and_key {
+            self.cert_file = Some(cert);
+            self.key_file = Some(key);
+        }
     }
 
     /// Checks the settings once, at start-up, so that nothing fails later for a reason that

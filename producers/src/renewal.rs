@@ -47,49 +47,10 @@ pub struct Identity {
     pub ca_file: PathBuf,
 }
 
-/// When a certificate was issued and expires, and its common name.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Validity {
-    /// Not before, seconds since the epoch.
-    pub not_before: i64,
-    /// Not after, seconds since the epoch.
-    pub not_after: i64,
-    /// The subject's common name.
-    pub common_name: String,
-}
+pub use hostledger_kafka::identity::{Validity, validity};
 
 fn config_error(what: String) -> FetchError {
     FetchError::Config(what)
-}
-
-/// Reads a PEM certificate's validity and common name.
-pub fn validity(cert_file: &Path) -> Result<Validity, FetchError> {
-    let pem = std::fs::read(cert_file)
-        .map_err(|e| config_error(format!("cannot read {}: {e}", cert_file.display())))?;
-    let der = CertificateDer::from_pem_slice(&pem).map_err(|e| {
-        config_error(format!(
-            "{} is not a PEM certificate: {e}",
-            cert_file.display()
-        ))
-    })?;
-    let (_, cert) = x509_parser::parse_x509_certificate(&der).map_err(|e| {
-        config_error(format!(
-            "{} is not an X.509 certificate: {e}",
-            cert_file.display()
-        ))
-    })?;
-    let common_name = cert
-        .subject()
-        .iter_common_name()
-        .next()
-        .and_then(|cn| cn.as_str().ok())
-        .unwrap_or_default()
-        .to_owned();
-    Ok(Validity {
-        not_before: cert.validity().not_before.timestamp(),
-        not_after: cert.validity().not_after.timestamp(),
-        common_name,
-    })
 }
 
 /// Whether a certificate of `validity` is to be renewed at `now` (seconds since the epoch).
@@ -130,27 +91,12 @@ pub fn finish_interrupted(identity: &Identity) -> Result<bool, FetchError> {
     Ok(true)
 }
 
-/// A new key and a request for `common_name`, PEM.
-fn key_and_request(common_name: &str) -> Result<(String, String), FetchError> {
-    let key = rcgen::KeyPair::generate()
-        .map_err(|e| FetchError::Internal(format!("generate a key: {e}")))?;
-    let mut params = rcgen::CertificateParams::new(Vec::<String>::new())
-        .map_err(|e| FetchError::Internal(format!("certificate request: {e}")))?;
-    let mut name = rcgen::DistinguishedName::new();
-    name.push(rcgen::DnType::CommonName, common_name);
-    params.distinguished_name = name;
-    let request = params
-        .serialize_request(&key)
-        .and_then(|r| r.pem())
-        .map_err(|e| FetchError::Internal(format!("certificate request: {e}")))?;
-    Ok((key.serialize_pem(), request))
-}
-
 /// Asks `url` for a new certificate of the same name, authenticating with the current one;
 /// writes the new key and certificate in place. Returns the new validity.
 pub async fn renew(identity: &Identity, url: &str) -> Result<Validity, FetchError> {
     let current = validity(&identity.cert_file)?;
-    let (key, request) = key_and_request(&current.common_name)?;
+    let (key, request) = hostledger_kafka::identity::new_key_and_request(&current.common_name)
+        .map_err(FetchError::Internal)?;
     let read = |p: &Path| {
         std::fs::read(p).map_err(|e| config_error(format!("cannot read {}: {e}", p.display())))
     };

@@ -297,23 +297,13 @@ impl TestEnv {
 /// Binds the stack's projector and reader identities in `namespace` to their roles, as an
 /// installation binds them in the inventory's namespace.
 async fn bind_stack_identities(kube: &kube::Client, namespace: &str) {
-    use k8s_openapi::api::rbac::v1::RoleBinding;
     let bindings = [
         ("hostledger-projector", "hostledger:projector"),
         ("hostledger-projector", "hostledger:projection-recorder"),
         ("hostledger-reader", "hostledger:reader"),
     ];
     for (user, role) in bindings {
-        let binding: RoleBinding = serde_json::from_value(serde_json::json!({
-            "metadata": {"name": format!("{user}-{}", role.replace(':', "-"))},
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role},
-            "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": user}],
-        }))
-        .expect("binding");
-        Api::<RoleBinding>::namespaced(kube.clone(), namespace)
-            .create(&PostParams::default(), &binding)
-            .await
-            .expect("bind the stack's identities in the test namespace");
+        bind_in(kube, namespace, role, user).await;
     }
 }
 
@@ -402,14 +392,11 @@ impl TestEnv {
     /// with `extra` arguments (metrics on a free port, `HOSTLEDGER_LOG=warn`, killed when
     /// dropped). Its standard error is piped when `capture_stderr`, else inherited.
     pub fn spawn_projector(&self, extra: &[&str], capture_stderr: bool) -> tokio::process::Child {
-        let mut command = tokio::process::Command::new(hostledger_binary());
+        let mut command = hostledger_as(Role::Projector);
         command
             .args(self.project_args())
             .args(extra)
             .env("HOSTLEDGER_LOG", "warn")
-            .env("HOSTLEDGER_KAFKA_CERT_FILE", Role::Projector.cert())
-            .env("HOSTLEDGER_KAFKA_KEY_FILE", Role::Projector.key())
-            .env("KUBECONFIG", stack_var("HOSTLEDGER_PROJECTOR_KUBECONFIG"))
             .kill_on_drop(true);
         if capture_stderr {
             command.stderr(std::process::Stdio::piped());
@@ -745,12 +732,17 @@ pub fn hostledger_binary() -> std::path::PathBuf {
     bin
 }
 
-/// A command running the `hostledger` binary as `role`'s Kafka identity.
-pub fn hostledger_as(role: Role) -> tokio::process::Command {
-    let mut command = tokio::process::Command::new(hostledger_binary());
+/// Makes `command` authenticate to Kafka as `role`.
+fn with_kafka_identity(command: &mut tokio::process::Command, role: Role) {
     command
         .env("HOSTLEDGER_KAFKA_CERT_FILE", role.cert())
         .env("HOSTLEDGER_KAFKA_KEY_FILE", role.key());
+}
+
+/// A command running the `hostledger` binary as `role`'s Kafka identity.
+pub fn hostledger_as(role: Role) -> tokio::process::Command {
+    let mut command = tokio::process::Command::new(hostledger_binary());
+    with_kafka_identity(&mut command, role);
     let kubeconfig = match role {
         Role::Projector => Some("HOSTLEDGER_PROJECTOR_KUBECONFIG"),
         Role::Reader => Some("HOSTLEDGER_READER_KUBECONFIG"),
@@ -816,6 +808,11 @@ pub async fn run_hostledger_with(role: Role, envs: &[(&str, &str)], args: &[&str
     for (k, v) in envs {
         command.env(k, v);
     }
+    output_of(command).await
+}
+
+/// Runs `command` and collects what it printed.
+async fn output_of(mut command: tokio::process::Command) -> Output {
     let out = command.output().await.expect("run hostledger");
     Output {
         code: out.status.code(),
@@ -850,26 +847,17 @@ pub async fn run_hostledger(args: &[&str]) -> Output {
 
 /// [`run_hostledger`] with another identity's kubeconfig, if given.
 pub async fn run_hostledger_as(kubeconfig: Option<&Path>, args: &[&str]) -> Output {
-    let mut command = tokio::process::Command::new(hostledger_binary());
-    let role = Role::of_command(args.first().copied().unwrap_or_default());
-    command
-        .args(args)
-        .env("HOSTLEDGER_LOG", "warn")
-        .env("HOSTLEDGER_KAFKA_CERT_FILE", role.cert())
-        .env("HOSTLEDGER_KAFKA_KEY_FILE", role.key());
     let subcommand = args.first().copied().unwrap_or_default();
-    if let Some(k) = kubeconfig_of_command(subcommand) {
+    let mut command = tokio::process::Command::new(hostledger_binary());
+    with_kafka_identity(&mut command, Role::of_command(subcommand));
+    command.args(args).env("HOSTLEDGER_LOG", "warn");
+    if let Some(k) = kubeconfig
+        .map(Path::to_path_buf)
+        .or_else(|| kubeconfig_of_command(subcommand).map(PathBuf::from))
+    {
         command.env("KUBECONFIG", k);
     }
-    if let Some(k) = kubeconfig {
-        command.env("KUBECONFIG", k);
-    }
-    let out = command.output().await.expect("run hostledger");
-    Output {
-        code: out.status.code(),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+    output_of(command).await
 }
 
 impl TestEnv {
@@ -1126,6 +1114,11 @@ pub fn kubeconfig_with(dir: &Path, name: &str, crt: &Path, key: &Path) -> PathBu
 
 /// Binds ClusterRole `role` to `user` in the test's namespace.
 pub async fn bind(env: &TestEnv, role: &str, user: &str) {
+    bind_in(&env.kube, &env.namespace, role, user).await;
+}
+
+/// Binds ClusterRole `role` to `user` in `namespace`.
+async fn bind_in(kube: &kube::Client, namespace: &str, role: &str, user: &str) {
     use k8s_openapi::api::rbac::v1::RoleBinding;
     let binding: RoleBinding = serde_json::from_value(serde_json::json!({
         "metadata": {"name": format!("{user}-{}", role.replace(':', "-"))},
@@ -1133,8 +1126,8 @@ pub async fn bind(env: &TestEnv, role: &str, user: &str) {
         "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": user}],
     }))
     .expect("binding");
-    Api::<RoleBinding>::namespaced(env.kube.clone(), &env.namespace)
+    Api::<RoleBinding>::namespaced(kube.clone(), namespace)
         .create(&PostParams::default(), &binding)
         .await
-        .expect("create RoleBinding");
+        .unwrap_or_else(|e| panic!("bind {role} to {user} in {namespace}: {e}"));
 }
