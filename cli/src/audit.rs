@@ -5,8 +5,14 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, ValueEnum};
-use hostledger_inventory::{GroupBy, HostList, Inventory, InventoryError, UptimeReport, history};
+use hostledger_inventory::source::check_as_of;
+use hostledger_inventory::{
+    GroupBy, HostList, Inventory, InventoryError, UptimeReport, UptimeRow, history,
+};
+use hostledger_k8s::Histories;
+use hostledger_model::names::OWNED_LABELS;
 use hostledger_model::time::{exact_time, short_time};
+use hostledger_schemas::Timestamp;
 
 use crate::read::{ReadArgs, SourceArg};
 
@@ -92,13 +98,19 @@ fn require_hosts(inventory: &Inventory, read: &ReadArgs) -> Result<()> {
 
 /// Prints time in service per host or per group.
 pub async fn uptime(args: UptimeArgs) -> Result<ExitCode> {
-    let (inventory, at) = args.read.load(false).await?;
-    require_hosts(&inventory, &args.read)?;
-    let rows = inventory
-        .hosts
-        .iter()
-        .map(|h| hostledger_inventory::UptimeRow::new(&h.record, at).with_labels(h.labels.clone()))
-        .collect();
+    let (rows, at) = match uptime_from_index(&args).await? {
+        Some(found) => found,
+        None => {
+            let (inventory, at) = args.read.load(false).await?;
+            require_hosts(&inventory, &args.read)?;
+            let rows = inventory
+                .hosts
+                .iter()
+                .map(|h| UptimeRow::new(&h.record, at).with_labels(h.labels.clone()))
+                .collect();
+            (rows, at)
+        }
+    };
     let report = UptimeReport::from_rows(rows, at, args.group_by.clone());
     let text = match args.output {
         Output::Table => report.table(),
@@ -107,6 +119,65 @@ pub async fn uptime(args: UptimeArgs) -> Result<ExitCode> {
     };
     crate::print_out(&text)?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Uptime rows from the history server's index (`view=uptime`: a point per host, now or as
+/// of a time, without listing a Host or reading a history), where that answers the question:
+/// the namespace's history is the log's, and the selection and grouping use only the labels
+/// the projector derives. `None` when it does not, or the history API cannot answer (then
+/// the Host objects do, as before).
+async fn uptime_from_index(args: &UptimeArgs) -> Result<Option<(Vec<UptimeRow>, Timestamp)>> {
+    let derived = |key: &str| OWNED_LABELS.contains(&key);
+    let read = &args.read;
+    let selector = read.scope.selector.clone().unwrap_or_default();
+    let grouping_derived = match &args.group_by {
+        Some(GroupBy::Label(key)) => derived(key),
+        _ => true,
+    };
+    if read.source != SourceArg::Objects
+        || read.group.is_some()
+        || !grouping_derived
+        || !selector.keys().iter().all(|k| derived(k))
+    {
+        return Ok(None);
+    }
+    let now = Timestamp::from(chrono::Utc::now());
+    if let Some(t) = read.as_of {
+        check_as_of(t, None, now)?;
+    }
+    let client = crate::kube_client().await?;
+    let namespace = &read.scope.namespace;
+    let api = match Histories::of(&client, namespace).await {
+        Ok(Histories::Api(api)) => api,
+        Ok(Histories::Chunks(_)) => return Ok(None),
+        Err(error) => {
+            tracing::debug!(%error, "cannot tell where the namespace keeps its history");
+            return Ok(None);
+        }
+    };
+    let points = match api.uptime(read.as_of).await {
+        Ok(points) if !points.is_empty() => points,
+        Ok(_) => return Ok(None),
+        Err(error) => {
+            tracing::warn!(error = %format!("{error:#}"), "the history API did not answer; reading the Host objects instead");
+            return Ok(None);
+        }
+    };
+    let at = read.as_of.unwrap_or(now);
+    let rows: Vec<UptimeRow> = points
+        .iter()
+        .filter_map(|p| {
+            let labels = p.labels();
+            selector
+                .matches(&labels)
+                .then(|| UptimeRow::of_point(p, at).with_labels(labels))
+        })
+        .collect();
+    if rows.is_empty() {
+        // The Host objects say why (no match, nothing then).
+        return Ok(None);
+    }
+    Ok(Some((rows, at)))
 }
 
 /// Prints the inventory as it stands (or stood).

@@ -1,19 +1,28 @@
 //! The history server's index of one log, on local disk (an embedded redb database per log):
 //! every host's entries keyed by (Host object name, sequence number), each host's record after
-//! its last entry, and the next offset of every partition, written together in one
-//! transaction per chunk of the log. A restart goes on from those offsets; a lost file is
-//! rebuilt from offset 0. Memory holds the records only (bounded per host), not the entries.
+//! its last entry, its clock after each entry and its names where they change, keyed by the
+//! fact's time (for uptime as of a past time: a lookup per host), and the next offset of
+//! every partition, written together in one transaction per chunk of the log. A restart goes
+//! on from those offsets; a lost file, or one written in an older layout, is rebuilt from
+//! offset 0. Memory holds the records only (bounded per host), not the entries.
 
 use std::collections::{BTreeMap, HashMap};
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use hostledger_inventory::history_api::{HostPage, IndexedHost, Page, fold_first, fold_into};
+use hostledger_model::clock::CLOCK_BYTES;
 use hostledger_model::names::object_name;
-use hostledger_model::{HistoryEntry, HostRecord, HostStatus, Position};
+use hostledger_model::timeline::{events_from_history, fold_until};
+use hostledger_model::{
+    HistoryEntry, HostNames, HostRecord, HostStatus, Position, ServiceClock, ServicePoint,
+};
 use hostledger_schemas::{Fact, Timestamp};
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{
+    Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition,
+};
 
 /// Entries: (object name, seq) → the entry's JSON.
 const ENTRIES: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("entries");
@@ -24,6 +33,24 @@ const CACHE_BYTES: usize = 64 << 20;
 
 /// Partition → the next offset to read.
 const OFFSETS: TableDefinition<i32, i64> = TableDefinition::new("offsets");
+/// Clocks: (object name, the fact's time, seq) → the host's [`ServiceClock`] after that
+/// entry (50 bytes); written while the host's facts come in time order.
+const CLOCKS: TableDefinition<(&str, i64, u64), &[u8]> = TableDefinition::new("clocks");
+/// Names: (object name, the fact's time, seq) → the host's [`HostNames`] from that entry on,
+/// as JSON; written when they change (and with a host's first entry).
+const NAMES: TableDefinition<(&str, i64, u64), &[u8]> = TableDefinition::new("names");
+/// Order: object name → (the latest fact time, whether every fact came in time order).
+const ORDER: TableDefinition<&str, (i64, bool)> = TableDefinition::new("order");
+/// Layout: "format" → [`FORMAT`].
+const LAYOUT: TableDefinition<&str, u64> = TableDefinition::new("layout");
+/// How often a write is made durable (the others are not synced to disk on their own).
+const DURABLE_EVERY: Duration = Duration::from_secs(5);
+/// The layout this version writes; an index in another is rebuilt from the log.
+const FORMAT: u64 = 2;
+
+/// One host's time in service as of a time: its object name, the entries its history holds,
+/// and its point then (`None`: not observed yet then).
+pub type UptimeItem = (String, u64, Option<ServicePoint>);
 
 /// One log's index on disk.
 pub struct DiskIndex {
@@ -31,7 +58,11 @@ pub struct DiskIndex {
     path: PathBuf,
     until: Option<Timestamp>,
     records: BTreeMap<String, HostRecord>,
+    /// Per host: the latest fact time, and whether its facts came in time order (then its
+    /// state at any time is the one after its last fact up to then, a point).
+    order: HashMap<String, (i64, bool)>,
     offsets: HashMap<i32, i64>,
+    last_durable: Instant,
     /// Facts folded into it (all time).
     pub facts: u64,
 }
@@ -52,26 +83,34 @@ impl DiskIndex {
             std::fs::create_dir_all(dir)
                 .with_context(|| format!("cannot create the index directory {}", dir.display()))?;
         }
-        // redb caches up to a GiB of pages by default; the entries are read a host at a time.
-        let db = Database::builder()
-            .set_cache_size(CACHE_BYTES)
-            .create(path)
-            .with_context(|| {
-                format!(
-                    "cannot open the history index {} (delete it to rebuild it from the log)",
-                    path.display()
-                )
+        let mut db = create(path)?;
+        if layout(&db)? != Some(FORMAT) && !is_empty(&db)? {
+            tracing::info!(index = %path.display(), "the history index was written in an older layout; rebuilding it from the log");
+            drop(db);
+            std::fs::remove_file(path).with_context(|| {
+                format!("cannot remove the old history index {}", path.display())
             })?;
+            db = create(path)?;
+        }
         let txn = db.begin_write()?;
         txn.open_table(ENTRIES)?;
         txn.open_table(RECORDS)?;
         txn.open_table(OFFSETS)?;
+        txn.open_table(CLOCKS)?;
+        txn.open_table(NAMES)?;
+        txn.open_table(ORDER)?;
+        txn.open_table(LAYOUT)?.insert("format", FORMAT)?;
         txn.commit()?;
         let mut records = BTreeMap::new();
+        let mut order = HashMap::new();
         let mut offsets = HashMap::new();
         let mut facts = 0;
         {
             let read = db.begin_read()?;
+            for row in read.open_table(ORDER)?.iter()? {
+                let (name, value) = row?;
+                order.insert(name.value().to_owned(), value.value());
+            }
             for row in read.open_table(RECORDS)?.iter()? {
                 let (name, json) = row?;
                 let status: HostStatus =
@@ -92,7 +131,9 @@ impl DiskIndex {
             path: path.to_owned(),
             until,
             records,
+            order,
             offsets,
+            last_durable: Instant::now(),
             facts,
         })
     }
@@ -116,12 +157,16 @@ impl DiskIndex {
     /// not) and stores it with the offsets it reaches, in one transaction.
     pub fn apply(&mut self, facts: &[(Fact, Position)], read: &[Position]) -> Result<()> {
         let mut entries: Vec<(String, HistoryEntry)> = Vec::new();
+        let mut clocks: Vec<(String, i64, u64, [u8; CLOCK_BYTES])> = Vec::new();
+        let mut names: Vec<(String, i64, u64, Vec<u8>)> = Vec::new();
         let mut touched: BTreeMap<String, ()> = BTreeMap::new();
         for (fact, position) in facts {
-            if self.until.is_some_and(|until| fact.at() > until) {
+            let at = fact.at();
+            if self.until.is_some_and(|until| at > until) {
                 continue;
             }
             let name = object_name(fact.host_id());
+            let before = self.records.get(&name).map(HostNames::of);
             let entry = match self.records.get_mut(&name) {
                 Some(record) => fold_into(record, fact, *position),
                 None => fold_first(fact, *position).map(|(record, entry)| {
@@ -129,17 +174,51 @@ impl DiskIndex {
                     entry
                 }),
             };
-            if let Some(entry) = entry {
-                touched.insert(name.clone(), ());
-                entries.push((name, entry));
+            let Some(entry) = entry else { continue };
+            let order = self.order.entry(name.clone()).or_insert((at.0, true));
+            order.1 &= at.0 >= order.0;
+            order.0 = order.0.max(at.0);
+            if order.1
+                && let Some(record) = self.records.get(&name)
+            {
+                let seq = u64::try_from(entry.seq).unwrap_or(0);
+                clocks.push((name.clone(), at.0, seq, record.clock().to_bytes()));
+                if before.is_none_or(|b| !b.are_of(record)) {
+                    let json = serde_json::to_vec(&HostNames::of(record))?;
+                    names.push((name.clone(), at.0, seq, json));
+                }
             }
+            touched.insert(name.clone(), ());
+            entries.push((name, entry));
         }
-        let txn = self.db.begin_write()?;
+        let mut txn = self.db.begin_write()?;
+        // Durable every few seconds: a crash loses at most those, which the log gives again
+        // (the offsets are in the same transactions).
+        let durable = self.last_durable.elapsed() >= DURABLE_EVERY;
+        txn.set_durability(if durable {
+            Durability::Immediate
+        } else {
+            Durability::None
+        })?;
         {
             let mut table = txn.open_table(ENTRIES)?;
             for (name, entry) in &entries {
                 let seq = u64::try_from(entry.seq).unwrap_or(0);
                 table.insert((name.as_str(), seq), serde_json::to_vec(entry)?.as_slice())?;
+            }
+            let mut table = txn.open_table(CLOCKS)?;
+            for (name, at, seq, clock) in &clocks {
+                table.insert((name.as_str(), *at, *seq), clock.as_slice())?;
+            }
+            let mut table = txn.open_table(NAMES)?;
+            for (name, at, seq, json) in &names {
+                table.insert((name.as_str(), *at, *seq), json.as_slice())?;
+            }
+            let mut table = txn.open_table(ORDER)?;
+            for name in touched.keys() {
+                if let Some(order) = self.order.get(name) {
+                    table.insert(name.as_str(), *order)?;
+                }
             }
             let mut table = txn.open_table(RECORDS)?;
             for name in touched.keys() {
@@ -157,6 +236,9 @@ impl DiskIndex {
         }
         txn.commit()
             .with_context(|| format!("cannot write the history index {}", self.path.display()))?;
+        if durable {
+            self.last_durable = Instant::now();
+        }
         self.facts += entries.len() as u64;
         Ok(())
     }
@@ -181,29 +263,119 @@ impl DiskIndex {
         }))
     }
 
-    /// A page of hosts (by object name, after `page.after`, at most `page.limit`), and the
-    /// continue token when more follow.
-    pub fn page(&self, page: &Page) -> Result<HostPage> {
+    /// The names of a page of hosts (by object name, after `page.after`, at most
+    /// `page.limit`), and the continue token when more follow.
+    fn names(&self, page: &Page) -> (Vec<&String>, Option<String>) {
         let limit = page.limit.unwrap_or(usize::MAX);
         let start = match page.after.as_deref() {
             Some(a) => Bound::Excluded(a.to_owned()),
             None => Bound::Unbounded,
         };
-        let names: Vec<&String> = self
+        let mut names: Vec<&String> = self
             .records
             .range((start, Bound::Unbounded))
             .map(|(n, _)| n)
             .take(limit.saturating_add(1))
             .collect();
         let more = names.len() > limit;
-        let mut items = Vec::with_capacity(names.len().min(limit));
-        for name in names.into_iter().take(limit) {
+        names.truncate(limit);
+        let next = more.then(|| names.last().map(|n| (*n).clone())).flatten();
+        (names, next)
+    }
+
+    /// A page of hosts (by object name, after `page.after`, at most `page.limit`), and the
+    /// continue token when more follow.
+    pub fn page(&self, page: &Page) -> Result<HostPage> {
+        let (names, next) = self.names(page);
+        let mut items = Vec::with_capacity(names.len());
+        for name in names {
             if let Some(host) = self.get(name)? {
                 items.push((name.clone(), host));
             }
         }
-        let next = more.then(|| items.last().map(|(n, _)| n.clone())).flatten();
         Ok((items, next))
+    }
+
+    /// A page of hosts' points as of `page.as_of` (now when `None`): the record's for a host
+    /// whose last fact is not later, one lookup for a host whose facts came in time order,
+    /// a fold of its history for the others.
+    pub fn uptime_page(&self, page: &Page) -> Result<(Vec<UptimeItem>, Option<String>)> {
+        let (names, next) = self.names(page);
+        let read = self.db.begin_read()?;
+        let clocks = read.open_table(CLOCKS)?;
+        let host_names = read.open_table(NAMES)?;
+        let unreadable = || format!("the history index {} is unreadable", self.path.display());
+        let mut items = Vec::with_capacity(names.len());
+        for name in names {
+            let Some(record) = self.records.get(name) else {
+                continue;
+            };
+            let (last, ordered) = self.order.get(name).copied().unwrap_or((i64::MAX, false));
+            let point = match page.as_of {
+                None => Some(ServicePoint::of(record)),
+                Some(at) if ordered && last <= at.0 => Some(ServicePoint::of(record)),
+                Some(at) if ordered => {
+                    let upto = (name.as_str(), i64::MIN, 0)..=(name.as_str(), at.0, u64::MAX);
+                    match clocks.range(upto.clone())?.next_back() {
+                        Some(row) => {
+                            let clock = ServiceClock::from_bytes(row?.1.value())
+                                .with_context(unreadable)?;
+                            let row = host_names
+                                .range(upto)?
+                                .next_back()
+                                .with_context(unreadable)??;
+                            let names: HostNames =
+                                serde_json::from_slice(row.1.value()).with_context(unreadable)?;
+                            Some(ServicePoint { names, clock })
+                        }
+                        None => None,
+                    }
+                }
+                Some(at) => match self.get(name)? {
+                    Some(host) => {
+                        let events = events_from_history(&host.record.host_id, &host.entries)?;
+                        fold_until(&events, Some(at)).map(|t| ServicePoint::of(&t.record))
+                    }
+                    None => None,
+                },
+            };
+            items.push((name.clone(), record.event_count, point));
+        }
+        Ok((items, next))
+    }
+}
+
+/// Opens or creates the database at `path`.
+fn create(path: &Path) -> Result<Database> {
+    // redb caches up to a GiB of pages by default; the entries are read a host at a time.
+    Database::builder()
+        .set_cache_size(CACHE_BYTES)
+        .create(path)
+        .with_context(|| {
+            format!(
+                "cannot open the history index {} (delete it to rebuild it from the log)",
+                path.display()
+            )
+        })
+}
+
+/// The layout `db` was written in, if it says.
+fn layout(db: &Database) -> Result<Option<u64>> {
+    let read = db.begin_read()?;
+    match read.open_table(LAYOUT) {
+        Ok(table) => Ok(table.get("format")?.map(|v| v.value())),
+        Err(redb::TableError::TableDoesNotExist(_)) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Whether `db` holds no records.
+fn is_empty(db: &Database) -> Result<bool> {
+    let read = db.begin_read()?;
+    match read.open_table(RECORDS) {
+        Ok(table) => Ok(table.is_empty()?),
+        Err(redb::TableError::TableDoesNotExist(_)) => Ok(true),
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -267,6 +439,100 @@ mod tests {
             .expect("pages");
         assert_eq!((items.len(), next), (1, None));
         assert!(index.get("nobody").expect("reads").is_none());
+    }
+
+    /// Facts of `host` at the given minutes, in this log order.
+    fn facts_at(host: &str, minutes: &[i64], from: i64) -> Vec<(Fact, Position)> {
+        minutes
+            .iter()
+            .enumerate()
+            .map(|(i, m)| {
+                let e = EventBuilder::new(host)
+                    .id(format!("{host}-{i}"))
+                    .name("a")
+                    .lifecycle(if i % 2 == 0 {
+                        Lifecycle::InService
+                    } else {
+                        Lifecycle::OutOfService
+                    })
+                    .at(Timestamp(1_767_225_600_000_000 + m * 60_000_000))
+                    .build();
+                let p = Position {
+                    partition: 0,
+                    offset: from + i as i64,
+                };
+                (Fact::Host(e), p)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn uptime_points_equal_the_fold_at_every_time() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = index_path(dir.path(), "t.host-events", None);
+        let mut index = DiskIndex::open(&path, None).expect("opens");
+        // One host in time order, one whose third fact is older than its second (a
+        // backfill), one seen only late.
+        let mut all = facts_at("dc/a/1", &[0, 10, 20, 30], 0);
+        all.extend(facts_at("dc/a/2", &[0, 20, 10, 30], 4));
+        all.extend(facts_at("dc/a/3", &[25], 8));
+        let read: Vec<Position> = all.iter().map(|(_, p)| *p).collect();
+        // In two chunks, so that order is carried from one to the next.
+        index.apply(&all[..6], &read[..6]).expect("applies");
+        index.apply(&all[6..], &read[6..]).expect("applies");
+        let index = {
+            drop(index);
+            DiskIndex::open(&path, None).expect("reopens")
+        };
+        for minute in [-1, 0, 5, 10, 15, 20, 25, 30, 40] {
+            let at = Timestamp(1_767_225_600_000_000 + minute * 60_000_000);
+            let (items, next) = index
+                .uptime_page(&Page {
+                    as_of: Some(at),
+                    ..Page::default()
+                })
+                .expect("answers");
+            assert_eq!(next, None);
+            assert_eq!(items.len(), 3);
+            for (name, events, point) in items {
+                let host = index.get(&name).expect("reads").expect("indexed");
+                assert_eq!(events, host.record.event_count);
+                let history =
+                    events_from_history(&host.record.host_id, &host.entries).expect("events");
+                let folded = fold_until(&history, Some(at)).map(|t| ServicePoint::of(&t.record));
+                assert_eq!(point, folded, "{name} at minute {minute}");
+            }
+        }
+        let (now, _) = index.uptime_page(&Page::default()).expect("answers");
+        for (name, _, point) in now {
+            let host = index.get(&name).expect("reads").expect("indexed");
+            assert_eq!(point, Some(ServicePoint::of(&host.record)));
+        }
+    }
+
+    #[test]
+    fn an_index_in_an_older_layout_is_rebuilt() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = index_path(dir.path(), "t.host-events", None);
+        {
+            let db = create(&path).expect("creates");
+            let txn = db.begin_write().expect("writes");
+            txn.open_table(RECORDS)
+                .expect("table")
+                .insert("dc.a.1", b"{}".as_slice())
+                .expect("inserts");
+            txn.open_table(OFFSETS)
+                .expect("table")
+                .insert(0, 7)
+                .expect("inserts");
+            txn.commit().expect("commits");
+        }
+        let index = DiskIndex::open(&path, None).expect("opens");
+        assert!(index.is_empty(), "rebuilt empty");
+        assert!(index.offsets().is_empty(), "from the start of the log");
+        drop(index);
+        let again = DiskIndex::open(&path, None).expect("opens again");
+        assert!(again.offsets().is_empty());
     }
 
     #[test]

@@ -18,8 +18,8 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -27,10 +27,10 @@ use clap::Args;
 use futures::StreamExt;
 use hostledger_inventory::history_api::{
     GROUP, Page, RESOURCE, Route, api_group, api_resources, history_list, history_object,
-    history_table, states_list, status,
+    history_table, states_list, status, uptime_list,
 };
 use hostledger_k8s::projection::{PROJECTION_CONFIGMAP, Projection};
-use hostledger_kafka::{Item, KafkaClients, KafkaSettings, LogReader, ReadScope};
+use hostledger_kafka::{Item, KafkaClients, KafkaSettings, LogReader, ReadProgress, ReadScope};
 use hostledger_model::Position;
 use hostledger_schemas::{Fact, Timestamp};
 use http_body_util::Full;
@@ -112,6 +112,44 @@ struct Log {
     ready: AtomicBool,
     /// Why it could not be read, when it could not.
     failed: Mutex<Option<String>>,
+    /// The clients reading it, and how far the reading has gone.
+    reading: OnceLock<(KafkaClients, Arc<ReadProgress>)>,
+    /// Chunks of the log folded into the index.
+    applied: AtomicU64,
+}
+
+/// Most messages folded into the index in one transaction.
+const BATCH: usize = 50_000;
+
+/// How long an answer that must hold the whole log waits for the index to reach its end.
+const LOG_END_WAIT: Duration = Duration::from_secs(20);
+
+impl Log {
+    /// Waits until the index holds every message the log holds now (up to its last stable
+    /// offset): an answer given then is as fresh as the log at the time it was asked for.
+    async fn reach_end(&self) -> Result<(), String> {
+        let Some((kafka, progress)) = self.reading.get() else {
+            return Err("the history server is not reading the log yet".to_owned());
+        };
+        let topic = kafka.settings().topics.events.as_str();
+        let ends = kafka
+            .watermarks_async(topic, Duration::from_secs(10))
+            .await
+            .map_err(|e| format!("cannot ask where topic {topic} ends: {e}"))?;
+        let started = std::time::Instant::now();
+        loop {
+            match progress.covers(&ends, self.applied.load(Ordering::SeqCst)) {
+                Ok(()) => return Ok(()),
+                Err(behind) if started.elapsed() > LOG_END_WAIT => {
+                    return Err(format!(
+                        "the history server has not read topic {topic} up to its end within {} s ({behind} partitions behind); ask again in a moment",
+                        LOG_END_WAIT.as_secs()
+                    ));
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+            }
+        }
+    }
 }
 
 /// A log: its topic, and the time a replay `--until` stopped at.
@@ -189,6 +227,7 @@ async fn follow(settings: KafkaSettings, path: PathBuf, until: Option<Timestamp>
             },
         )
         .await?;
+        let _ = log.reading.set((kafka, reader.progress()));
         *log.index.write().unwrap_or_else(|e| e.into_inner()) = Some(index);
         Ok::<_, anyhow::Error>(reader)
     }
@@ -203,7 +242,16 @@ async fn follow(settings: KafkaSettings, path: PathBuf, until: Option<Timestamp>
         }
     };
     tracing::info!(%topic, messages = reader.total, "indexing a log");
-    while let Some(chunk) = reader.next_chunk().await {
+    while let Some(mut chunk) = reader.next_chunk().await {
+        // What has been read already goes into the index together (one transaction rewrites
+        // each touched page once), up to a bound.
+        let mut taken = u64::from(!chunk.is_empty());
+        while chunk.len() < BATCH
+            && let Some(more) = reader.ready_chunk()
+        {
+            taken += u64::from(!more.is_empty());
+            chunk.extend(more);
+        }
         let read: Vec<Position> = chunk.iter().map(Item::position).collect();
         let facts: Vec<(Fact, Position)> = chunk
             .into_iter()
@@ -220,6 +268,7 @@ async fn follow(settings: KafkaSettings, path: PathBuf, until: Option<Timestamp>
                 Some(format!("cannot index topic {topic}: {error:#}"));
             return;
         }
+        log.applied.fetch_add(taken, Ordering::SeqCst);
         if reader.caught_up() && !log.ready.swap(true, Ordering::SeqCst) {
             tracing::info!(%topic, hosts = index.len(), facts = index.facts, "indexed the log up to its end; following it");
         }
@@ -520,6 +569,13 @@ async fn answer(
             &format!("{error:#}"),
         )
     };
+    if page.uptime && (namespace.is_none() || name.is_some()) {
+        return failure(
+            StatusCode::BAD_REQUEST,
+            "BadRequest",
+            "view=uptime lists the hosts of one namespace: GET /apis/history.hostledger.dev/v1alpha1/namespaces/NAMESPACE/hosthistories?view=uptime",
+        );
+    }
     let Some(namespace) = namespace else {
         // Every namespace: the ready logs of those this server serves.
         let mut names: Vec<String> = served
@@ -565,6 +621,18 @@ async fn answer(
         Ok(log) => log,
         Err(response) => return *response,
     };
+    // Uptime is answered from the index alone: first as fresh as the log is now.
+    if page.uptime
+        && page.after.is_none()
+        && let Some(log) = &log
+        && let Err(message) = log.reach_end().await
+    {
+        return failure(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "ServiceUnavailable",
+            &message,
+        );
+    }
     let guard = log
         .as_ref()
         .map(|l| l.index.read().unwrap_or_else(|e| e.into_inner()));
@@ -587,6 +655,16 @@ async fn answer(
                 ),
             ),
         },
+        None if page.uptime && !table => {
+            let (items, next) = match index.map(|i| i.uptime_page(&page)).transpose() {
+                Ok(found) => found.unwrap_or_default(),
+                Err(error) => return internal(error),
+            };
+            json_response(
+                StatusCode::OK,
+                &uptime_list(namespace, &items, next.as_deref()),
+            )
+        }
         None => {
             let (hosts, next) = match index.map(|i| i.page(&page)).transpose() {
                 Ok(found) => found.unwrap_or_default(),

@@ -105,6 +105,11 @@ pub enum Command {
     Hosts(audit::HostsArgs),
     /// Time in service per host (first seen, in service since, total, share of its life), or
     /// per provider/region/role/team with totals; now or as of a past time.
+    ///
+    /// Selected and grouped by the labels the projector derives (provider, region, role,
+    /// team, phase), it is answered by the history server's index through the API server,
+    /// as fresh as the log when asked, without listing the Hosts; by other labels, or a
+    /// --group, from the Host objects.
     Uptime(audit::UptimeArgs),
     /// Every event of one host, with what changed.
     History(audit::HistoryArgs),

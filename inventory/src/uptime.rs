@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use hostledger_model::HostRecord;
+use hostledger_model::{HostRecord, ServicePoint};
 use hostledger_schemas::{Lifecycle, Timestamp};
 use serde::Serialize;
 
@@ -79,19 +79,25 @@ fn share(part: i64, whole: i64) -> f64 {
 impl UptimeRow {
     /// The row of `record` as of `at`.
     pub fn new(record: &HostRecord, at: Timestamp) -> Self {
-        let in_service = record.in_service_micros_at(at);
-        let lifetime = at.micros_since(record.first_seen_at);
-        let (planned, unplanned) = record.downtime_micros_at(at);
+        Self::of_point(&ServicePoint::of(record), at)
+    }
+
+    /// The row of a host whose last fact up to `at` left it at `point`.
+    pub fn of_point(point: &ServicePoint, at: Timestamp) -> Self {
+        let clock = &point.clock;
+        let in_service = clock.in_service_micros_at(at);
+        let lifetime = at.micros_since(clock.first_seen_at);
+        let (planned, unplanned) = clock.downtime_micros_at(at);
         UptimeRow {
-            host_id: record.host_id.clone(),
-            hostname: record.state.name.clone(),
-            provider: record.provider.clone(),
-            region: record.state.region.clone(),
-            role: record.state.role.clone(),
-            team: record.state.team.clone(),
-            phase: record.phase.to_string(),
-            first_seen_at: exact_time(record.first_seen_at),
-            in_service_since: record.in_service_since.map(exact_time),
+            host_id: point.names.host_id.clone(),
+            hostname: point.names.hostname.clone(),
+            provider: point.names.provider.clone(),
+            region: point.names.region.clone(),
+            role: point.names.role.clone(),
+            team: point.names.team.clone(),
+            phase: clock.phase.to_string(),
+            first_seen_at: exact_time(clock.first_seen_at),
+            in_service_since: clock.in_service_since.map(exact_time),
             in_service_seconds: in_service as f64 / 1e6,
             lifetime_seconds: lifetime as f64 / 1e6,
             in_service_share: share(in_service, lifetime),
@@ -101,8 +107,8 @@ impl UptimeRow {
             lifetime_micros: lifetime,
             planned_micros: planned,
             unplanned_micros: unplanned,
-            first_seen: record.first_seen_at,
-            since: record.in_service_since,
+            first_seen: clock.first_seen_at,
+            since: clock.in_service_since,
             labels: BTreeMap::new(),
         }
     }

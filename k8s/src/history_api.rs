@@ -6,7 +6,7 @@ use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use hostledger_model::names::object_name;
-use hostledger_model::{HistoryEntry, HostRecord, HostStatus, ServiceInterval};
+use hostledger_model::{HistoryEntry, HostRecord, HostStatus, ServiceInterval, ServicePoint};
 use hostledger_schemas::Timestamp;
 use kube::{Client, Error as KubeError};
 use serde::Deserialize;
@@ -72,6 +72,21 @@ pub struct StateThen {
     /// Entries the server's history of the host holds now.
     pub entries: u64,
 }
+
+#[derive(Deserialize)]
+struct UptimeItem {
+    point: Option<ServicePoint>,
+}
+
+#[derive(Deserialize)]
+struct UptimeList {
+    #[serde(default)]
+    metadata: ListMeta,
+    items: Vec<UptimeItem>,
+}
+
+/// Hosts per page of `view=uptime` (a few hundred bytes each).
+const UPTIME_PAGE: usize = 20_000;
 
 #[derive(Deserialize)]
 struct List {
@@ -254,6 +269,32 @@ impl HistoryApi {
                 "the history server has not read as far as the Hosts yet; asking again"
             );
             tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Every host's time-in-service point as of `at` (now when `None`), from the history
+    /// server's index (`view=uptime`), which first reads the log up to where it ends when
+    /// asked; hosts not observed yet at `at` are left out.
+    pub async fn uptime(&self, at: Option<Timestamp>) -> Result<Vec<ServicePoint>, K8sError> {
+        let mut out = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let mut path = format!("{}?view=uptime&limit={UPTIME_PAGE}", self.base());
+            if let Some(at) = at {
+                path.push_str(&format!("&asOf={}", at.0));
+            }
+            if let Some(t) = &token {
+                path.push_str("&continue=");
+                path.push_str(&percent_encode(t));
+            }
+            let Some(list) = self.get::<UptimeList>(&path).await? else {
+                return Ok(out);
+            };
+            out.extend(list.items.into_iter().filter_map(|i| i.point));
+            match list.metadata.continue_ {
+                Some(t) if !t.is_empty() => token = Some(t),
+                _ => return Ok(out),
+            }
         }
     }
 

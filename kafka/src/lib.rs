@@ -23,7 +23,7 @@ pub use client::{
     TopicSpec, TransactionalProducer,
 };
 pub use error::{ErrorClass, KafkaError, classify};
-pub use log::{Item, LogReader, LogStats, ReadScope, partition_for_key};
+pub use log::{Item, LogReader, LogStats, ReadProgress, ReadScope, partition_for_key};
 pub use settings::{
     BOOTSTRAP_ENV, CA_FILE_ENV, CERT_FILE_ENV, KEY_FILE_ENV, KafkaSettings, Secret,
     SecurityProtocol, Topics, default_bootstrap_servers,

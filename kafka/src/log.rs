@@ -8,6 +8,7 @@
 //! read scoped to one host reads that partition only and decodes only that host's messages.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use hostledger_model::Position;
@@ -117,6 +118,52 @@ pub fn partition_for_key(key: &[u8], partitions: i32) -> i32 {
     i32::try_from(crc32fast::hash(key) % partitions).expect("below an i32 partition count")
 }
 
+/// How far a following read has gone: each partition's position (the next offset, past
+/// transaction markers) as of the last time the read reached that partition's end, and how
+/// many chunks had been handed out by then. A consumer of the chunks that has taken in that
+/// many has everything the log held up to those positions (see [`ReadProgress::covers`]).
+#[derive(Debug, Default)]
+pub struct ReadProgress {
+    state: Mutex<ProgressState>,
+}
+
+#[derive(Debug, Default, Clone)]
+struct ProgressState {
+    reached: HashMap<i32, i64>,
+    sent: u64,
+}
+
+impl ReadProgress {
+    fn sent_one(&self) {
+        self.state.lock().unwrap_or_else(|e| e.into_inner()).sent += 1;
+    }
+
+    fn reached(&self, partition: i32, position: i64) {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let at = state.reached.entry(partition).or_insert(position);
+        *at = (*at).max(position);
+    }
+
+    /// Whether the chunks up to `taken` (non-empty chunks received) hold every message below
+    /// `ends` (partition → end offset, as [`KafkaClients::watermarks`] reports it for a
+    /// read_committed reader: the last stable offset). `None`: not yet, and how many
+    /// partitions are behind.
+    pub fn covers(&self, ends: &HashMap<i32, (i64, i64)>, taken: u64) -> Result<(), usize> {
+        let state = self.state.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let behind = ends
+            .iter()
+            .filter(|(p, (lo, hi))| hi > lo && state.reached.get(p).is_none_or(|r| r < hi))
+            .count();
+        if behind > 0 {
+            return Err(behind);
+        }
+        if taken < state.sent {
+            return Err(1);
+        }
+        Ok(())
+    }
+}
+
 /// A read of the events topic: up to its end when the read began, or on (see [`ReadScope`]).
 pub struct LogReader {
     /// Messages between the start and the end of every partition when the read began.
@@ -124,6 +171,7 @@ pub struct LogReader {
     /// What has been handed out so far.
     pub stats: LogStats,
     caught_up: bool,
+    progress: Arc<ReadProgress>,
     rx: mpsc::Receiver<Vec<Item>>,
     task: JoinHandle<Result<(), KafkaError>>,
 }
@@ -163,13 +211,16 @@ impl LogReader {
             .sum();
         let (tx, rx) = mpsc::channel(CHUNKS_IN_FLIGHT);
         let reader_kafka = kafka.clone();
+        let progress = Arc::new(ReadProgress::default());
+        let shared = progress.clone();
         let task = tokio::task::spawn_blocking(move || {
-            read_log(&reader_kafka, &topic, &watermarks, &scope, &tx)
+            read_log(&reader_kafka, &topic, &watermarks, &scope, &tx, &shared)
         });
         Ok(LogReader {
             total,
             stats: LogStats::default(),
             caught_up: false,
+            progress,
             rx,
             task,
         })
@@ -180,6 +231,17 @@ impl LogReader {
     /// has been handed out (see [`LogReader::caught_up`]).
     pub async fn next_chunk(&mut self) -> Option<Vec<Item>> {
         let chunk = self.rx.recv().await?;
+        Some(self.took(chunk))
+    }
+
+    /// The next chunk if one has been read already, without waiting (see
+    /// [`LogReader::next_chunk`]).
+    pub fn ready_chunk(&mut self) -> Option<Vec<Item>> {
+        let chunk = self.rx.try_recv().ok()?;
+        Some(self.took(chunk))
+    }
+
+    fn took(&mut self, chunk: Vec<Item>) -> Vec<Item> {
         if chunk.is_empty() {
             self.caught_up = true;
         }
@@ -188,7 +250,7 @@ impl LogReader {
             .iter()
             .filter(|i| matches!(i, Item::Poison { .. }))
             .count() as u64;
-        Some(chunk)
+        chunk
     }
 
     /// Whether every message up to where the log ended when the read began has been handed
@@ -196,6 +258,11 @@ impl LogReader {
     /// out, count too). Only a following read tells; a bounded one ends with `None`.
     pub fn caught_up(&self) -> bool {
         self.caught_up
+    }
+
+    /// How far a following read has gone, shared with whoever needs to wait for it.
+    pub fn progress(&self) -> Arc<ReadProgress> {
+        self.progress.clone()
     }
 
     /// Waits for the reading thread; its error if it failed.
@@ -217,6 +284,7 @@ fn read_log(
     watermarks: &HashMap<i32, (i64, i64)>,
     scope: &ReadScope,
     tx: &mpsc::Sender<Vec<Item>>,
+    progress: &ReadProgress,
 ) -> Result<(), KafkaError> {
     let reader = kafka.reader()?;
     let mut assignment = TopicPartitionList::new();
@@ -247,10 +315,16 @@ fn read_log(
     let mut chunk = Vec::with_capacity(CHUNK);
     // Hands the chunk over; false when the caller stopped (its error is reported there).
     let send = |chunk: &mut Vec<Item>| {
-        chunk.is_empty()
-            || tx
-                .blocking_send(std::mem::replace(chunk, Vec::with_capacity(CHUNK)))
-                .is_ok()
+        if chunk.is_empty() {
+            return true;
+        }
+        let sent = tx
+            .blocking_send(std::mem::replace(chunk, Vec::with_capacity(CHUNK)))
+            .is_ok();
+        if sent {
+            progress.sent_one();
+        }
+        sent
     };
     // Following: once every partition is read to where it ended at the start, what was read
     // is handed over, then an empty chunk says so.
@@ -306,6 +380,10 @@ fn read_log(
                     if !send(&mut chunk) || !announce(&mut chunk, &behind, &mut announced) {
                         return Ok(());
                     }
+                    // Everything before the position is handed out now.
+                    if let Some(offset) = position_of(&reader, topic, p) {
+                        progress.reached(p, offset);
+                    }
                 } else {
                     open.remove(&p);
                 }
@@ -332,9 +410,37 @@ fn read_log(
     Ok(())
 }
 
+/// The consumer's position in `topic`/`partition` (the next offset it fetches), if it has one.
+fn position_of(reader: &crate::client::Reader, topic: &str, partition: i32) -> Option<i64> {
+    let positions = reader.position().ok()?;
+    match positions.find_partition(topic, partition)?.offset() {
+        Offset::Offset(o) => Some(o),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn progress_covers_the_ends_once_reached_and_taken() {
+        let progress = ReadProgress::default();
+        let ends = HashMap::from([(0, (0, 10)), (1, (5, 5))]);
+        assert_eq!(progress.covers(&ends, 0), Err(1), "partition 0 not reached");
+        progress.sent_one();
+        progress.reached(0, 9);
+        assert_eq!(progress.covers(&ends, 1), Err(1), "below its end");
+        progress.reached(0, 10);
+        assert_eq!(
+            progress.covers(&ends, 0),
+            Err(1),
+            "a chunk not taken in yet"
+        );
+        assert_eq!(progress.covers(&ends, 1), Ok(()));
+        progress.reached(0, 3);
+        assert_eq!(progress.covers(&ends, 1), Ok(()), "never goes back");
+    }
 
     /// librdkafka's consistent partitioner is CRC-32 (IEEE) modulo the partition count; these
     /// are CRC-32 check values (`123456789` → cbf43926).

@@ -8,6 +8,8 @@ use hostledger_schemas::{
     EventKind, HostEvent, HostState, Lifecycle, LockEnd, LockEvent, LockEventKind, Timestamp,
 };
 use schemars::JsonSchema;
+
+use crate::clock::ServiceClock;
 use serde::{Deserialize, Serialize};
 
 /// Most service intervals a record keeps; older ones are summed into the total and counted
@@ -74,11 +76,6 @@ pub struct Downtime {
     pub unplanned_micros: i64,
     /// When the current stretch began (the last phase or lock change).
     pub since: Timestamp,
-}
-
-/// Whether a stretch in `phase`, locked or not, is downtime, and which.
-fn downtime_kind(phase: Lifecycle, locked: bool) -> Option<bool> {
-    matches!(phase, Lifecycle::OutOfService | Lifecycle::Missing).then_some(locked)
 }
 
 /// Everything the log says about one host.
@@ -178,12 +175,18 @@ impl HostRecord {
     /// Planned and unplanned downtime up to `now`, in microseconds: closed stretches plus the
     /// current one (counted up to `now`, never negative).
     pub fn downtime_micros_at(&self, now: Timestamp) -> (i64, i64) {
-        let d = self.downtime;
-        let open = now.micros_since(d.since);
-        match downtime_kind(self.phase, self.lock.is_some()) {
-            Some(true) => (d.planned_micros + open, d.unplanned_micros),
-            Some(false) => (d.planned_micros, d.unplanned_micros + open),
-            None => (d.planned_micros, d.unplanned_micros),
+        self.clock().downtime_micros_at(now)
+    }
+
+    /// The part of the record time in service and downtime follow from.
+    pub fn clock(&self) -> ServiceClock {
+        ServiceClock {
+            phase: self.phase,
+            first_seen_at: self.first_seen_at,
+            in_service_since: self.in_service_since,
+            closed_in_service_micros: self.closed_in_service_micros,
+            downtime: self.downtime,
+            locked: self.lock.is_some(),
         }
     }
 
@@ -200,10 +203,7 @@ impl HostRecord {
     /// Total time in service up to `now`, in microseconds: closed intervals plus the open one
     /// (counted up to `now`, never negative).
     pub fn in_service_micros_at(&self, now: Timestamp) -> i64 {
-        self.closed_in_service_micros
-            + self
-                .in_service_since
-                .map_or(0, |since| now.micros_since(since))
+        self.clock().in_service_micros_at(now)
     }
 
     /// Whether an event at `at` has already been folded into this record.

@@ -21,6 +21,7 @@
 //! - [`defaults`]: defaults shared with `scripts/stack` (`deploy/defaults.env`).
 
 pub mod backoff;
+pub mod clock;
 pub mod crd;
 pub mod defaults;
 pub mod drift;
@@ -36,6 +37,7 @@ pub mod selector;
 pub mod time;
 pub mod timeline;
 
+pub use clock::{HostNames, ServiceClock, ServicePoint};
 pub use fold::{AppliedEvent, Downtime, HeldLock, HostRecord, Outcome, Position, ServiceInterval};
 pub use group::{HostGroup, HostGroupSpec, HostGroupStatus};
 pub use history::{EntryKind, HistoryEntry, HostHistory, HostHistorySpec, LockEntry};

@@ -84,11 +84,28 @@ pub fn labels(record: &HostRecord) -> BTreeMap<String, String> {
 /// The labels of a host of `provider` in `phase` with `state`: those of [`labels`], for an
 /// event's state as for a Host.
 pub fn state_labels(provider: &str, phase: Lifecycle, s: &HostState) -> BTreeMap<String, String> {
+    derived_labels(
+        provider,
+        phase,
+        s.region.as_deref(),
+        s.role.as_deref(),
+        s.team.as_deref(),
+    )
+}
+
+/// The labels of [`labels`] from the fields they come from.
+pub fn derived_labels(
+    provider: &str,
+    phase: Lifecycle,
+    region: Option<&str>,
+    role: Option<&str>,
+    team: Option<&str>,
+) -> BTreeMap<String, String> {
     let values = [
         ("provider", Some(provider)),
-        ("region", s.region.as_deref()),
-        ("role", s.role.as_deref()),
-        ("team", s.team.as_deref()),
+        ("region", region),
+        ("role", role),
+        ("team", team),
         ("phase", Some(phase.as_str())),
     ];
     values

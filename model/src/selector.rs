@@ -11,6 +11,7 @@ use kube::core::{Expression, Selector, SelectorExt};
 pub struct LabelSelector {
     text: String,
     selector: Selector,
+    keys: BTreeSet<String>,
 }
 
 /// What is wrong with a selector.
@@ -31,18 +32,27 @@ impl LabelSelector {
             reason,
         };
         let mut expressions = Vec::new();
+        let mut keys = BTreeSet::new();
         for requirement in split_requirements(text).map_err(&fail)? {
-            expressions.push(parse_requirement(requirement.trim()).map_err(&fail)?);
+            let (key, expression) = parse_requirement(requirement.trim()).map_err(&fail)?;
+            keys.insert(key);
+            expressions.push(expression);
         }
         Ok(LabelSelector {
             text: text.trim().to_owned(),
             selector: expressions.into_iter().collect(),
+            keys,
         })
     }
 
     /// Whether `labels` satisfy every requirement.
     pub fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
         self.selector.matches(labels)
+    }
+
+    /// The label keys its requirements name.
+    pub fn keys(&self) -> &BTreeSet<String> {
+        &self.keys
     }
 
     /// Whether it selects everything.
@@ -86,7 +96,21 @@ fn split_requirements(text: &str) -> Result<Vec<&str>, String> {
     Ok(out)
 }
 
-fn parse_requirement(r: &str) -> Result<Expression, String> {
+/// A requirement's key and its expression.
+fn parse_requirement(r: &str) -> Result<(String, Expression), String> {
+    let expression = requirement(r)?;
+    let key = match &expression {
+        Expression::In(k, _)
+        | Expression::NotIn(k, _)
+        | Expression::Equal(k, _)
+        | Expression::NotEqual(k, _)
+        | Expression::Exists(k)
+        | Expression::DoesNotExist(k) => k.clone(),
+    };
+    Ok((key, expression))
+}
+
+fn requirement(r: &str) -> Result<Expression, String> {
     if let Some(key) = r.strip_prefix('!') {
         return Ok(Expression::DoesNotExist(key_of(key.trim())?));
     }
@@ -205,6 +229,15 @@ mod tests {
             let s = LabelSelector::parse(text).expect(text);
             assert_eq!(s.matches(&host), expected, "{text:?}");
         }
+    }
+
+    #[test]
+    fn names_the_keys_it_selects_on() {
+        let s = LabelSelector::parse("role=log, !team,provider in (aws,dc),rack!=r1,zone")
+            .expect("parses");
+        let keys: Vec<&str> = s.keys().iter().map(String::as_str).collect();
+        assert_eq!(keys, ["provider", "rack", "role", "team", "zone"]);
+        assert!(LabelSelector::default().keys().is_empty());
     }
 
     #[test]
