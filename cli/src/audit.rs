@@ -2,6 +2,7 @@
 //! now or any past time, from the Host objects or the log.
 
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, ValueEnum};
@@ -147,13 +148,16 @@ async fn uptime_from_index(args: &UptimeArgs) -> Result<Option<(Vec<UptimeRow>, 
     }
     let client = crate::kube_client().await?;
     let namespace = &read.scope.namespace;
-    let api = match Histories::of(&client, namespace).await {
-        Ok(Histories::Api(api)) => api,
-        Ok(Histories::Chunks(_)) => return Ok(None),
-        Err(error) => {
+    // Only a quick look: an API server that does not answer is reported by the Hosts' path.
+    let home = tokio::time::timeout(Duration::from_secs(5), Histories::of(&client, namespace));
+    let api = match home.await {
+        Ok(Ok(Histories::Api(api))) => api,
+        Ok(Ok(Histories::Chunks(_))) => return Ok(None),
+        Ok(Err(error)) => {
             tracing::debug!(%error, "cannot tell where the namespace keeps its history");
             return Ok(None);
         }
+        Err(_) => return Ok(None),
     };
     let points = match api.uptime(read.as_of).await {
         Ok(points) if !points.is_empty() => points,

@@ -118,8 +118,15 @@ struct Log {
     applied: AtomicU64,
 }
 
+/// How often the first reading of a log says how far it is.
+const PROGRESS_EVERY: Duration = Duration::from_secs(30);
+
 /// Most messages folded into the index in one transaction.
 const BATCH: usize = 50_000;
+
+/// Long enough for a reader at a partition's end to have fetched anything below the end
+/// asked for (its fetches wait at most 20 ms), when its position is not known.
+const QUIET: Duration = Duration::from_millis(300);
 
 /// How long an answer that must hold the whole log waits for the index to reach its end.
 const LOG_END_WAIT: Duration = Duration::from_secs(20);
@@ -138,7 +145,8 @@ impl Log {
             .map_err(|e| format!("cannot ask where topic {topic} ends: {e}"))?;
         let started = std::time::Instant::now();
         loop {
-            match progress.covers(&ends, self.applied.load(Ordering::SeqCst)) {
+            let quiet = started.elapsed() >= QUIET;
+            match progress.covers(&ends, self.applied.load(Ordering::SeqCst), quiet) {
                 Ok(()) => return Ok(()),
                 Err(behind) if started.elapsed() > LOG_END_WAIT => {
                     return Err(format!(
@@ -242,6 +250,8 @@ async fn follow(settings: KafkaSettings, path: PathBuf, until: Option<Timestamp>
         }
     };
     tracing::info!(%topic, messages = reader.total, "indexing a log");
+    let started = std::time::Instant::now();
+    let mut reported = started;
     while let Some(mut chunk) = reader.next_chunk().await {
         // What has been read already goes into the index together (one transaction rewrites
         // each touched page once), up to a bound.
@@ -270,7 +280,10 @@ async fn follow(settings: KafkaSettings, path: PathBuf, until: Option<Timestamp>
         }
         log.applied.fetch_add(taken, Ordering::SeqCst);
         if reader.caught_up() && !log.ready.swap(true, Ordering::SeqCst) {
-            tracing::info!(%topic, hosts = index.len(), facts = index.facts, "indexed the log up to its end; following it");
+            tracing::info!(%topic, hosts = index.len(), facts = index.facts, seconds = started.elapsed().as_secs(), "indexed the log up to its end; following it");
+        } else if !log.ready.load(Ordering::SeqCst) && reported.elapsed() >= PROGRESS_EVERY {
+            reported = std::time::Instant::now();
+            tracing::info!(%topic, read = reader.stats.messages, of = reader.total, hosts = index.len(), "indexing");
         }
     }
     let reason = match reader.finish().await {

@@ -119,9 +119,10 @@ pub fn partition_for_key(key: &[u8], partitions: i32) -> i32 {
 }
 
 /// How far a following read has gone: each partition's position (the next offset, past
-/// transaction markers) as of the last time the read reached that partition's end, and how
-/// many chunks had been handed out by then. A consumer of the chunks that has taken in that
-/// many has everything the log held up to those positions (see [`ReadProgress::covers`]).
+/// transaction markers) as of the last time the read reached that partition's end, which
+/// partitions it is at the end of (nothing read since), and how many chunks had been handed
+/// out by then. A consumer of the chunks that has taken in that many has everything the log
+/// held up to those positions (see [`ReadProgress::covers`]).
 #[derive(Debug, Default)]
 pub struct ReadProgress {
     state: Mutex<ProgressState>,
@@ -130,29 +131,54 @@ pub struct ReadProgress {
 #[derive(Debug, Default, Clone)]
 struct ProgressState {
     reached: HashMap<i32, i64>,
+    at_end: HashSet<i32>,
     sent: u64,
 }
 
 impl ReadProgress {
-    fn sent_one(&self) {
-        self.state.lock().unwrap_or_else(|e| e.into_inner()).sent += 1;
+    fn state(&self) -> std::sync::MutexGuard<'_, ProgressState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn reached(&self, partition: i32, position: i64) {
-        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        let at = state.reached.entry(partition).or_insert(position);
-        *at = (*at).max(position);
+    fn sent_one(&self) {
+        self.state().sent += 1;
+    }
+
+    /// The read reached the end of `partition`, at `position` when the consumer knows it
+    /// (it does not before it has handed out a message since the assignment).
+    fn reached(&self, partition: i32, position: Option<i64>) {
+        let mut state = self.state();
+        state.at_end.insert(partition);
+        if let Some(position) = position {
+            let at = state.reached.entry(partition).or_insert(position);
+            *at = (*at).max(position);
+        }
+    }
+
+    fn read_one(&self, partition: i32) {
+        self.state().at_end.remove(&partition);
     }
 
     /// Whether the chunks up to `taken` (non-empty chunks received) hold every message below
     /// `ends` (partition → end offset, as [`KafkaClients::watermarks`] reports it for a
-    /// read_committed reader: the last stable offset). `None`: not yet, and how many
-    /// partitions are behind.
-    pub fn covers(&self, ends: &HashMap<i32, (i64, i64)>, taken: u64) -> Result<(), usize> {
-        let state = self.state.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    /// read_committed reader: the last stable offset). A partition is there when the read's
+    /// position is at its end; or, once the caller has waited long enough for anything
+    /// below its end to have been fetched (`quiet`), when the read has been at its end with
+    /// nothing read since. `Err`: not yet, and how many partitions are behind.
+    pub fn covers(
+        &self,
+        ends: &HashMap<i32, (i64, i64)>,
+        taken: u64,
+        quiet: bool,
+    ) -> Result<(), usize> {
+        let state = self.state().clone();
         let behind = ends
             .iter()
-            .filter(|(p, (lo, hi))| hi > lo && state.reached.get(p).is_none_or(|r| r < hi))
+            .filter(|(p, (lo, hi))| {
+                hi > lo
+                    && state.reached.get(p).is_none_or(|r| r < hi)
+                    && !(quiet && state.at_end.contains(p))
+            })
             .count();
         if behind > 0 {
             return Err(behind);
@@ -353,6 +379,7 @@ fn read_log(
                 };
                 let high = watermarks.get(&position.partition).map_or(0, |w| w.1);
                 if scope.follow {
+                    progress.read_one(position.partition);
                     if key.is_none_or(|k| message.key() == Some(k)) {
                         chunk.push(decode(&codec, &message, position));
                     }
@@ -381,9 +408,7 @@ fn read_log(
                         return Ok(());
                     }
                     // Everything before the position is handed out now.
-                    if let Some(offset) = position_of(&reader, topic, p) {
-                        progress.reached(p, offset);
-                    }
+                    progress.reached(p, position_of(&reader, topic, p));
                 } else {
                     open.remove(&p);
                 }
@@ -427,19 +452,34 @@ mod tests {
     fn progress_covers_the_ends_once_reached_and_taken() {
         let progress = ReadProgress::default();
         let ends = HashMap::from([(0, (0, 10)), (1, (5, 5))]);
-        assert_eq!(progress.covers(&ends, 0), Err(1), "partition 0 not reached");
-        progress.sent_one();
-        progress.reached(0, 9);
-        assert_eq!(progress.covers(&ends, 1), Err(1), "below its end");
-        progress.reached(0, 10);
         assert_eq!(
-            progress.covers(&ends, 0),
+            progress.covers(&ends, 0, true),
+            Err(1),
+            "partition 0 not reached"
+        );
+        progress.sent_one();
+        progress.reached(0, Some(9));
+        progress.read_one(0);
+        assert_eq!(
+            progress.covers(&ends, 1, true),
+            Err(1),
+            "below its end, read since"
+        );
+        progress.reached(0, Some(10));
+        assert_eq!(
+            progress.covers(&ends, 0, false),
             Err(1),
             "a chunk not taken in yet"
         );
-        assert_eq!(progress.covers(&ends, 1), Ok(()));
-        progress.reached(0, 3);
-        assert_eq!(progress.covers(&ends, 1), Ok(()), "never goes back");
+        assert_eq!(progress.covers(&ends, 1, false), Ok(()));
+        progress.reached(0, Some(3));
+        assert_eq!(progress.covers(&ends, 1, false), Ok(()), "never goes back");
+        // At the end without a known position (nothing handed out since the assignment):
+        // there once the caller has waited for anything below the end to be fetched.
+        let fresh = ReadProgress::default();
+        fresh.reached(0, None);
+        assert_eq!(fresh.covers(&ends, 0, false), Err(1));
+        assert_eq!(fresh.covers(&ends, 0, true), Ok(()));
     }
 
     /// librdkafka's consistent partitioner is CRC-32 (IEEE) modulo the partition count; these

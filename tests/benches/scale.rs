@@ -18,7 +18,7 @@
 //! usage: scripts/stack up && eval "$(scripts/stack env)" &&
 //!        cargo build --release -p hostledger-cli --bin hostledger &&
 //!        scripts/stack history-server "$CARGO_TARGET_DIR/release/hostledger" &&
-//!        cargo bench -p hostledger-e2e --bench scale -- [--sizes 10000,50000] [--events-per-host 100] [--more-rounds 10] [--keep]
+//!        cargo bench -p hostledger-e2e --bench scale -- [--sizes 10000,50000] [--events-per-host 100] [--more-rounds 10] [--keep] [--readers-of NAMESPACE]
 
 use std::time::{Duration, Instant};
 
@@ -260,6 +260,139 @@ async fn produce_rounds(env: &TestEnv, hosts: usize, rounds: std::ops::Range<usi
     env.produce(&batch).await;
 }
 
+/// The readers' times on a projected fleet.
+struct Readers {
+    first_history_secs: f64,
+    history_server_mib: f64,
+    kubectl_secs: f64,
+    uptime_secs: f64,
+    as_of_secs: f64,
+    uptime_hosts_secs: f64,
+    as_of_hosts_secs: f64,
+    history_secs: f64,
+    ansible_secs: f64,
+}
+
+/// Times the readers on the fleet of `hosts` hosts × `per_host` events in namespace `ns`.
+/// The first `history` waits for the history server to have read the log.
+async fn readers(
+    binary: &std::path::Path,
+    ns: &str,
+    hosts: usize,
+    per_host: usize,
+    runs: usize,
+    history_server: u32,
+) -> Readers {
+    let kubectl = std::path::PathBuf::from("kubectl");
+    let host_id = fleet_event(hosts / 2, 0).host_id;
+    let started = Instant::now();
+    let (_, _, out) = measured(
+        binary,
+        &["history", &host_id, "--namespace", ns, "-o", "json"],
+    )
+    .await;
+    assert!(
+        out.status.success(),
+        "history: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let first_history_secs = started.elapsed().as_secs_f64();
+    let history_server_mib = peak_rss_mib(history_server);
+    let kubectl_secs = timed(runs, &kubectl, &["get", "hosts", "-n", ns]).await;
+    let uptime_secs = timed(runs, binary, &["uptime", "--namespace", ns, "-o", "json"]).await;
+    let mid = exact_time(Timestamp(T0 + (per_host as i64 / 2) * MINUTE));
+    let as_of_secs = timed(
+        runs,
+        binary,
+        &["uptime", "--namespace", ns, "--as-of", &mid, "-o", "json"],
+    )
+    .await;
+    // Selecting by a label the projector does not derive (people's labels) takes the Hosts'
+    // path: every Host listed, and the server's fold of every history as of T.
+    let people = "!example.com/not-set";
+    let uptime_hosts_secs = timed(
+        runs,
+        binary,
+        &["uptime", "--namespace", ns, "-l", people, "-o", "json"],
+    )
+    .await;
+    let as_of_hosts_secs = timed(
+        runs,
+        binary,
+        &[
+            "uptime",
+            "--namespace",
+            ns,
+            "--as-of",
+            &mid,
+            "-l",
+            people,
+            "-o",
+            "json",
+        ],
+    )
+    .await;
+    let history_secs = timed(
+        runs,
+        binary,
+        &["history", &host_id, "--namespace", ns, "-o", "json"],
+    )
+    .await;
+    let ansible_secs = timed(runs, binary, &["ansible", "--list", "--namespace", ns]).await;
+    Readers {
+        first_history_secs,
+        history_server_mib,
+        kubectl_secs,
+        uptime_secs,
+        as_of_secs,
+        uptime_hosts_secs,
+        as_of_hosts_secs,
+        history_secs,
+        ansible_secs,
+    }
+}
+
+/// Prints the readers' rows.
+fn print_readers(hosts: usize, r: &Readers) {
+    let row = |name: &str, value: String| println!("{name:<58} {value:>14}");
+    row(
+        &format!("kubectl get hosts ({hosts})"),
+        format!("{:.2} s", r.kubectl_secs),
+    );
+    row(
+        "hostledger uptime (history server's points)",
+        format!("{:.2} s", r.uptime_secs),
+    );
+    row(
+        "hostledger uptime --as-of (mid-history, points)",
+        format!("{:.2} s", r.as_of_secs),
+    );
+    row(
+        "hostledger uptime -l PEOPLE'S-LABEL (lists the Hosts)",
+        format!("{:.2} s", r.uptime_hosts_secs),
+    );
+    row(
+        "hostledger uptime --as-of -l PEOPLE'S-LABEL (Hosts + folds)",
+        format!("{:.2} s", r.as_of_hosts_secs),
+    );
+    row(
+        "hostledger history HOST, first (history server catching up)",
+        format!("{:.2} s", r.first_history_secs),
+    );
+    row(
+        "hostledger history HOST",
+        format!("{:.3} s", r.history_secs),
+    );
+    row(
+        "hostledger ansible --list",
+        format!("{:.2} s", r.ansible_secs),
+    );
+    row(
+        "history server peak RSS",
+        format!("{:.0} MiB", r.history_server_mib),
+    );
+}
+
 #[tokio::main]
 async fn main() {
     let sizes: Vec<usize> = bench_text_arg("--sizes")
@@ -294,11 +427,20 @@ async fn main() {
         format!("http://127.0.0.1:{port}")
     });
     let binary = hostledger_binary();
-    let kubectl = std::path::PathBuf::from("kubectl");
     let apiserver = pid_of("kube-apiserver").expect("kube-apiserver's pid in HOSTLEDGER_STACK_DIR");
     let history_server = pid_of("history-server")
         .filter(|p| std::path::Path::new(&format!("/proc/{p}")).exists())
         .expect("a history server: scripts/stack history-server target/release/hostledger");
+    // `--readers-of NAMESPACE`: only the readers, on a fleet a `--keep` run left (its first
+    // size and --events-per-host say what it holds).
+    if let Some(ns) = bench_text_arg("--readers-of") {
+        let hosts = sizes.first().copied().unwrap_or(10_000);
+        println!("readers on namespace {ns} ({hosts} hosts x {per_host} events), {runs} runs");
+        reset_peak_rss(history_server);
+        let r = readers(&binary, &ns, hosts, per_host, runs, history_server).await;
+        print_readers(hosts, &r);
+        return;
+    }
     println!(
         "scale benchmark: sizes {sizes:?} hosts x {per_host} events; readers run {runs} times (median)"
     );
@@ -418,62 +560,7 @@ async fn main() {
             .await
             .map_or(0, |l| l.items.len());
 
-        // Readers. The first `history` waits for the history server to have read the log.
-        let host_id = fleet_event(hosts / 2, 0).host_id;
-        let started = Instant::now();
-        let (_, _, out) = measured(
-            &binary,
-            &["history", &host_id, "--namespace", &ns, "-o", "json"],
-        )
-        .await;
-        assert!(
-            out.status.success(),
-            "history: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let first_history_secs = started.elapsed().as_secs_f64();
-        let history_server_mib = peak_rss_mib(history_server);
-        let kubectl_secs = timed(runs, &kubectl, &["get", "hosts", "-n", &ns]).await;
-        let uptime_secs = timed(runs, &binary, &["uptime", "--namespace", &ns, "-o", "json"]).await;
-        let mid = exact_time(Timestamp(T0 + (per_host as i64 / 2) * MINUTE));
-        let as_of_secs = timed(
-            runs,
-            &binary,
-            &["uptime", "--namespace", &ns, "--as-of", &mid, "-o", "json"],
-        )
-        .await;
-        // Selecting by a label the projector does not derive (people's labels) takes the
-        // Hosts' path: every Host listed, and the server's fold of every history as of T.
-        let people = "!example.com/not-set";
-        let uptime_hosts_secs = timed(
-            runs,
-            &binary,
-            &["uptime", "--namespace", &ns, "-l", people, "-o", "json"],
-        )
-        .await;
-        let as_of_hosts_secs = timed(
-            runs,
-            &binary,
-            &[
-                "uptime",
-                "--namespace",
-                &ns,
-                "--as-of",
-                &mid,
-                "-l",
-                people,
-                "-o",
-                "json",
-            ],
-        )
-        .await;
-        let history_secs = timed(
-            runs,
-            &binary,
-            &["history", &host_id, "--namespace", &ns, "-o", "json"],
-        )
-        .await;
-        let ansible_secs = timed(runs, &binary, &["ansible", "--list", "--namespace", &ns]).await;
+        let r = readers(&binary, &ns, hosts, per_host, runs, history_server).await;
 
         // More events of the same hosts: what etcd holds must not grow with them.
         let more = hosts * more_rounds;
@@ -526,40 +613,12 @@ async fn main() {
             format!("{apiserver_mib:.0} MiB"),
         );
         row("projector peak RSS", format!("{projector_mib:.0} MiB"));
-        row(
-            "history server peak RSS",
-            format!("{history_server_mib:.0} MiB"),
-        );
+
         row(
             "projection (until caught up)",
             format!("{projection_secs:.1} s"),
         );
-        row(
-            &format!("kubectl get hosts ({hosts})"),
-            format!("{kubectl_secs:.2} s"),
-        );
-        row(
-            "hostledger uptime (history server's points)",
-            format!("{uptime_secs:.2} s"),
-        );
-        row(
-            "hostledger uptime --as-of (mid-history, points)",
-            format!("{as_of_secs:.2} s"),
-        );
-        row(
-            "hostledger uptime -l PEOPLE'S-LABEL (lists the Hosts)",
-            format!("{uptime_hosts_secs:.2} s"),
-        );
-        row(
-            "hostledger uptime --as-of -l PEOPLE'S-LABEL (Hosts + folds)",
-            format!("{as_of_hosts_secs:.2} s"),
-        );
-        row(
-            "hostledger history HOST, first (history server catching up)",
-            format!("{first_history_secs:.2} s"),
-        );
-        row("hostledger history HOST", format!("{history_secs:.3} s"));
-        row("hostledger ansible --list", format!("{ansible_secs:.2} s"));
+        print_readers(hosts, &r);
 
         let figure = |name: &str| format!("scale {hosts} hosts x {per_host}: {name}");
         let gib = after / 1073741824.0;
@@ -590,7 +649,7 @@ async fn main() {
         .record();
         Figure::new(
             &figure("history server peak RSS"),
-            history_server_mib / 1024.0,
+            r.history_server_mib / 1024.0,
             "GiB",
             "-",
             None,
@@ -607,31 +666,31 @@ async fn main() {
         Figure::new(&figure("projection"), projection_secs, "s", "-", None).record();
         Figure::new(
             &figure("uptime"),
-            uptime_secs,
+            r.uptime_secs,
             "s",
             "<= 3 s at 100,000 hosts",
-            (hosts >= 100_000).then_some(uptime_secs <= 3.0),
+            (hosts >= 100_000).then_some(r.uptime_secs <= 3.0),
         )
-        .with_floor("from the Hosts, s", uptime_hosts_secs)
+        .with_floor("from the Hosts, s", r.uptime_hosts_secs)
         .record();
         Figure::new(
             &figure("uptime --as-of"),
-            as_of_secs,
+            r.as_of_secs,
             "s",
             "<= 10 s at 100,000 hosts",
-            (hosts >= 100_000).then_some(as_of_secs <= 10.0),
+            (hosts >= 100_000).then_some(r.as_of_secs <= 10.0),
         )
-        .with_floor("from the Hosts and folds, s", as_of_hosts_secs)
+        .with_floor("from the Hosts and folds, s", r.as_of_hosts_secs)
         .record();
         Figure::new(
             &figure("history HOST"),
-            history_secs,
+            r.history_secs,
             "s",
             "<= 100 ms at 100,000 hosts",
-            (hosts >= 100_000).then_some(history_secs <= 0.1),
+            (hosts >= 100_000).then_some(r.history_secs <= 0.1),
         )
         .record();
-        Figure::new(&figure("ansible --list"), ansible_secs, "s", "-", None).record();
+        Figure::new(&figure("ansible --list"), r.ansible_secs, "s", "-", None).record();
         if keep {
             println!(
                 "kept namespace {ns} and topic prefix {} (--keep): readers can be timed again on it",
