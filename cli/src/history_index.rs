@@ -385,27 +385,10 @@ mod tests {
     use hostledger_model::fixtures::EventBuilder;
     use hostledger_schemas::Lifecycle;
 
+    /// `n` facts of `host` a minute apart, alternating in and out of service.
     fn facts(host: &str, n: usize, from: i64) -> Vec<(Fact, Position)> {
-        (0..n)
-            .map(|i| {
-                let e = EventBuilder::new(host)
-                    .id(format!("{host}-{i}"))
-                    .name("a")
-                    .lifecycle(if i % 2 == 0 {
-                        Lifecycle::InService
-                    } else {
-                        Lifecycle::OutOfService
-                    })
-                    .provider_status(&format!("s{i}"))
-                    .at(Timestamp(1_767_225_600_000_000 + i as i64 * 60_000_000))
-                    .build();
-                let p = Position {
-                    partition: 0,
-                    offset: from + i as i64,
-                };
-                (Fact::Host(e), p)
-            })
-            .collect()
+        let minutes: Vec<i64> = (0..n as i64).collect();
+        facts_at(host, &minutes, from)
     }
 
     #[test]
@@ -455,6 +438,7 @@ mod tests {
                     } else {
                         Lifecycle::OutOfService
                     })
+                    .provider_status(&format!("s{i}"))
                     .at(Timestamp(1_767_225_600_000_000 + m * 60_000_000))
                     .build();
                 let p = Position {
