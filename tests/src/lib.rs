@@ -155,6 +155,37 @@ pub fn kafka_settings_as(role: Role, topics: &Topics) -> KafkaSettings {
     settings
 }
 
+/// Waits until the broker's authorizer holds the ACLs just created on `topics` (they reach it
+/// through the metadata log a moment after the controller takes them): each stack identity
+/// can see the topics its role uses.
+async fn acls_in_force(topics: &Topics) {
+    let uses = [
+        (Role::Fetcher, vec![&topics.events, &topics.fetcher_state]),
+        (Role::Backfill, vec![&topics.events, &topics.fetcher_state]),
+        (Role::Projector, vec![&topics.events, &topics.dead_letter]),
+        (Role::Reader, vec![&topics.events, &topics.dead_letter]),
+    ];
+    let started = std::time::Instant::now();
+    for (role, used) in uses {
+        let kafka = KafkaClients::new(kafka_settings_as(role, topics)).expect("valid settings");
+        for topic in used {
+            loop {
+                match kafka
+                    .partition_count_async(topic, std::time::Duration::from_secs(10))
+                    .await
+                {
+                    Ok(_) => break,
+                    Err(e) => assert!(
+                        started.elapsed() < std::time::Duration::from_secs(30),
+                        "the ACLs of {role:?} on {topic} did not take effect: {e}"
+                    ),
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
 impl TestEnv {
     /// Creates this test's topics (with `partitions` partitions), the ACLs of the stack's
     /// identities on them, and its namespace.
@@ -193,6 +224,7 @@ impl TestEnv {
             .create_acls_async(acls)
             .await
             .expect("grant the stack's identities their roles on the test topics");
+        acls_in_force(&topics).await;
         let kube = kube::Client::try_default()
             .await
             .expect("Kubernetes client from KUBECONFIG");
