@@ -4,9 +4,10 @@ use hostledger_model::defaults::defaults;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::Result;
+use anyhow::{Context as _, Result};
 use clap::Args;
 use hostledger_k8s::HostStore;
+use hostledger_kafka::renewal::RenewalConfig;
 use hostledger_kafka::{KafkaClients, KafkaSettings};
 use hostledger_projector::{Projector, ProjectorSettings, ReplaySettings};
 
@@ -53,6 +54,22 @@ pub struct ProjectArgs {
     /// Where to serve /metrics, /healthz and /readyz (port 0 picks a free port).
     #[arg(long, default_value = "127.0.0.1:9464")]
     pub metrics_addr: std::net::SocketAddr,
+
+    /// Renew the Kafka client certificate before it expires at this endpoint of
+    /// `hostledger approver --renew-listen` (https://HOST:PORT), authenticating with the
+    /// current one; the new key and certificate replace the files of --kafka-cert and
+    /// --kafka-key, and the projector reconnects with them between two batches.
+    #[arg(long, value_name = "URL", env = "HOSTLEDGER_RENEWAL_URL")]
+    pub renewal_url: Option<String>,
+
+    /// The renewal endpoint's CA (PEM). Default: the brokers' CA (--kafka-ca).
+    #[arg(long, value_name = "FILE", requires = "renewal_url")]
+    pub renewal_ca: Option<std::path::PathBuf>,
+
+    /// Renew this many seconds before expiry. Default: when a third of the certificate's
+    /// lifetime is left.
+    #[arg(long, value_name = "SECS", requires = "renewal_url")]
+    pub renew_before_secs: Option<u64>,
 
     /// Kafka connection.
     #[command(flatten)]
@@ -115,6 +132,20 @@ fn parse_instance_id(value: &str) -> Result<String, String> {
 /// Runs the projector daemon.
 pub async fn project(args: ProjectArgs) -> Result<ExitCode> {
     let kafka = KafkaClients::new(args.kafka.apply(KafkaSettings::default()))?;
+    let renewal = match args.renewal_url {
+        Some(url) => {
+            let config = RenewalConfig {
+                url,
+                ca_file: args.renewal_ca,
+                before_expiry_secs: args.renew_before_secs,
+            };
+            let identity = config
+                .identity(kafka.settings())
+                .context("--renewal-url: renewing needs a client certificate and a CA")?;
+            Some((identity, config))
+        }
+        None => None,
+    };
     let client = kube_client().await?;
     let store = HostStore::new(client, &args.namespace);
     let metrics = std::sync::Arc::new(hostledger_projector::metrics::Metrics::default());
@@ -128,6 +159,7 @@ pub async fn project(args: ProjectArgs) -> Result<ExitCode> {
         batch_max_wait: Duration::from_millis(50),
         max_in_flight: args.max_in_flight as usize,
         until_caught_up: args.until_caught_up,
+        renewal,
     };
     let stats = Projector::new(kafka, store, settings)
         .with_metrics(metrics)

@@ -354,13 +354,18 @@ fn dn_text(value: &rcgen::DnValue) -> String {
     }
 }
 
+/// The Kafka identity of the projector, which renews its certificate like an enrolled fetcher.
+pub const PROJECTOR_IDENTITY: &str = "hostledger-projector";
+
 /// Whether the holder of a certificate for `presented` (its common name) may renew it with
 /// `request` (PEM): the request must ask for exactly that name, which must be an enrolled
-/// identity's (`hostledger-ROLE-SCOPE`).
+/// fetcher's (`hostledger-fetcher-SCOPE`) or the projector's. Administrators and readers do
+/// not renew here: their certificates come from whoever runs the cluster.
 pub fn review_renewal(presented: &str, request: &[u8]) -> Result<(), String> {
-    if !presented.starts_with("hostledger-fetcher-") {
+    if !presented.starts_with("hostledger-fetcher-") && presented != PROJECTOR_IDENTITY {
         return Err(format!(
-            "{presented} is not an enrolled identity (hostledger-fetcher-SCOPE): it cannot renew here"
+            "{presented} is neither an enrolled identity (hostledger-fetcher-SCOPE) nor \
+             {PROJECTOR_IDENTITY}: it cannot renew here"
         ));
     }
     let subject = requested_subject(request)
@@ -463,7 +468,9 @@ pub async fn decide(
             Ok(Some(format!("denied CSR {name}: {reason}")))
         }
         Decision::Sign { lifetime } => {
-            write_certificate(&api, csr, signer, *lifetime).await?;
+            if !write_certificate(&api, csr, signer, *lifetime).await? {
+                return Ok(None);
+            }
             Ok(Some(format!(
                 "signed CSR {name}, approved before (valid {}s)",
                 lifetime.as_secs()
@@ -494,13 +501,15 @@ pub async fn decide(
     }
 }
 
-/// Signs `csr`'s request and writes the certificate into its status.
+/// Signs `csr`'s request and writes the certificate into its status. Returns false if the
+/// request had been signed meanwhile: the approval itself is an update the watch delivers, and
+/// the certificate written right after it may not be in the object that update carried.
 async fn write_certificate(
     api: &Api<CertificateSigningRequest>,
     csr: &CertificateSigningRequest,
     signer: &Signer,
     lifetime: Duration,
-) -> Result<(), K8sError> {
+) -> Result<bool, K8sError> {
     let name = csr.metadata.name.clone().unwrap_or_default();
     let certificate = signer
         .sign(&csr.spec.request.0, lifetime)
@@ -513,10 +522,22 @@ async fn write_certificate(
         ..CertificateSigningRequestStatus::default()
     };
     let patch = serde_json::json!({"status": {"certificate": status.certificate}});
-    api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
+    match api
+        .patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
         .await
-        .map_err(|e| K8sError::api(format!("write the certificate of CSR {name}"), e))?;
-    Ok(())
+    {
+        Ok(_) => Ok(true),
+        // The API server keeps the first certificate written: the request was signed already.
+        Err(kube::Error::Api(s))
+            if s.code == 422 && s.message.contains("may not modify existing certificate") =>
+        {
+            Ok(false)
+        }
+        Err(e) => Err(K8sError::api(
+            format!("write the certificate of CSR {name}"),
+            e,
+        )),
+    }
 }
 
 /// The token Secret of the CSR's requester, if it still exists.
@@ -709,7 +730,14 @@ mod tests {
         let other = review_renewal("hostledger-fetcher-us", request.as_bytes()).unwrap_err();
         assert!(other.contains("keeps the name"), "{other}");
         let admin = review_renewal("hostledger-admin", request.as_bytes()).unwrap_err();
-        assert!(admin.contains("not an enrolled identity"), "{admin}");
+        assert!(admin.contains("neither an enrolled identity"), "{admin}");
+        let (_, projector) = new_key_and_request(PROJECTOR_IDENTITY).expect("request");
+        assert_eq!(
+            review_renewal(PROJECTOR_IDENTITY, projector.as_bytes()),
+            Ok(())
+        );
+        let as_projector = review_renewal("hostledger-fetcher-eu", projector.as_bytes());
+        assert!(as_projector.unwrap_err().contains("keeps the name"));
     }
 
     #[test]

@@ -226,6 +226,7 @@ impl KafkaClients {
         }
         let admin = self.admin_client()?;
         native::create_acls(admin.inner(), acls, ACL_TIMEOUT)
+            .map_err(|e| e.refused_as(&self.principal()))
     }
 
     /// Every allow rule on the brokers that hostledger's roles use (Read, Write, Describe on
@@ -233,6 +234,7 @@ impl KafkaClients {
     pub fn describe_acls(&self) -> Result<Vec<Acl>, KafkaError> {
         let admin = self.admin_client()?;
         native::describe_acls(admin.inner(), ACL_TIMEOUT)
+            .map_err(|e| e.refused_as(&self.principal()))
     }
 
     /// [`KafkaClients::describe_acls`] without blocking the calling task.
@@ -256,7 +258,7 @@ fn acl_error(what: String, code: Option<RDKafkaErrorCode>) -> KafkaError {
         Some(missing) => KafkaError::Refused {
             action: "create ACLs".to_owned(),
             source: rdkafka::error::KafkaError::AdminOp(code),
-            missing,
+            refusal: crate::error::Refusal::of(missing),
         },
         None if code == RDKafkaErrorCode::SecurityDisabled => KafkaError::Admin(format!(
             "could not create ACLs: the brokers run without an authorizer (set authorizer.class.name): {what}"

@@ -205,6 +205,31 @@ impl KafkaClients {
         &self.settings
     }
 
+    /// The principal the brokers see for these settings, for error messages:
+    /// `User:CN (certificate FILE)` with a client certificate, the SASL user with SASL,
+    /// otherwise an anonymous client.
+    pub fn principal(&self) -> String {
+        let s = &self.settings;
+        if s.security_protocol.uses_sasl() {
+            return match &s.sasl_username {
+                Some(user) => format!("User:{user} (SASL)"),
+                None => "a SASL client without a user name".to_owned(),
+            };
+        }
+        match &s.cert_file {
+            Some(file) if s.security_protocol.uses_tls() => match crate::identity::validity(file) {
+                Ok(v) => format!("User:{} (certificate {})", v.common_name, file.display()),
+                Err(_) => format!("the holder of certificate {}", file.display()),
+            },
+            _ => "User:ANONYMOUS (an anonymous client: no client certificate)".to_owned(),
+        }
+    }
+
+    /// [`KafkaError::client`], naming this client's principal if the brokers refused it.
+    pub fn error(&self, action: impl Into<String>, source: RdError) -> KafkaError {
+        KafkaError::client(action, source).refused_as(&self.principal())
+    }
+
     /// The full librdkafka configuration for a role. Passthrough options from the settings
     /// are applied last, so an operator can override anything.
     pub fn config(&self, role: &ClientRole) -> ClientConfig {
@@ -282,7 +307,7 @@ impl KafkaClients {
         };
         self.config(&role)
             .create_with_context(KafkaContext::default())
-            .map_err(|e| KafkaError::client("create the producer", e))
+            .map_err(|e| self.error("create the producer", e))
     }
 
     /// A transactional, idempotent producer whose deliveries are counted by its context
@@ -297,7 +322,7 @@ impl KafkaClients {
         };
         self.config(&role)
             .create_with_context(DeliveryContext::default())
-            .map_err(|e| KafkaError::client("create the producer", e))
+            .map_err(|e| self.error("create the producer", e))
     }
 
     /// A group consumer with manual commits; a static member of the group when `instance_id`
@@ -313,20 +338,20 @@ impl KafkaClients {
         };
         self.config(&role)
             .create_with_context(KafkaContext::default())
-            .map_err(|e| KafkaError::client(format!("create the consumer for group {group_id}"), e))
+            .map_err(|e| self.error(format!("create the consumer for group {group_id}"), e))
     }
 
     /// A group-less consumer for reading partitions by assignment.
     pub fn reader(&self) -> Result<Reader, KafkaError> {
         self.config(&ClientRole::Reader)
             .create_with_context(KafkaContext::default())
-            .map_err(|e| KafkaError::client("create a reader", e))
+            .map_err(|e| self.error("create a reader", e))
     }
 
     pub(crate) fn admin_client(&self) -> Result<AdminClient<KafkaContext>, KafkaError> {
         self.config(&ClientRole::Admin)
             .create_with_context(KafkaContext::default())
-            .map_err(|e| KafkaError::client("create the admin client", e))
+            .map_err(|e| self.error("create the admin client", e))
     }
 
     /// Connects to the brokers and reads the cluster metadata, so that a wrong address, a
@@ -375,7 +400,7 @@ impl KafkaClients {
         let reader = self.reader()?;
         let metadata = reader
             .fetch_metadata(Some(topic), timeout)
-            .map_err(|e| KafkaError::client(format!("read metadata of topic {topic:?}"), e))?;
+            .map_err(|e| self.error(format!("read metadata of topic {topic:?}"), e))?;
         let missing = || KafkaError::MissingTopic {
             topic: topic.to_owned(),
             bootstrap: self.settings.bootstrap_servers.clone(),
@@ -389,7 +414,7 @@ impl KafkaClients {
             Some(e) if RDKafkaErrorCode::from(e) == RDKafkaErrorCode::UnknownTopicOrPartition => {
                 Err(missing())
             }
-            Some(e) => Err(KafkaError::client(
+            Some(e) => Err(self.error(
                 format!("read metadata of topic {topic:?}"),
                 RdError::MetadataFetch(e.into()),
             )),
@@ -411,7 +436,7 @@ impl KafkaClients {
                 reader
                     .fetch_watermarks(topic, p, timeout)
                     .map(|w| (p, w))
-                    .map_err(|e| KafkaError::client(format!("read watermarks of {topic}/{p}"), e))
+                    .map_err(|e| self.error(format!("read watermarks of {topic}/{p}"), e))
             })
             .collect()
     }
@@ -505,7 +530,7 @@ impl KafkaClients {
         let results = admin
             .create_topics(new_topics.iter(), &opts)
             .await
-            .map_err(|e| KafkaError::client("create topics", e))?;
+            .map_err(|e| self.error("create topics", e))?;
         for result in results {
             match result {
                 Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
@@ -522,7 +547,7 @@ impl KafkaClients {
         admin
             .delete_topics(names, &opts)
             .await
-            .map_err(|e| KafkaError::client("delete topics", e))?;
+            .map_err(|e| self.error("delete topics", e))?;
         Ok(())
     }
 }

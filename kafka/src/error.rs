@@ -48,11 +48,12 @@ pub enum KafkaError {
     },
     /// The brokers' authorizer refused this client's identity an operation.
     #[error(
-        "Kafka refused to let this client {action}: {source}. Missing: {missing}. The identity refused is the \
-         client certificate this command authenticates with (--kafka-cert, kafka.cert_file or \
-         $HOSTLEDGER_KAFKA_CERT_FILE; without one the brokers see an anonymous client, allowed nothing), named by \
-         its common name. An administrator grants an identity what its role needs with \
-         `hostledger topics grant ROLE --principal User:NAME` (docs/operations.md, Kafka identities)"
+        "Kafka refused to let {} {action}: {source}. Missing: {}. {} An administrator grants an \
+         identity what its role needs with `hostledger topics grant ROLE --principal User:NAME` \
+         (docs/operations.md, Kafka identities)",
+        refused_who(.refusal.principal.as_deref()),
+        .refusal.missing,
+        refused_note(.refusal.principal.as_deref())
     )]
     Refused {
         /// What we were doing ("initialise transactions for hostledger-fetcher-eu", ...).
@@ -60,9 +61,12 @@ pub enum KafkaError {
         /// The client library's error.
         #[source]
         source: RdError,
-        /// Which permission is missing.
-        missing: &'static str,
+        /// What is missing, and who was refused.
+        refusal: Box<Refusal>,
     },
+    /// A certificate could not be renewed (the endpoint unreachable, or it refused).
+    #[error("{0}")]
+    Renewal(String),
     /// An administrative request (ACLs) failed.
     #[error("Kafka: {0}")]
     Admin(String),
@@ -76,6 +80,42 @@ pub enum KafkaError {
     },
 }
 
+const HOW_IDENTIFIED: &str = "This command authenticates with the client certificate of \
+     --kafka-cert, kafka.cert_file or $HOSTLEDGER_KAFKA_CERT_FILE; the brokers name it by its common name.";
+
+/// Why the brokers refused (boxed in [`KafkaError::Refused`], so errors stay small).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// Which permission is missing.
+    pub missing: &'static str,
+    /// The principal refused, as [`crate::KafkaClients::principal`] names it, where known.
+    pub principal: Option<String>,
+}
+
+impl Refusal {
+    /// A refusal for want of `missing`, of a principal not known here.
+    pub fn of(missing: &'static str) -> Box<Self> {
+        Box::new(Refusal {
+            missing,
+            principal: None,
+        })
+    }
+}
+
+fn refused_who(identity: Option<&str>) -> &str {
+    identity.unwrap_or("this client")
+}
+
+fn refused_note(identity: Option<&str>) -> String {
+    match identity {
+        Some(_) => HOW_IDENTIFIED.to_owned(),
+        None => format!(
+            "The identity refused is this command's client certificate (without one the brokers \
+             see an anonymous client, allowed nothing). {HOW_IDENTIFIED}"
+        ),
+    }
+}
+
 impl KafkaError {
     /// Wraps a client error with what we were doing.
     pub fn client(action: impl Into<String>, source: RdError) -> Self {
@@ -84,10 +124,22 @@ impl KafkaError {
             Some(missing) => KafkaError::Refused {
                 action,
                 source,
-                missing,
+                refusal: Refusal::of(missing),
             },
             None => KafkaError::Client { action, source },
         }
+    }
+
+    /// Names the principal of a refusal that does not name one yet (`principal` as
+    /// [`crate::KafkaClients::principal`] gives it); other errors are returned as they are.
+    #[must_use]
+    pub fn refused_as(mut self, principal: &str) -> Self {
+        if let KafkaError::Refused { refusal, .. } = &mut self
+            && refusal.principal.is_none()
+        {
+            refusal.principal = Some(principal.to_owned());
+        }
+        self
     }
 
     /// How to handle this error.
@@ -98,6 +150,7 @@ impl KafkaError {
             | KafkaError::CreateTopic { .. }
             | KafkaError::Connect { .. }
             | KafkaError::Admin(_) => ErrorClass::Fatal,
+            KafkaError::Renewal(_) => ErrorClass::Transient,
             KafkaError::Client { source, .. } => classify(source),
             KafkaError::Refused { .. } => ErrorClass::Fatal,
         }

@@ -335,7 +335,7 @@ fn read_log(
     }
     reader
         .assign(&assignment)
-        .map_err(|e| KafkaError::client(format!("assign {topic}"), e))?;
+        .map_err(|e| kafka.error(format!("assign {topic}"), e))?;
     let codec = Codec::new();
     let key = scope.key.as_ref().map(String::as_bytes);
     let mut chunk = Vec::with_capacity(CHUNK);
@@ -425,7 +425,7 @@ fn read_log(
             }
             Some(Err(e)) => match classify(&e) {
                 ErrorClass::Fatal => {
-                    return Err(KafkaError::client(format!("read {topic}"), e));
+                    return Err(kafka.error(format!("read {topic}"), e));
                 }
                 _ => tracing::warn!(error = %e, "transient error while reading; continuing"),
             },

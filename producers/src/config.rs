@@ -62,7 +62,7 @@ pub struct FetcherConfig {
     /// Renew the Kafka client certificate (`kafka.cert_file`, from `hostledger enroll`)
     /// before it expires, at the approver's renewal endpoint.
     #[serde(default)]
-    pub renewal: Option<crate::renewal::RenewalConfig>,
+    pub renewal: Option<hostledger_kafka::renewal::RenewalConfig>,
 }
 
 impl FetcherConfig {
@@ -85,19 +85,20 @@ impl FetcherConfig {
         Ok(config)
     }
 
-    /// The identity to renew, if renewal is configured.
+    /// The identity to renew and how, if renewal is configured.
     pub fn renewal_identity(
         &self,
-    ) -> Option<(crate::renewal::Identity, &crate::renewal::RenewalConfig)> {
-        let r = self.renewal.as_ref()?;
-        Some((
-            crate::renewal::Identity {
-                cert_file: self.kafka.cert_file.clone()?,
-                key_file: self.kafka.key_file.clone()?,
-                ca_file: r.ca_file.clone().or_else(|| self.kafka.ca_file.clone())?,
-            },
-            r,
-        ))
+    ) -> Result<
+        Option<(
+            hostledger_kafka::renewal::Identity,
+            &hostledger_kafka::renewal::RenewalConfig,
+        )>,
+        FetchError,
+    > {
+        match &self.renewal {
+            Some(r) => Ok(Some((r.identity(&self.kafka)?, r))),
+            None => Ok(None),
+        }
     }
 
     /// Checks what can be checked before anything runs.
@@ -106,25 +107,7 @@ impl FetcherConfig {
         if self.providers.is_empty() {
             return Err(FetchError::Config("no providers configured".into()));
         }
-        if let Some(r) = &self.renewal {
-            if self.kafka.cert_file.is_none() || self.kafka.key_file.is_none() {
-                return Err(FetchError::Config(
-                    "renewal needs kafka.cert_file and kafka.key_file: the certificate to renew"
-                        .into(),
-                ));
-            }
-            if r.ca_file.is_none() && self.kafka.ca_file.is_none() {
-                return Err(FetchError::Config(
-                    "renewal.ca_file (or kafka.ca_file): the CA of the renewal endpoint".into(),
-                ));
-            }
-            if !r.url.starts_with("https://") {
-                return Err(FetchError::Config(format!(
-                    "renewal.url {:?} must be https:// (the current certificate authenticates)",
-                    r.url
-                )));
-            }
-        }
+        self.renewal_identity()?;
         if self.interval_secs == 0 {
             return Err(FetchError::Config(
                 "interval_secs must be at least 1".into(),

@@ -169,9 +169,9 @@ pub async fn run(
     metrics: std::sync::Arc<crate::metrics::FetcherMetrics>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<Vec<PassReport>, FetchError> {
-    let renewal = config.renewal_identity();
+    let renewal = config.renewal_identity()?;
     if let Some((identity, _)) = &renewal
-        && crate::renewal::finish_interrupted(identity)?
+        && hostledger_kafka::renewal::finish_interrupted(identity)?
     {
         tracing::info!(cert = %identity.cert_file.display(), "finished replacing a renewed certificate");
     }
@@ -204,7 +204,9 @@ pub async fn run(
     let (renewed, generation) = tokio::sync::watch::channel(0u64);
     let renewer = async move {
         match renewal {
-            Some((identity, settings)) => keep_renewed(identity, settings.clone(), renewed).await,
+            Some((identity, settings)) => {
+                hostledger_kafka::renewal::keep_renewed(identity, settings.clone(), renewed).await;
+            }
             None => std::future::pending().await,
         }
     };
@@ -223,43 +225,6 @@ pub async fn run(
         () = shutdown => tracing::info!("shutdown requested"),
     }
     Ok(Vec::new())
-}
-
-/// Renews the certificate whenever it is due, for ever; a failed renewal is retried every 10 s
-/// (the current certificate goes on working until it expires).
-async fn keep_renewed(
-    identity: crate::renewal::Identity,
-    settings: crate::renewal::RenewalConfig,
-    renewed: tokio::sync::watch::Sender<u64>,
-) {
-    loop {
-        let now = chrono::Utc::now().timestamp();
-        let wait = match crate::renewal::validity(&identity.cert_file) {
-            Ok(v) if crate::renewal::due(&v, settings.before_expiry_secs, now) => {
-                match crate::renewal::renew(&identity, &settings.url).await {
-                    Ok(new) => {
-                        tracing::info!(
-                            identity = %new.common_name,
-                            expires_at = new.not_after,
-                            "renewed the Kafka client certificate"
-                        );
-                        renewed.send_modify(|g| *g += 1);
-                        Duration::from_secs(1)
-                    }
-                    Err(error) => {
-                        tracing::error!(%error, expires_at = v.not_after, "could not renew the Kafka client certificate; retrying in 10 s");
-                        Duration::from_secs(10)
-                    }
-                }
-            }
-            Ok(_) => Duration::from_secs(1),
-            Err(error) => {
-                tracing::error!(%error, "cannot read the Kafka client certificate; retrying in 10 s");
-                Duration::from_secs(10)
-            }
-        };
-        tokio::time::sleep(wait).await;
-    }
 }
 
 /// Runs a fetcher's passes every `interval`, for ever; a failed pass is logged, counted and

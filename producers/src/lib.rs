@@ -10,7 +10,6 @@
 //! - `fetcher` ([`run`], [`Fetcher`]): the list → diff → publish → advance loop.
 //! - [`backfill`]: dated snapshots of a provider → the events its fetcher would have
 //!   published then, checked against the log and resumable.
-//! - [`renewal`]: renewing the fetcher's Kafka client certificate before it expires.
 //! - `config` ([`FetcherConfig`]): the fetcher's YAML configuration.
 //! - `metrics` ([`FetcherMetrics`]): the fetcher's Prometheus metrics.
 //! - `error` ([`FetchError`]): fetcher errors.
@@ -23,7 +22,6 @@ mod fetcher;
 mod metrics;
 pub mod provider;
 mod publish;
-pub mod renewal;
 mod state;
 
 pub use config::{FetcherConfig, ProviderConfig};

@@ -28,6 +28,8 @@ pub struct Publisher {
     source: String,
     events_topic: String,
     state_topic: String,
+    /// Who the brokers see, named in their refusals.
+    principal: String,
 }
 
 impl Publisher {
@@ -41,7 +43,7 @@ impl Publisher {
             .await
             .map_err(|e| FetchError::Internal(format!("init_transactions task: {e}")))?
             .map_err(|e| {
-                KafkaError::client(format!("initialise transactions for {transactional_id}"), e)
+                kafka.error(format!("initialise transactions for {transactional_id}"), e)
             })?;
         let topics = &kafka.settings().topics;
         Ok(Publisher {
@@ -50,7 +52,13 @@ impl Publisher {
             source: source.to_owned(),
             events_topic: topics.events.clone(),
             state_topic: topics.fetcher_state.clone(),
+            principal: kafka.principal(),
         })
+    }
+
+    /// `error`, naming this publisher's principal if the brokers refused it.
+    fn refused(&self, error: KafkaError) -> KafkaError {
+        error.refused_as(&self.principal)
     }
 
     /// Publishes `events` and, for each, the host's new state, atomically. Returns once the
@@ -84,7 +92,7 @@ impl Publisher {
             .collect::<Result<Vec<_>, FetchError>>()?;
         self.producer
             .begin_transaction()
-            .map_err(|e| KafkaError::client("begin a transaction", e))?;
+            .map_err(|e| self.refused(KafkaError::client("begin a transaction", e)))?;
         self.producer.context().take_failure();
         let result = self.send_all(events, &encoded, &clocks).await;
         let producer = Arc::clone(&self.producer);
@@ -103,12 +111,15 @@ impl Publisher {
             .await
             .map_err(|e| FetchError::Internal(format!("commit task: {e}")))?
             .map_err(|e| match self.producer.context().take_failure() {
-                Some(failure) => KafkaError::client(
-                    format!("commit the transaction (a message was not delivered: {failure})"),
-                    e,
-                )
-                .into(),
-                None => KafkaError::client("commit the transaction", e).into(),
+                Some(failure) => self
+                    .refused(KafkaError::client(
+                        format!("commit the transaction (a message was not delivered: {failure})"),
+                        e,
+                    ))
+                    .into(),
+                None => self
+                    .refused(KafkaError::client("commit the transaction", e))
+                    .into(),
             }),
             Err(e) => Err(e),
         };
@@ -184,9 +195,9 @@ impl Publisher {
                         tokio::task::yield_now().await;
                     }
                     Err((e, _)) => {
-                        return Err(
-                            KafkaError::client(format!("queue an event for {topic}"), e).into()
-                        );
+                        return Err(self
+                            .refused(KafkaError::client(format!("queue an event for {topic}"), e))
+                            .into());
                     }
                 }
             }

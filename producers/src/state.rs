@@ -96,7 +96,7 @@ pub fn restore_entries(
     }
     reader
         .assign(&assignment)
-        .map_err(|e| KafkaError::client(format!("assign {topic}"), e))?;
+        .map_err(|e| kafka.error(format!("assign {topic}"), e))?;
     let codec = Codec::new();
     let prefix = format!("{source}|");
     let mut known = HashMap::new();
@@ -114,7 +114,7 @@ pub fn restore_entries(
             Some(Err(RdError::PartitionEOF(p))) => {
                 at_end.insert(p);
             }
-            Some(Err(e)) => return Err(KafkaError::client(format!("read {topic}"), e).into()),
+            Some(Err(e)) => return Err(kafka.error(format!("read {topic}"), e).into()),
             Some(Ok(message)) => {
                 at_end.remove(&message.partition());
                 let Some(key) = message.key() else { continue };

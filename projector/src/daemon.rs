@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use hostledger_k8s::locks::{LockStore, SweepReason};
 use hostledger_k8s::{HostStore, projection};
 use hostledger_kafka::log::{Item, decode};
+use hostledger_kafka::renewal::{Identity, RenewalConfig};
 use hostledger_kafka::{ErrorClass, GroupConsumer, KafkaClients, KafkaError, Producer};
 use hostledger_model::Position;
 use hostledger_model::backoff::Backoff;
@@ -45,6 +46,9 @@ pub struct ProjectorSettings {
     pub max_in_flight: usize,
     /// Exit once every partition has been applied up to its end.
     pub until_caught_up: bool,
+    /// Renew the Kafka client certificate before it expires (the approver's renewal
+    /// endpoint), reconnecting between two batches.
+    pub renewal: Option<(Identity, RenewalConfig)>,
 }
 
 impl Default for ProjectorSettings {
@@ -56,6 +60,7 @@ impl Default for ProjectorSettings {
             batch_max_wait: Duration::from_millis(50),
             max_in_flight: defaults().max_in_flight as usize,
             until_caught_up: false,
+            renewal: None,
         }
     }
 }
@@ -116,6 +121,28 @@ impl Projector {
         mut self,
         shutdown: impl Future<Output = ()>,
     ) -> Result<ProjectorStats, ProjectorError> {
+        // A renewed certificate bumps the generation; the consumer and producers are made
+        // again between two batches (librdkafka reads the files only when a client is made).
+        let (renewed, mut generation) = tokio::sync::watch::channel(0u64);
+        let _renewer = match self.settings.renewal.clone() {
+            Some((identity, config)) => {
+                if hostledger_kafka::renewal::finish_interrupted(&identity)? {
+                    tracing::info!(cert = %identity.cert_file.display(), "finished replacing a renewed certificate");
+                }
+                Some(AbortOnDrop(tokio::spawn(
+                    hostledger_kafka::renewal::keep_renewed(identity, config, renewed),
+                )))
+            }
+            // Without renewal, a certificate replaced in place (a rotated Secret) is taken
+            // up the same way.
+            None => self.kafka.settings().cert_file.clone().map(|cert| {
+                AbortOnDrop(tokio::spawn(hostledger_kafka::renewal::keep_watched(
+                    cert,
+                    Duration::from_secs(5),
+                    renewed,
+                )))
+            }),
+        };
         // Host locks need only the API server: swept from the start, also while Kafka is away.
         let recorder = LockRecorder::new(
             self.kafka.producer(None)?,
@@ -126,6 +153,7 @@ impl Projector {
             LockStore::new(self.store.client(), self.store.namespace()),
             recorder,
             kube::Api::namespaced(self.store.client(), self.store.namespace()),
+            (self.kafka.clone(), generation.clone()),
         )));
         let group_statuses = AbortOnDrop(tokio::spawn(crate::groups::keep_group_statuses(
             self.store.client(),
@@ -151,14 +179,8 @@ impl Projector {
             history_in_chunks = applier.writes_chunks(),
             "projector starting"
         );
-        let consumer = self.kafka.consumer(
-            &self.settings.group_id,
-            self.settings.instance_id.as_deref(),
-        )?;
-        consumer
-            .subscribe(&[&topic])
-            .map_err(|e| KafkaError::client(format!("subscribe to {topic}"), e))?;
-        let dead_letters = self.kafka.producer(None)?;
+        let mut consumer = self.subscribe(&topic)?;
+        let mut dead_letters = self.kafka.producer(None)?;
         let releaser = tokio::spawn(release_deleted_hosts(self.store.clone()));
         self.metrics.set_ready(true);
 
@@ -196,6 +218,19 @@ impl Projector {
                 tracing::info!("shutdown requested; every applied batch is committed");
                 break;
             }
+            if generation.has_changed().unwrap_or(false) {
+                // Every batch taken is applied and committed: the new consumer goes on from
+                // the committed offsets, so nothing is skipped or applied twice.
+                generation.mark_unchanged();
+                drop(consumer);
+                consumer = self.subscribe(&topic)?;
+                dead_letters = self.kafka.producer(None)?;
+                // The new consumer counts its assignments from 0; its first one reloads the
+                // Hosts, as at start-up (another member may have owned them meanwhile).
+                seen_assignments = 0;
+                at_end.clear();
+                tracing::info!("reconnected with the renewed certificate");
+            }
             if self.settings.until_caught_up && at_end.len() as i32 >= partitions {
                 tracing::info!(stats = ?self.stats, "caught up with the end of every partition");
                 break;
@@ -205,6 +240,18 @@ impl Projector {
         releaser.abort();
         drop((sweeper, group_statuses));
         Ok(self.stats)
+    }
+
+    /// A consumer of the group, subscribed to `topic`.
+    fn subscribe(&self, topic: &str) -> Result<GroupConsumer, ProjectorError> {
+        let consumer = self.kafka.consumer(
+            &self.settings.group_id,
+            self.settings.instance_id.as_deref(),
+        )?;
+        consumer
+            .subscribe(&[topic])
+            .map_err(|e| self.kafka.error(format!("subscribe to {topic}"), e))?;
+        Ok(consumer)
     }
 
     /// Waits for the first message, then gathers more until the batch is full or the wait
@@ -220,7 +267,8 @@ impl Projector {
             let wait = match deadline {
                 Some(d) => d.saturating_duration_since(Instant::now()),
                 None if self.settings.until_caught_up => Duration::from_millis(200),
-                None => Duration::from_secs(3600),
+                // Idle, the loop still comes round each second (lag, a renewed certificate).
+                None => Duration::from_secs(1),
             };
             let received = match tokio::time::timeout(wait, consumer.recv()).await {
                 Err(_elapsed) => break,
@@ -252,7 +300,7 @@ impl Projector {
                                 instance: instance.clone(),
                             });
                         }
-                        return Err(KafkaError::client("consume host events", error).into());
+                        return Err(self.kafka.error("consume host events", error).into());
                     }
                     _ => {
                         tracing::warn!(%error, "transient error while consuming; continuing");
@@ -345,7 +393,11 @@ impl Projector {
                 payload.as_deref(),
                 position,
             )
-            .await?;
+            .await
+            .map_err(|e| match e {
+                ProjectorError::Kafka(e) => e.refused_as(&self.kafka.principal()).into(),
+                other => other,
+            })?;
             self.stats.dead_lettered += 1;
             self.metrics.dead_lettered.add(1);
         }
@@ -499,12 +551,23 @@ async fn sweep_locks(
     locks: LockStore,
     mut recorder: LockRecorder,
     hosts: kube::Api<hostledger_model::Host>,
+    (kafka, mut generation): (KafkaClients, tokio::sync::watch::Receiver<u64>),
 ) {
     let mut tracker = ExpiryTracker::default();
     let mut marks = None;
     let mut warned = false;
     let mut recorder_warned = false;
     loop {
+        if generation.has_changed().unwrap_or(false) {
+            generation.mark_unchanged();
+            match kafka.producer(None) {
+                Ok(producer) => recorder.reconnect(producer),
+                Err(error) => {
+                    generation.mark_changed();
+                    tracing::warn!(%error, "the lock facts' producer could not reconnect with the renewed certificate; retrying");
+                }
+            }
+        }
         let pass = async {
             if marks.is_none() {
                 marks = Some(locks.marked_hosts().await?);

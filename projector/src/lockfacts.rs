@@ -76,6 +76,11 @@ impl LockRecorder {
         }
     }
 
+    /// Publishes through `producer` from now on (made with a renewed certificate).
+    pub fn reconnect(&mut self, producer: Producer) {
+        self.producer = producer;
+    }
+
     /// Publishes the facts of one sweeper pass. `hosts` reads the Hosts' `status.lock` on
     /// the first pass. Facts that cannot be published now are tried again on the next pass.
     pub async fn record(&mut self, hosts: &Api<Host>, sweep: &Sweep) -> Result<(), String> {

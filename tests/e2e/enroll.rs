@@ -231,6 +231,38 @@ async fn a_remote_fetcher_enrolls_with_a_token_publishes_and_its_events_become_h
     env.cleanup().await;
 }
 
+/// The approver, as a user with only its role, giving 20-second certificates and renewing
+/// them at its HTTPS endpoint (127.0.0.1 and the port returned).
+async fn renewing_approver(env: &TestEnv, dir: &Path) -> (tokio::process::Child, u16) {
+    let certs = stack_certs();
+    let kafka_ca = (certs.join("kafka-ca.crt"), certs.join("kafka-ca.key"));
+    let approver = format!("approver-{}", env.id);
+    let kubeconfig = user_kubeconfig(dir, &approver);
+    bind_approver(env, &approver).await;
+    let (serving_crt, serving_key) =
+        server_certificate(dir, "approver-serving", (&kafka_ca.0, &kafka_ca.1));
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let process = hostledger_e2e::hostledger_as(Role::Reader)
+        .args(["approver", "--max-lifetime", "20s", "--ca-cert"])
+        .arg(&kafka_ca.0)
+        .arg("--ca-key")
+        .arg(&kafka_ca.1)
+        .arg("--renew-listen")
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("--renew-tls-cert")
+        .arg(&serving_crt)
+        .arg("--renew-tls-key")
+        .arg(&serving_key)
+        .env("KUBECONFIG", &kubeconfig)
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start hostledger approver");
+    (process, port)
+}
+
 /// Waits until `ready` holds, polling every 200 ms; panics with `what` after `secs`.
 async fn wait_until(secs: u64, what: &str, mut ready: impl FnMut() -> bool) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
@@ -246,38 +278,12 @@ async fn wait_until(secs: u64, what: &str, mut ready: impl FnMut() -> bool) {
 #[tokio::test]
 async fn an_enrolled_fetcher_renews_its_certificate_before_it_expires_and_publishes_each_event_once()
  {
-    use hostledger_producers::renewal::validity;
+    use hostledger_kafka::renewal::validity;
     let _one = ONE_APPROVER.lock().await;
     let env = TestEnv::new("renew", 1).await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let certs = stack_certs();
-    let kafka_ca = (certs.join("kafka-ca.crt"), certs.join("kafka-ca.key"));
 
-    // The approver gives 20-second certificates and renews them at its HTTPS endpoint.
-    let approver = format!("approver-{}", env.id);
-    let kubeconfig = user_kubeconfig(dir.path(), &approver);
-    bind_approver(&env, &approver).await;
-    let (serving_crt, serving_key) =
-        server_certificate(dir.path(), "approver-serving", (&kafka_ca.0, &kafka_ca.1));
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port();
-    let _approver_process = hostledger_e2e::hostledger_as(Role::Reader)
-        .args(["approver", "--max-lifetime", "20s", "--ca-cert"])
-        .arg(&kafka_ca.0)
-        .arg("--ca-key")
-        .arg(&kafka_ca.1)
-        .arg("--renew-listen")
-        .arg(format!("127.0.0.1:{port}"))
-        .arg("--renew-tls-cert")
-        .arg(&serving_crt)
-        .arg("--renew-tls-key")
-        .arg(&serving_key)
-        .env("KUBECONFIG", &kubeconfig)
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start hostledger approver");
+    let (_approver_process, port) = renewing_approver(&env, dir.path()).await;
 
     let scope = env.id.clone();
     let token = create_token(&scope, "10m").await;
@@ -365,4 +371,158 @@ async fn an_enrolled_fetcher_renews_its_certificate_before_it_expires_and_publis
     env.project_until_caught_up().await;
     assert_eq!(env.statuses(&env.namespace).await.len(), 40);
     env.cleanup().await;
+}
+
+#[tokio::test]
+async fn the_projector_renews_its_certificate_before_it_expires_and_applies_each_event_once() {
+    use hostledger_kafka::renewal::{Identity, renew, validity};
+    let _one = ONE_APPROVER.lock().await;
+    let env = TestEnv::new("renew-projector", 1).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (_approver_process, port) = renewing_approver(&env, dir.path()).await;
+    let url = format!("https://127.0.0.1:{port}");
+
+    // The projector's identity in files of its own, made a 20-second certificate by a first
+    // renewal (the approver may still be starting).
+    let identity = Identity {
+        cert_file: dir.path().join("projector.crt"),
+        key_file: dir.path().join("projector.key"),
+        ca_file: stack_certs().join("kafka-ca.crt"),
+    };
+    std::fs::copy(Role::Projector.cert(), &identity.cert_file).expect("copy the certificate");
+    std::fs::copy(Role::Projector.key(), &identity.key_file).expect("copy the key");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let first = loop {
+        match renew(&identity, &url).await {
+            Ok(v) => break v,
+            // Not listening yet.
+            Err(_) if std::time::Instant::now() < deadline => {
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
+            Err(e) => panic!("the first renewal: {e}"),
+        }
+    };
+    assert_eq!(first.common_name, "hostledger-projector");
+    assert!(
+        first.not_after - first.not_before <= 80,
+        "short-lived: {first:?}"
+    );
+    let (first_cert, first_key) = (dir.path().join("first.crt"), dir.path().join("first.key"));
+    std::fs::copy(&identity.cert_file, &first_cert).expect("keep the first certificate");
+    std::fs::copy(&identity.key_file, &first_key).expect("keep the first key");
+
+    let hosts: Vec<String> = (0..20).map(|i| format!("dc/renew/{i:02}")).collect();
+    let wave = |n: u64| {
+        hosts
+            .iter()
+            .map(|h| {
+                hostledger_e2e::event(
+                    h,
+                    n,
+                    n as i64 * 10,
+                    hostledger_schemas::Lifecycle::InService,
+                    &format!("web{n}"),
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    let applied = |n: u64| {
+        let env = &env;
+        async move {
+            let statuses = env.statuses(&env.namespace).await;
+            statuses.len() == 20
+                && statuses
+                    .values()
+                    .all(|s| s.state.role.as_deref() == Some(format!("web{n}").as_str()))
+        }
+    };
+    env.produce(&wave(0)).await;
+
+    // The projector, renewing 8 s before expiry.
+    let projector = hostledger_e2e::hostledger_as(Role::Projector)
+        .args(env.project_args())
+        .args(["--renewal-url", &url, "--renew-before-secs", "8"])
+        .env("HOSTLEDGER_KAFKA_CERT_FILE", &identity.cert_file)
+        .env("HOSTLEDGER_KAFKA_KEY_FILE", &identity.key_file)
+        .env("HOSTLEDGER_LOG", "info")
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start hostledger project");
+    wait_until_async(60, "the first wave", || applied(0)).await;
+
+    // Twice: renewed before it expires, the old certificate expires, and events published
+    // after that are applied.
+    for round in 1..=2 {
+        let before = validity(&identity.cert_file)
+            .expect("certificate")
+            .not_after;
+        wait_until(40, &format!("renewal {round}"), || {
+            validity(&identity.cert_file).is_ok_and(|v| v.not_after > before)
+        })
+        .await;
+        let wait = (before + 2 - chrono::Utc::now().timestamp()).max(0);
+        tokio::time::sleep(std::time::Duration::from_secs(wait.unsigned_abs())).await;
+        env.produce(&wave(round)).await;
+        wait_until_async(30, &format!("the wave of round {round}"), || applied(round)).await;
+    }
+
+    // The first certificate has expired: a new connection with it is refused, so the
+    // projector's come from a renewed one.
+    let stale = run_hostledger_with(
+        Role::Reader,
+        &[
+            (
+                "HOSTLEDGER_KAFKA_CERT_FILE",
+                first_cert.to_str().expect("utf-8"),
+            ),
+            (
+                "HOSTLEDGER_KAFKA_KEY_FILE",
+                first_key.to_str().expect("utf-8"),
+            ),
+        ],
+        &["events", "--topic-prefix", &env.topic_prefix],
+    )
+    .await
+    .failed();
+    assert!(stale.contains("cannot connect to Kafka"), "{stale}");
+
+    let mut projector = projector;
+    projector.start_kill().expect("stop the projector");
+    let out = projector
+        .wait_with_output()
+        .await
+        .expect("the projector's output");
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        log.contains("renewed the Kafka client certificate"),
+        "{log}"
+    );
+    assert!(
+        log.contains("reconnected with the renewed certificate"),
+        "{log}"
+    );
+    let statuses = env.statuses(&env.namespace).await;
+    assert!(
+        statuses.values().all(|s| s.event_count == 3),
+        "each host's three events applied once: {:?}",
+        statuses.values().map(|s| s.event_count).collect::<Vec<_>>()
+    );
+    env.cleanup().await;
+}
+
+/// [`wait_until`] for a condition that has to ask a server.
+async fn wait_until_async<F: std::future::Future<Output = bool>>(
+    secs: u64,
+    what: &str,
+    mut ready: impl FnMut() -> F,
+) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while !ready().await {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what}: not after {secs} s"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
 }

@@ -41,9 +41,13 @@ fn fetcher_config(env: &TestEnv, dir: &Path, source: &str) -> PathBuf {
     path
 }
 
-fn refused(output: hostledger_e2e::Output, missing: &str) -> String {
+/// The command failed with the brokers' refusal of `principal` for want of `missing`.
+fn refused(output: hostledger_e2e::Output, principal: &str, missing: &str) -> String {
     let stderr = output.failed();
-    assert!(stderr.contains("Kafka refused"), "{stderr}");
+    assert!(
+        stderr.contains(&format!("Kafka refused to let {principal}")),
+        "names the identity refused: {stderr}"
+    );
     assert!(stderr.contains(missing), "{stderr}");
     assert!(
         stderr.contains("hostledger topics grant ROLE --principal User:NAME"),
@@ -67,6 +71,7 @@ async fn each_role_may_do_what_it_needs_and_is_refused_the_rest() {
     );
     refused(
         events(&env, Role::Fetcher, &[]).await,
+        "User:hostledger-fetcher (certificate ",
         "fetchers may write the events topic but not read it",
     );
 
@@ -87,7 +92,11 @@ async fn each_role_may_do_what_it_needs_and_is_refused_the_rest() {
         ],
     )
     .await;
-    refused(out, "may not publish as this source");
+    refused(
+        out,
+        "User:hostledger-reader (certificate ",
+        "may not publish as this source",
+    );
 
     // The projector projects (reads the events, commits in its group).
     env.project_until_caught_up().await;
@@ -106,7 +115,11 @@ async fn each_role_may_do_what_it_needs_and_is_refused_the_rest() {
         ]),
     )
     .await;
-    refused(out, "no ACL for the consumer group");
+    refused(
+        out,
+        "User:hostledger-projector (certificate ",
+        "no ACL for the consumer group",
+    );
 
     // Only an administrator grants.
     let grant = [
@@ -119,7 +132,11 @@ async fn each_role_may_do_what_it_needs_and_is_refused_the_rest() {
         &env.topic_prefix,
     ];
     let out = run_hostledger_with(Role::Reader, &[], &grant).await;
-    refused(out, "only administrators have");
+    refused(
+        out,
+        "User:hostledger-reader (certificate ",
+        "only administrators have",
+    );
     let out = run_hostledger_with(Role::Admin, &[], &grant).await.ok();
     assert!(
         out.contains("allow User:hostledger-reader Read on topic"),
@@ -157,7 +174,11 @@ async fn a_fetcher_publishes_only_as_sources_of_its_scope() {
     let fetch = |config: PathBuf| async move { fetch_once_with(&as_scoped, &config).await };
     let other = format!("us-{}", env.id);
     let out = fetch(fetcher_config(&env, dir.path(), &other)).await;
-    refused(out, "publishes only as sources whose names start with S");
+    refused(
+        out,
+        &format!("{principal} (certificate {}", crt.display()),
+        "publishes only as sources whose names start with S",
+    );
     assert!(env.read_events().is_empty(), "nothing published as {other}");
 
     let own = format!("{scope}-dc");
@@ -191,9 +212,13 @@ async fn anonymous_clients_and_certificates_of_another_ca_are_refused() {
     ];
     let stderr = refused(
         events(&env, Role::Reader, &anonymous).await,
+        "User:ANONYMOUS (an anonymous client",
         "the identity has no ACL for this on the topic",
     );
-    assert!(stderr.contains("anonymous"), "{stderr}");
+    assert!(
+        stderr.contains("--kafka-cert"),
+        "says how to name one: {stderr}"
+    );
 
     // A certificate the brokers' CA did not sign: the TLS handshake fails.
     let dir = tempfile::tempdir().expect("tempdir");

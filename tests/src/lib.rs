@@ -384,7 +384,7 @@ impl TestEnv {
     }
 
     /// `hostledger project` on this test's topics, namespace and group, metrics on a free port.
-    fn project_args(&self) -> [&str; 11] {
+    pub fn project_args(&self) -> [&str; 11] {
         [
             "project",
             "--namespace",
