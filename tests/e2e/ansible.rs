@@ -243,7 +243,7 @@ async fn locked_hosts_are_a_group_with_lock_variables_and_a_prometheus_label() {
     let vars = &inventory["_meta"]["hostvars"]["db-1"];
     assert_eq!(vars["hostledger_locked"], true);
     assert_eq!(vars["hostledger_lock_holder"], "ops@bastion");
-    assert_eq!(vars["hostledger_lock_user"], "hostledger-admin");
+    assert_eq!(vars["hostledger_lock_user"], "hostledger-operator");
     assert_eq!(vars["hostledger_lock_reason"], "disk swap");
     assert_eq!(
         inventory["_meta"]["hostvars"]["db-2"]["hostledger_locked"],

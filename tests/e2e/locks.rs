@@ -98,7 +98,7 @@ async fn twenty_contenders_exactly_one_holder_and_every_other_told_who_holds_it(
         assert_eq!(out.code, Some(3), "{holder}: {out:?}");
         assert!(
             out.stderr.contains(&format!(
-                "{name} is held by {winner} (user hostledger-admin) since "
+                "{name} is held by {winner} (user hostledger-operator) since "
             )),
             "{holder} was not told who holds it: {}",
             out.stderr

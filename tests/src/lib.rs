@@ -131,10 +131,12 @@ impl Role {
 pub fn kubeconfig_of_command(subcommand: &str) -> Option<String> {
     let identity = match subcommand {
         "project" | "replay" => "PROJECTOR",
+        // Locks are taken and released in a person's name: the operator's.
+        "lock" | "unlock" | "locks" | "with-lock" => "OPERATOR",
         // `migrate history` is an administrator's one-off: it reads both histories (the
         // reader's) and rewrites the namespace (the projector's).
         "fetch" | "backfill" | "topics" | "token" | "enroll" | "approver" | "history-server"
-        | "crd" | "events" | "lock" | "unlock" | "locks" | "with-lock" | "migrate" => {
+        | "crd" | "events" | "migrate" => {
             return None;
         }
         _ => "READER",
@@ -333,6 +335,7 @@ async fn bind_stack_identities(kube: &kube::Client, namespace: &str) {
         ("hostledger-projector", "hostledger:projector"),
         ("hostledger-projector", "hostledger:projection-recorder"),
         ("hostledger-reader", "hostledger:reader"),
+        ("hostledger-operator", "hostledger:operator"),
     ];
     for (user, role) in bindings {
         bind_in(kube, namespace, role, user).await;
