@@ -1,6 +1,7 @@
-//! Enrollment of new fetchers without copying keys: `token create` (an administrator),
-//! `enroll` (the new fetcher, with nothing but the token and the CA bundle) and `approver`
-//! (the process that approves and signs). The protocol is in `hostledger_k8s::enrollment`.
+//! Enrollment of new fetchers and people without copying keys: `token create` (an
+//! administrator), `enroll` (the new fetcher or person, with nothing but the token and the CA
+//! bundle) and `approver` (the process that approves and signs). The protocol is in
+//! `hostledger_k8s::enrollment`.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -10,7 +11,8 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
 use futures::StreamExt as _;
 use hostledger_k8s::enrollment::{
-    self, Decision, Identity, SIGNER_NAME, Signer, TOKEN_NAMESPACE, Token,
+    self, Decision, Identity, KUBE_CLIENT_SIGNER, SIGNER_NAME, Signer, Signers, TOKEN_NAMESPACE,
+    Token,
 };
 use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
 use k8s_openapi::api::core::v1::Secret;
@@ -31,19 +33,25 @@ pub struct TokenArgs {
 #[derive(Debug, Subcommand)]
 pub enum TokenAction {
     /// Create a one-time bootstrap token with which a new fetcher of SCOPE enrolls
-    /// (`hostledger enroll`) and gets the certificate of `hostledger-fetcher-SCOPE`.
+    /// (`hostledger enroll`) and gets the Kafka certificate of `hostledger-fetcher-SCOPE`, or a
+    /// person NAME (`--role operator|reader --name NAME`) gets an API server certificate of
+    /// user NAME in group `hostledger-operators` or `hostledger-readers`.
     ///
-    /// Run it as an administrator (it writes a Secret in kube-system). Grant the identity
-    /// its Kafka ACLs too: `hostledger topics grant fetcher --scope SCOPE --principal
-    /// User:hostledger-fetcher-SCOPE`.
+    /// Run it as an administrator (it writes a Secret in kube-system). Grant a fetcher its
+    /// Kafka ACLs too: `hostledger topics grant fetcher --scope SCOPE --principal
+    /// User:hostledger-fetcher-SCOPE`; people's groups are bound to their roles by
+    /// deploy/base/identities.yaml.
     Create {
-        /// The identity's role (only fetchers enroll so far).
-        #[arg(long, default_value = "fetcher", value_parser = ["fetcher"])]
+        /// The identity's role: fetcher, or a person's (operator, reader).
+        #[arg(long, default_value = "fetcher", value_parser = ["fetcher", "operator", "reader"])]
         role: String,
-        /// The fetcher's region or provider scope (a-z 0-9 -): it will publish as sources named
+        /// A fetcher's region or provider scope (a-z 0-9 -): it will publish as sources named
         /// SCOPE...
+        #[arg(long, required_if_eq("role", "fetcher"), conflicts_with = "name")]
+        scope: Option<String>,
+        /// A person's user name (a-z 0-9 - . @), for --role operator or reader.
         #[arg(long)]
-        scope: String,
+        name: Option<String>,
         /// How long the token may be used, e.g. 30m, 24h.
         #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
         ttl: Duration,
@@ -64,10 +72,17 @@ pub struct EnrollArgs {
     /// $HOSTLEDGER_ENROLL_TOKEN.
     #[arg(long, env = "HOSTLEDGER_ENROLL_TOKEN", hide_env_values = true)]
     pub token: String,
-    /// The scope the token was made for.
+    /// The role the token was made for: fetcher, or a person's (operator, reader).
+    #[arg(long, default_value = "fetcher", value_parser = ["fetcher", "operator", "reader"])]
+    pub role: String,
+    /// The scope the token was made for (a fetcher).
+    #[arg(long, required_if_eq("role", "fetcher"), conflicts_with = "name")]
+    pub scope: Option<String>,
+    /// The user name the token was made for (a person).
     #[arg(long)]
-    pub scope: String,
-    /// Directory for tls.key (made here, never sent), tls.crt, ca.crt and kafka.yaml.
+    pub name: Option<String>,
+    /// Directory for tls.key (made here, never sent), tls.crt, ca.crt and kafka.yaml (a
+    /// fetcher) or kubeconfig (a person).
     #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
     /// How long the certificate is to be valid (the approver may give less; at least 10m).
@@ -87,6 +102,14 @@ pub struct ApproverArgs {
     /// Its private key.
     #[arg(long, value_name = "FILE")]
     pub ca_key: PathBuf,
+    /// Sign people's API server certificates (signer kubernetes.io/kube-apiserver-client)
+    /// with this CA, the one kube-apiserver's --client-ca-file trusts. Only where no
+    /// kube-controller-manager signs them (a cluster's does, once this approver approved).
+    #[arg(long, value_name = "FILE", requires = "kube_ca_key")]
+    pub kube_ca_cert: Option<PathBuf>,
+    /// Its private key.
+    #[arg(long, value_name = "FILE", requires = "kube_ca_cert")]
+    pub kube_ca_key: Option<PathBuf>,
     /// The longest lifetime it gives a certificate (enrolled or renewed).
     #[arg(long, default_value = "24h", value_parser = humantime::parse_duration)]
     pub max_lifetime: Duration,
@@ -106,11 +129,12 @@ pub struct ApproverArgs {
 /// Creates a token.
 pub async fn token(args: TokenArgs) -> Result<ExitCode> {
     let TokenAction::Create {
-        role: _,
+        role,
         scope,
+        name,
         ttl,
     } = args.action;
-    let identity = Identity::fetcher(&scope).map_err(anyhow::Error::msg)?;
+    let identity = identity_of(&role, scope.as_deref(), name.as_deref())?;
     let ttl_chrono = chrono::Duration::from_std(ttl).context("--ttl is too long")?;
     let expires_at = chrono::Utc::now() + ttl_chrono;
     let token = Token::generate();
@@ -125,14 +149,42 @@ pub async fn token(args: TokenArgs) -> Result<ExitCode> {
         .map_err(|e| hostledger_k8s::K8sError::api("create the bootstrap token", e))?;
     print_out(&format!(
         "{}\n# one-time token for {}, valid until {} (Secret {TOKEN_NAMESPACE}/{}).\n\
-         # On the new fetcher: hostledger enroll --server URL --ca CA-BUNDLE --scope {} --out DIR --token <the token>\n",
+         # On the new {}: hostledger enroll --server URL --ca CA-BUNDLE --role {} {} --out DIR --token <the token>\n",
         token.bearer(),
         identity.common_name(),
         expires_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         token.secret_name(),
-        identity.scope,
+        if identity.is_person() {
+            "machine"
+        } else {
+            "fetcher"
+        },
+        identity.role,
+        identity_flag(&identity),
     ))?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The identity of `--role` with `--scope` (a fetcher) or `--name` (a person).
+fn identity_of(role: &str, scope: Option<&str>, name: Option<&str>) -> Result<Identity> {
+    let identity = match (role, scope, name) {
+        ("fetcher", Some(scope), _) => Identity::fetcher(scope),
+        ("fetcher", None, _) => Err("--role fetcher needs --scope".to_owned()),
+        (role, _, Some(name)) => Identity::person(role, name),
+        (role, _, None) => Err(format!(
+            "--role {role} is a person's: give their user name with --name"
+        )),
+    };
+    identity.map_err(anyhow::Error::msg)
+}
+
+/// `--scope SCOPE` or `--name NAME`, as `enroll` takes it for `identity`.
+fn identity_flag(identity: &Identity) -> String {
+    if identity.is_person() {
+        format!("--name {}", identity.scope)
+    } else {
+        format!("--scope {}", identity.scope)
+    }
 }
 
 /// A client of `server` trusting `ca`, authenticating with `token` only.
@@ -158,7 +210,7 @@ async fn token_client(server: &str, ca: &Path, token: &Token) -> Result<kube::Cl
 /// Enrolls: a key made here, a CSR for the token's identity, the signed certificate.
 pub async fn enroll(args: EnrollArgs) -> Result<ExitCode> {
     let token = Token::parse(&args.token).map_err(anyhow::Error::msg)?;
-    let identity = Identity::fetcher(&args.scope).map_err(anyhow::Error::msg)?;
+    let identity = identity_of(&args.role, args.scope.as_deref(), args.name.as_deref())?;
     if args.lifetime < enrollment::MIN_LIFETIME {
         bail!("--lifetime must be at least 10m (the CSR API's minimum)");
     }
@@ -167,22 +219,26 @@ pub async fn enroll(args: EnrollArgs) -> Result<ExitCode> {
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("cannot create --out {}", args.out.display()))?;
     let client = token_client(&args.server, &args.ca, &token).await?;
-    let (key, request) = hostledger_kafka::identity::new_key_and_request(&identity.common_name())
-        .map_err(anyhow::Error::msg)?;
+    let (key, request) = hostledger_kafka::identity::new_key_and_request_in(
+        &identity.common_name(),
+        identity.group().as_deref(),
+    )
+    .map_err(anyhow::Error::msg)?;
     let name = format!(
         "{}-{}-{}",
         identity.common_name(),
         token.id,
         &uuid::Uuid::new_v4().simple().to_string()[..6]
     );
-    let csr = enrollment::csr_object(&name, &request, args.lifetime);
+    let csr = enrollment::csr_object_of(identity.signer_name(), &name, &request, args.lifetime);
     let answer = match enrollment::request_certificate(&client, &csr, args.timeout).await {
         Ok(answer) => answer,
         Err(hostledger_k8s::K8sError::Unauthenticated { .. }) => bail!(
             "the API server did not accept the token {}: it is unknown, expired or already used (a token enrolls \
-             once); ask an administrator for a new one (hostledger token create --scope {})",
+             once); ask an administrator for a new one (hostledger token create --role {} {})",
             token.id,
-            identity.scope
+            identity.role,
+            identity_flag(&identity)
         ),
         Err(e) => return Err(e.into()),
     };
@@ -199,11 +255,28 @@ pub async fn enroll(args: EnrollArgs) -> Result<ExitCode> {
             std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
                 .with_context(|| format!("cannot make {} private", path.display()))?;
         }
-        Ok(path)
+        // Absolute: a kubeconfig's relative paths are taken from its own directory, a fetcher
+        // config's from where the fetcher runs.
+        path.canonicalize()
+            .with_context(|| format!("cannot resolve {}", path.display()))
     };
     let key_path = write("tls.key", key.as_bytes(), true)?;
     let cert_path = write("tls.crt", certificate.as_bytes(), false)?;
     let ca_path = write("ca.crt", &bundle, false)?;
+    if identity.is_person() {
+        let kubeconfig =
+            person_kubeconfig(&args.server, &identity, &ca_path, &cert_path, &key_path);
+        let config_path = write("kubeconfig", kubeconfig.as_bytes(), true)?;
+        print_out(&format!(
+            "enrolled as user {} in group {} (CSR {name}): {} and {}; use it with: export KUBECONFIG={}\n",
+            identity.common_name(),
+            identity.group().unwrap_or_default(),
+            cert_path.display(),
+            key_path.display(),
+            config_path.display()
+        ))?;
+        return Ok(ExitCode::SUCCESS);
+    }
     let snippet = format!(
         "# Kafka identity {} (enrolled with token {}); paste under a fetcher config's kafka:\n\
          security_protocol: ssl\nca_file: {}\ncert_file: {}\nkey_file: {}\n",
@@ -224,6 +297,29 @@ pub async fn enroll(args: EnrollArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// A kubeconfig for `identity` at `server` with the enrolled files.
+fn person_kubeconfig(
+    server: &str,
+    identity: &Identity,
+    ca: &Path,
+    cert: &Path,
+    key: &Path,
+) -> String {
+    let user = identity.common_name();
+    let config = serde_json::json!({
+        "apiVersion": "v1", "kind": "Config",
+        "clusters": [{"name": "hostledger", "cluster": {"server": server, "certificate-authority": ca}}],
+        "users": [{"name": user, "user": {"client-certificate": cert, "client-key": key}}],
+        "contexts": [{"name": "hostledger", "context": {"cluster": "hostledger", "user": user, "namespace": hostledger_model::defaults::defaults().namespace}}],
+        "current-context": "hostledger",
+    });
+    format!(
+        "# {user} (group {}), enrolled with hostledger enroll\n{}\n",
+        identity.group().unwrap_or_default(),
+        serde_json::to_string_pretty(&config).unwrap_or_default()
+    )
+}
+
 /// Approves and signs the CSRs of [`SIGNER_NAME`] whose tokens allow them; denies the rest.
 pub async fn approver(args: ApproverArgs) -> Result<ExitCode> {
     let read = |p: &Path| {
@@ -233,6 +329,14 @@ pub async fn approver(args: ApproverArgs) -> Result<ExitCode> {
     let signer = Signer::from_pem(&ca_pem, &read(&args.ca_key)?)
         .map_err(anyhow::Error::msg)
         .context("the signing CA (--ca-cert, --ca-key)")?;
+    let kube_signer = match (&args.kube_ca_cert, &args.kube_ca_key) {
+        (Some(cert), Some(key)) => Some(
+            Signer::from_pem(&read(cert)?, &read(key)?)
+                .map_err(anyhow::Error::msg)
+                .context("the API server's client CA (--kube-ca-cert, --kube-ca-key)")?,
+        ),
+        _ => None,
+    };
     let signer = std::sync::Arc::new(signer);
     let _renewals = match (
         &args.renew_listen,
@@ -256,7 +360,19 @@ pub async fn approver(args: ApproverArgs) -> Result<ExitCode> {
     };
     let client = kube_client().await?;
     let api: Api<CertificateSigningRequest> = Api::all(client.clone());
-    tracing::info!(signer = SIGNER_NAME, "approving CSRs");
+    let signers = Signers {
+        kafka: signer.clone(),
+        kube: kube_signer,
+    };
+    tracing::info!(
+        signer = SIGNER_NAME,
+        people = if signers.kube.is_some() {
+            "approved and signed"
+        } else {
+            "approved for kube-controller-manager to sign"
+        },
+        "approving CSRs"
+    );
     let stream = watcher::watcher(api, watcher::Config::default()).default_backoff();
     let mut stream = std::pin::pin!(stream);
     let shutdown = crate::shutdown_signal();
@@ -278,7 +394,7 @@ pub async fn approver(args: ApproverArgs) -> Result<ExitCode> {
             }
         };
         for csr in csrs {
-            if csr.spec.signer_name != SIGNER_NAME {
+            if csr.spec.signer_name != SIGNER_NAME && csr.spec.signer_name != KUBE_CLIENT_SIGNER {
                 continue;
             }
             let token = match enrollment::requester_token(&client, &csr).await {
@@ -293,7 +409,7 @@ pub async fn approver(args: ApproverArgs) -> Result<ExitCode> {
             if decision == Decision::Ignore {
                 continue;
             }
-            match enrollment::decide(&client, &csr, &decision, &signer).await {
+            match enrollment::decide(&client, &csr, &decision, &signers).await {
                 Ok(Some(done)) => tracing::info!("{done}"),
                 Ok(None) => {}
                 Err(error) => tracing::warn!(%error, "deciding a CSR"),

@@ -1,5 +1,6 @@
-//! Enrollment: a new fetcher gets its Kafka client certificate from a one-time bootstrap
-//! token, through the API server's CertificateSigningRequest API, without anyone copying keys.
+//! Enrollment: a new fetcher gets its Kafka client certificate, and a person their API
+//! server client certificate, from a one-time bootstrap token, through the API server's
+//! CertificateSigningRequest API, without anyone copying keys.
 //!
 //! 1. An administrator creates a token for a role and scope (`hostledger token create`): a
 //!    Kubernetes bootstrap token (Secret `bootstrap-token-ID` in `kube-system`, which
@@ -12,6 +13,12 @@
 //!    authentication and nothing else; it deletes the token (one use) and signs the
 //!    certificate with the CA the brokers trust, valid for the CSR's `expirationSeconds` up to
 //!    a maximum. Anything else is denied with the reason.
+//!
+//! A person's token (role `operator` or `reader`) enrolls the same way for a certificate of
+//! `CN=NAME, O=hostledger-ROLEs` from signer [`KUBE_CLIENT_SIGNER`], which kube-apiserver
+//! takes as user NAME in group `hostledger-ROLEs` (bound to the role's ClusterRole). In a
+//! cluster kube-controller-manager signs what the approver approved; on a stack without one,
+//! the approver signs with the API server's client CA.
 //!
 //! [`review`] is the approver's decision, without I/O.
 
@@ -45,17 +52,83 @@ pub const APPROVED_REASON: &str = "HostledgerTokenMatched";
 /// The shortest certificate lifetime the CSR API accepts.
 pub const MIN_LIFETIME: Duration = Duration::from_secs(600);
 
-/// What an enrollment asks for: the role and scope of the identity, whose certificate's
-/// common name is `hostledger-ROLE-SCOPE`.
+/// The signer of API server client certificates (kube-controller-manager's in a cluster):
+/// people's, who enroll as users of the API server.
+pub const KUBE_CLIENT_SIGNER: &str = "kubernetes.io/kube-apiserver-client";
+/// The roles people enroll in, each a group `hostledger-ROLEs` bound to ClusterRole
+/// `hostledger:ROLE`.
+pub const PERSON_ROLES: [&str; 2] = ["operator", "reader"];
+
+/// What an enrollment asks for: a fetcher of a scope (a Kafka certificate of
+/// `CN=hostledger-fetcher-SCOPE`), or a person of a role (an API server certificate of
+/// `CN=NAME, O=hostledger-ROLEs`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Identity {
-    /// `fetcher`.
+    /// `fetcher`, or a person's role ([`PERSON_ROLES`]).
     pub role: String,
-    /// Region or provider scope, e.g. `eu-west-1`.
+    /// A fetcher's region or provider scope (e.g. `eu-west-1`), or a person's user name.
     pub scope: String,
 }
 
 impl Identity {
+    /// A person `name` (1-63 of a-z 0-9 - . @, starting with a letter or digit) in `role`.
+    pub fn person(role: &str, name: &str) -> Result<Self, String> {
+        if !PERSON_ROLES.contains(&role) {
+            return Err(format!(
+                "role {role:?} is not one people enroll in ({})",
+                PERSON_ROLES.join(", ")
+            ));
+        }
+        let valid = !name.is_empty()
+            && name.len() <= 63
+            && name.chars().all(|c| {
+                c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '.' | '@')
+            })
+            && name.starts_with(|c: char| c.is_ascii_alphanumeric())
+            && !name.starts_with("hostledger-")
+            && !name.starts_with("system:");
+        if !valid {
+            return Err(format!(
+                "name {name:?} is not 1-63 of a-z 0-9 - . @ starting with a letter or digit \
+                 (and not hostledger-..., the components' names)"
+            ));
+        }
+        Ok(Identity {
+            role: role.to_owned(),
+            scope: name.to_owned(),
+        })
+    }
+
+    /// Whether this is a person's identity (an API server user), not a fetcher's.
+    pub fn is_person(&self) -> bool {
+        PERSON_ROLES.contains(&self.role.as_str())
+    }
+
+    /// The group a person's certificate puts them in: `hostledger-ROLEs`.
+    pub fn group(&self) -> Option<String> {
+        self.is_person()
+            .then(|| format!("hostledger-{}s", self.role))
+    }
+
+    /// The signer that issues this identity's certificate.
+    pub fn signer_name(&self) -> &'static str {
+        if self.is_person() {
+            KUBE_CLIENT_SIGNER
+        } else {
+            SIGNER_NAME
+        }
+    }
+
+    /// The subject its certificate has, as [`requested_subject`] lists it (sorted).
+    pub fn subject(&self) -> Vec<String> {
+        let mut subject = vec![format!("CN={}", self.common_name())];
+        if let Some(group) = self.group() {
+            subject.push(format!("OrganizationName={group}"));
+        }
+        subject.sort();
+        subject
+    }
+
     /// A fetcher of `scope`; checks that the scope is a DNS label.
     pub fn fetcher(scope: &str) -> Result<Self, String> {
         let valid = !scope.is_empty()
@@ -76,9 +149,14 @@ impl Identity {
         })
     }
 
-    /// The certificate's common name, which Kafka's brokers take as the principal.
+    /// The certificate's common name: the principal Kafka's brokers see
+    /// (`hostledger-fetcher-SCOPE`), or the person's user name.
     pub fn common_name(&self) -> String {
-        format!("hostledger-{}-{}", self.role, self.scope)
+        if self.is_person() {
+            self.scope.clone()
+        } else {
+            format!("hostledger-{}-{}", self.role, self.scope)
+        }
     }
 }
 
@@ -208,7 +286,16 @@ pub fn review(
     now: chrono::DateTime<chrono::Utc>,
     max_lifetime: Duration,
 ) -> Decision {
-    if csr.spec.signer_name != SIGNER_NAME {
+    // Ours: every request to hostledger's signer, and API server client certificates asked
+    // for with a hostledger token (other such requests are someone else's to decide).
+    let by_our_token = csr
+        .spec
+        .groups
+        .as_ref()
+        .is_some_and(|g| g.iter().any(|g| g == BOOTSTRAP_GROUP));
+    if csr.spec.signer_name != SIGNER_NAME
+        && !(csr.spec.signer_name == KUBE_CLIENT_SIGNER && by_our_token)
+    {
         return Decision::Ignore;
     }
     let lifetime = csr
@@ -292,7 +379,16 @@ pub fn review(
             "the token {token_id} names no role and scope (labels {ROLE_LABEL}, {SCOPE_LABEL})"
         ));
     }
-    let wanted = allowed.common_name();
+    if csr.spec.signer_name != allowed.signer_name() {
+        return Decision::Deny(format!(
+            "the CSR asks signer {} but the token {token_id} enrolls {} ({}), whose certificate comes from {}",
+            csr.spec.signer_name,
+            allowed.common_name(),
+            allowed.role,
+            allowed.signer_name()
+        ));
+    }
+    let wanted = allowed.subject();
     let usages = csr.spec.usages.clone().unwrap_or_default();
     let extra: Vec<&String> = usages
         .iter()
@@ -307,15 +403,21 @@ pub fn review(
         Err(e) => Decision::Deny(format!(
             "the CSR's request is not a certificate request: {e}"
         )),
-        Ok(subject) if subject != [format!("CN={wanted}")] => Decision::Deny(format!(
-            "the CSR asks for {} but the token {token_id} allows only CN={wanted} and no other name",
-            subject.join(", ")
+        Ok(subject) if sorted(subject.clone()) != wanted => Decision::Deny(format!(
+            "the CSR asks for {} but the token {token_id} allows only {} and no other name",
+            subject.join(", "),
+            wanted.join(", ")
         )),
         Ok(_) => Decision::Approve {
             token_id: token_id.to_owned(),
             lifetime,
         },
     }
+}
+
+fn sorted(mut names: Vec<String>) -> Vec<String> {
+    names.sort();
+    names
 }
 
 /// The subject (as `CN=...` entries) and alternative names (`SAN=...`) a PEM request asks for.
@@ -418,6 +520,16 @@ impl Signer {
 
 /// The CSR object for `request`, asking [`SIGNER_NAME`] for a client certificate.
 pub fn csr_object(name: &str, request: &str, lifetime: Duration) -> CertificateSigningRequest {
+    csr_object_of(SIGNER_NAME, name, request, lifetime)
+}
+
+/// The CSR object for `request`, asking `signer` for a client certificate.
+pub fn csr_object_of(
+    signer: &str,
+    name: &str,
+    request: &str,
+    lifetime: Duration,
+) -> CertificateSigningRequest {
     CertificateSigningRequest {
         metadata: ObjectMeta {
             name: Some(name.to_owned()),
@@ -425,7 +537,7 @@ pub fn csr_object(name: &str, request: &str, lifetime: Duration) -> CertificateS
         },
         spec: CertificateSigningRequestSpec {
             request: ByteString(request.as_bytes().to_vec()),
-            signer_name: SIGNER_NAME.to_owned(),
+            signer_name: signer.to_owned(),
             usages: Some(vec!["client auth".into(), "digital signature".into()]),
             expiration_seconds: i32::try_from(lifetime.as_secs()).ok(),
             ..CertificateSigningRequestSpec::default()
@@ -446,15 +558,37 @@ fn condition(type_: &str, reason: &str, message: &str) -> CertificateSigningRequ
     }
 }
 
+/// The CAs an approver signs with: the Kafka client CA for [`SIGNER_NAME`], and, where no
+/// kube-controller-manager signs [`KUBE_CLIENT_SIGNER`]'s requests, the API server's client CA.
+pub struct Signers {
+    /// Signs [`SIGNER_NAME`]'s certificates (shared with the renewal endpoint).
+    pub kafka: std::sync::Arc<Signer>,
+    /// Signs [`KUBE_CLIENT_SIGNER`]'s, if this approver does.
+    pub kube: Option<Signer>,
+}
+
+impl Signers {
+    /// The CA for `signer_name`'s requests, if this approver signs them.
+    pub fn of(&self, signer_name: &str) -> Option<&Signer> {
+        match signer_name {
+            SIGNER_NAME => Some(self.kafka.as_ref()),
+            KUBE_CLIENT_SIGNER => self.kube.as_ref(),
+            _ => None,
+        }
+    }
+}
+
 /// Applies `decision` to `csr`: approves and signs it (and deletes its token), or denies it.
-/// Returns what was done, for the log.
+/// A request to [`KUBE_CLIENT_SIGNER`] without its CA in `signers` is approved only, for
+/// kube-controller-manager to sign. Returns what was done, for the log.
 pub async fn decide(
     client: &kube::Client,
     csr: &CertificateSigningRequest,
     decision: &Decision,
-    signer: &Signer,
+    signers: &Signers,
 ) -> Result<Option<String>, K8sError> {
     let name = csr.metadata.name.clone().unwrap_or_default();
+    let signer = signers.of(&csr.spec.signer_name);
     let api: Api<CertificateSigningRequest> = Api::all(client.clone());
     let status_patch =
         |c: CertificateSigningRequestCondition| serde_json::json!({"status": {"conditions": [c]}});
@@ -468,6 +602,9 @@ pub async fn decide(
             Ok(Some(format!("denied CSR {name}: {reason}")))
         }
         Decision::Sign { lifetime } => {
+            let Some(signer) = signer else {
+                return Ok(None);
+            };
             if !write_certificate(&api, csr, signer, *lifetime).await? {
                 return Ok(None);
             }
@@ -492,6 +629,12 @@ pub async fn decide(
                 Err(kube::Error::Api(s)) if s.code == 404 => {}
                 Err(e) => return Err(K8sError::api(format!("delete token {token_id}"), e)),
             }
+            let Some(signer) = signer else {
+                return Ok(Some(format!(
+                    "approved CSR {name} (token {token_id}) for {} to sign",
+                    csr.spec.signer_name
+                )));
+            };
             write_certificate(&api, csr, signer, *lifetime).await?;
             Ok(Some(format!(
                 "approved and signed CSR {name} (token {token_id}, valid {}s)",
@@ -593,8 +736,9 @@ pub async fn request_certificate(
         }
         if tokio::time::Instant::now() >= deadline {
             return Ok(Err(format!(
-                "no answer within {}s: is `hostledger approver` running for signer {SIGNER_NAME}?",
-                timeout.as_secs()
+                "no answer within {}s: is `hostledger approver` running for signer {}?",
+                timeout.as_secs(),
+                csr.spec.signer_name
             )));
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
@@ -630,6 +774,88 @@ mod tests {
     }
 
     const GROUPS: [&str; 2] = ["system:bootstrappers", BOOTSTRAP_GROUP];
+
+    fn person_csr(cn: &str, group: Option<&str>, signer: &str) -> CertificateSigningRequest {
+        let (_, request) =
+            hostledger_kafka::identity::new_key_and_request_in(cn, group).expect("request");
+        let mut csr = csr_object_of(signer, "p", &request, Duration::from_secs(3600));
+        csr.spec.username = Some("system:bootstrap:abcdef".to_owned());
+        csr.spec.groups = Some(GROUPS.iter().map(|g| (*g).to_owned()).collect());
+        csr
+    }
+
+    #[test]
+    fn a_person_enrolls_as_a_user_in_the_group_of_the_tokens_role_and_nothing_else() {
+        let alice = Identity::person("operator", "alice").expect("person");
+        assert_eq!(alice.common_name(), "alice");
+        assert_eq!(alice.signer_name(), KUBE_CLIENT_SIGNER);
+        let token = token_secret(&alice, chrono::Duration::hours(1));
+        let max = Duration::from_secs(86_400);
+        let now = chrono::Utc::now();
+        let csr = person_csr("alice", Some("hostledger-operators"), KUBE_CLIENT_SIGNER);
+        assert!(matches!(
+            review(&csr, Some(&token), now, max),
+            Decision::Approve { .. }
+        ));
+        // Another group, or none: not what the token allows.
+        for group in [Some("hostledger-admins"), None] {
+            let csr = person_csr("alice", group, KUBE_CLIENT_SIGNER);
+            let Decision::Deny(reason) = review(&csr, Some(&token), now, max) else {
+                panic!("{group:?} allowed");
+            };
+            assert!(
+                reason.contains("allows only CN=alice, OrganizationName=hostledger-operators"),
+                "{reason}"
+            );
+        }
+        // A person's token does not give a Kafka certificate, nor a fetcher's an API one.
+        let csr = person_csr("alice", Some("hostledger-operators"), SIGNER_NAME);
+        let Decision::Deny(reason) = review(&csr, Some(&token), now, max) else {
+            panic!("a Kafka certificate for a person");
+        };
+        assert!(
+            reason.contains("asks signer hostledger.dev/kafka-client"),
+            "{reason}"
+        );
+        let fetcher_token = token_secret(&eu(), chrono::Duration::hours(1));
+        let csr = person_csr("hostledger-fetcher-eu", None, KUBE_CLIENT_SIGNER);
+        let Decision::Deny(reason) = review(&csr, Some(&fetcher_token), now, max) else {
+            panic!("an API certificate for a fetcher");
+        };
+        assert!(
+            reason.contains("comes from hostledger.dev/kafka-client"),
+            "{reason}"
+        );
+        // API server client certificates asked for without a hostledger token are not ours.
+        let mut theirs = person_csr("bob", Some("dev"), KUBE_CLIENT_SIGNER);
+        theirs.spec.username = Some("bob".into());
+        theirs.spec.groups = Some(vec!["system:authenticated".into()]);
+        assert_eq!(review(&theirs, None, now, max), Decision::Ignore);
+    }
+
+    #[test]
+    fn people_have_roles_and_names_of_their_own() {
+        assert!(Identity::person("operator", "alice@example.com").is_ok());
+        assert!(Identity::person("reader", "ops.bot-1").is_ok());
+        assert!(Identity::person("admin", "alice").is_err(), "no such role");
+        assert!(
+            Identity::person("fetcher", "alice").is_err(),
+            "fetchers have scopes"
+        );
+        for bad in [
+            "",
+            "Alice",
+            "-a",
+            "hostledger-projector",
+            "a b",
+            &"a".repeat(64),
+        ] {
+            assert!(Identity::person("operator", bad).is_err(), "{bad:?}");
+        }
+        let reader = Identity::person("reader", "rita").expect("person");
+        assert_eq!(reader.group().as_deref(), Some("hostledger-readers"));
+        assert_eq!(eu().group(), None);
+    }
 
     #[test]
     fn a_csr_for_the_tokens_identity_is_approved_for_what_it_asked_up_to_the_maximum() {

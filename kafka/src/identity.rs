@@ -52,11 +52,23 @@ pub fn validity(cert_file: &Path) -> Result<Validity, KafkaError> {
 /// A new private key (ECDSA P-256, PKCS#8 PEM) and a request (PEM) for a certificate of
 /// `common_name` and nothing else.
 pub fn new_key_and_request(common_name: &str) -> Result<(String, String), String> {
+    new_key_and_request_in(common_name, None)
+}
+
+/// [`new_key_and_request`] with an organization too (`O=`, which kube-apiserver takes as a
+/// group of the user `common_name`).
+pub fn new_key_and_request_in(
+    common_name: &str,
+    organization: Option<&str>,
+) -> Result<(String, String), String> {
     let key = rcgen::KeyPair::generate().map_err(|e| format!("generate a key: {e}"))?;
     let mut params =
         rcgen::CertificateParams::new(Vec::<String>::new()).map_err(|e| format!("{e}"))?;
     let mut name = rcgen::DistinguishedName::new();
     name.push(rcgen::DnType::CommonName, common_name);
+    if let Some(organization) = organization {
+        name.push(rcgen::DnType::OrganizationName, organization);
+    }
     params.distinguished_name = name;
     let request = params
         .serialize_request(&key)

@@ -192,7 +192,8 @@ fn each_identity_may_do_what_its_role_needs_and_nothing_else() {
     apply("deploy/base/identities.yaml");
     apply("deploy/base/approver.yaml");
     // "may it? who what": who is a ServiceAccount of hostledger-system, an operator (user
-    // alice in group hostledger-operators) or alice alone; what is `kubectl auth can-i` args.
+    // alice in group hostledger-operators), alice alone, or a reader (rita in group
+    // hostledger-readers); what is `kubectl auth can-i` args.
     let checks = [
         "yes projector create hosts.hostledger.dev -n hostledger",
         "yes projector patch hosts.hostledger.dev --subresource=status -n hostledger",
@@ -213,6 +214,8 @@ fn each_identity_may_do_what_its_role_needs_and_nothing_else() {
         "no  operator patch hosts.hostledger.dev -n hostledger",
         "no  operator patch hosts.hostledger.dev --subresource=status -n hostledger",
         "no  alice list hosts.hostledger.dev -n hostledger",
+        "yes rita list hosts.hostledger.dev -n hostledger",
+        "no  rita create hostlocks.hostledger.dev -n hostledger",
         "yes enrollee create certificatesigningrequests.certificates.k8s.io",
         "no  enrollee list certificatesigningrequests.certificates.k8s.io",
         "no  enrollee list hosts.hostledger.dev -n hostledger",
@@ -234,6 +237,8 @@ fn each_identity_may_do_what_its_role_needs_and_nothing_else() {
                 vec!["system:bootstrappers", "system:bootstrappers:hostledger"],
             ),
             "alice" => ("alice", Vec::new()),
+            // An enrolled reader (hostledger enroll --role reader).
+            "rita" => ("rita", vec!["hostledger-readers"]),
             _ => (account.as_str(), Vec::new()),
         };
         assert_eq!(can(user, &groups, args), expected, "{check}");
@@ -243,8 +248,14 @@ fn each_identity_may_do_what_its_role_needs_and_nothing_else() {
     for (verb, signer, expected) in [
         ("approve", "hostledger.dev/kafka-client", true),
         ("sign", "hostledger.dev/kafka-client", true),
+        // People's certificates: approved, but signed by kube-controller-manager.
+        ("approve", "kubernetes.io/kube-apiserver-client", true),
         ("sign", "kubernetes.io/kube-apiserver-client", false),
-        ("approve", "kubernetes.io/kube-apiserver-client", false),
+        (
+            "approve",
+            "kubernetes.io/kube-controller-manager-client",
+            false,
+        ),
     ] {
         assert_eq!(
             signer_allowed(approver, verb, signer),

@@ -101,13 +101,14 @@ fn enrolled_fetcher_config(
 }
 
 async fn create_token(scope: &str, ttl: &str) -> String {
-    let out = run_hostledger_with(
-        Role::Admin,
-        &[],
-        &["token", "create", "--scope", scope, "--ttl", ttl],
-    )
-    .await
-    .ok();
+    create_token_for(&["--scope", scope, "--ttl", ttl]).await
+}
+
+/// `hostledger token create WHO` as the administrator: the token.
+async fn create_token_for(who: &[&str]) -> String {
+    let mut args = vec!["token", "create"];
+    args.extend_from_slice(who);
+    let out = run_hostledger_with(Role::Admin, &[], &args).await.ok();
     out.lines().next().expect("the token").trim().to_owned()
 }
 
@@ -118,28 +119,34 @@ async fn enroll(
     scope: &str,
     out: &Path,
 ) -> hostledger_e2e::Output {
-    run_hostledger_with(
-        Role::Reader,
-        &NOTHING,
-        &[
-            "enroll",
-            "--server",
-            server,
-            "--ca",
-            bundle.to_str().expect("utf-8"),
-            "--token",
-            token,
-            "--scope",
-            scope,
-            "--out",
-            out.to_str().expect("utf-8"),
-            "--lifetime",
-            "1h",
-            "--timeout",
-            "30s",
-        ],
-    )
-    .await
+    enroll_as(server, bundle, token, &["--scope", scope], out).await
+}
+
+/// `hostledger enroll ... WHO` with nothing but the token and the bundle.
+async fn enroll_as(
+    server: &str,
+    bundle: &Path,
+    token: &str,
+    who: &[&str],
+    out: &Path,
+) -> hostledger_e2e::Output {
+    let mut args = vec![
+        "enroll",
+        "--server",
+        server,
+        "--ca",
+        bundle.to_str().expect("utf-8"),
+        "--token",
+        token,
+        "--out",
+        out.to_str().expect("utf-8"),
+        "--lifetime",
+        "1h",
+        "--timeout",
+        "30s",
+    ];
+    args.extend_from_slice(who);
+    run_hostledger_with(Role::Reader, &NOTHING, &args).await
 }
 
 #[tokio::test]
@@ -234,6 +241,15 @@ async fn a_remote_fetcher_enrolls_with_a_token_publishes_and_its_events_become_h
 /// The approver, as a user with only its role, giving 20-second certificates and renewing
 /// them at its HTTPS endpoint (127.0.0.1 and the port returned).
 async fn renewing_approver(env: &TestEnv, dir: &Path) -> (tokio::process::Child, u16) {
+    approver_with(env, dir, &[]).await
+}
+
+/// [`renewing_approver`] with `extra` arguments.
+async fn approver_with(
+    env: &TestEnv,
+    dir: &Path,
+    extra: &[&std::ffi::OsStr],
+) -> (tokio::process::Child, u16) {
     let certs = stack_certs();
     let kafka_ca = (certs.join("kafka-ca.crt"), certs.join("kafka-ca.key"));
     let approver = format!("approver-{}", env.id);
@@ -256,6 +272,7 @@ async fn renewing_approver(env: &TestEnv, dir: &Path) -> (tokio::process::Child,
         .arg(&serving_crt)
         .arg("--renew-tls-key")
         .arg(&serving_key)
+        .args(extra)
         .env("KUBECONFIG", &kubeconfig)
         .kill_on_drop(true)
         .spawn()
@@ -525,4 +542,156 @@ async fn wait_until_async<F: std::future::Future<Output = bool>>(
         );
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
+}
+
+/// Binds `role` to group `group` in the test's namespace (what the stack and the deployment's
+/// base do in theirs).
+async fn bind_group(env: &TestEnv, group: &str, role: &str) {
+    let binding: RoleBinding = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": group, "namespace": env.namespace},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role},
+        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": group}],
+    }))
+    .expect("binding");
+    Api::<RoleBinding>::namespaced(env.kube.clone(), &env.namespace)
+        .create(&PostParams::default(), &binding)
+        .await
+        .expect("bind the group");
+}
+
+#[tokio::test]
+async fn a_person_enrolls_with_a_token_and_works_in_their_own_name_with_their_roles_rights() {
+    let _one = ONE_APPROVER.lock().await;
+    let env = TestEnv::new("enroll-person", 1).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let certs = stack_certs();
+    // No kube-controller-manager here: the approver signs people's certificates itself.
+    let (kube_ca, kube_key) = (certs.join("kube-ca.crt"), certs.join("kube-ca.key"));
+    let _approver = approver_with(
+        &env,
+        dir.path(),
+        &[
+            "--kube-ca-cert".as_ref(),
+            kube_ca.as_os_str(),
+            "--kube-ca-key".as_ref(),
+            kube_key.as_os_str(),
+        ],
+    )
+    .await;
+    // Without a controller manager, the approver also signs that signer's requests.
+    let approver = format!("approver-{}", env.id);
+    let signer: ClusterRoleBinding = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": format!("{approver}-people-signer")},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "hostledger:people-signer"},
+        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": approver}],
+    }))
+    .expect("binding");
+    Api::<ClusterRoleBinding>::all(env.kube.clone())
+        .create(&PostParams::default(), &signer)
+        .await
+        .expect("bind hostledger:people-signer");
+    bind_group(&env, "hostledger-operators", "hostledger:operator").await;
+    bind_group(&env, "hostledger-readers", "hostledger:reader").await;
+    env.produce(&[hostledger_e2e::event(
+        "test/r1/db-0",
+        0,
+        0,
+        hostledger_schemas::Lifecycle::InService,
+        "db",
+    )])
+    .await;
+    env.project_until_caught_up().await;
+    let (server, bundle) = remote_side(dir.path());
+
+    // An operator: a token for alice, and nothing else on her machine.
+    let alice = format!("alice-{}", env.id);
+    let token = create_token_for(&["--role", "operator", "--name", &alice, "--ttl", "10m"]).await;
+    let home = dir.path().join("alice");
+    let out = enroll_as(
+        &server,
+        &bundle,
+        &token,
+        &["--role", "operator", "--name", &alice],
+        &home,
+    )
+    .await
+    .ok();
+    assert!(
+        out.contains(&format!(
+            "enrolled as user {alice} in group hostledger-operators"
+        )),
+        "{out}"
+    );
+    let kubeconfig = home.join("kubeconfig");
+    let as_alice = [("KUBECONFIG", kubeconfig.to_str().expect("utf-8"))];
+    let lock = [
+        "lock",
+        "test.r1.db-0",
+        "--namespace",
+        &env.namespace,
+        "--reason",
+        "disk swap",
+    ];
+    run_hostledger_with(Role::Reader, &as_alice, &lock)
+        .await
+        .ok();
+    let held: hostledger_model::HostLock = Api::namespaced(env.kube.clone(), &env.namespace)
+        .get("test.r1.db-0")
+        .await
+        .expect("the lock");
+    assert_eq!(held.spec.user, alice, "locked in her own name");
+    let unlock = ["unlock", "test.r1.db-0", "--namespace", &env.namespace];
+    run_hostledger_with(Role::Reader, &as_alice, &unlock)
+        .await
+        .ok();
+
+    // A reader reads, and may not lock.
+    let rita = format!("rita-{}", env.id);
+    let reader_token =
+        create_token_for(&["--role", "reader", "--name", &rita, "--ttl", "10m"]).await;
+    // Asking for more than the token allows (an operator's group) is denied, saying why;
+    // the denial uses the token up.
+    let greedy = enroll_as(
+        &server,
+        &bundle,
+        &reader_token,
+        &["--role", "operator", "--name", &rita],
+        &dir.path().join("greedy"),
+    )
+    .await
+    .failed();
+    assert!(
+        greedy.contains(&format!(
+            "allows only CN={rita}, OrganizationName=hostledger-readers"
+        )),
+        "{greedy}"
+    );
+    let reader_token =
+        create_token_for(&["--role", "reader", "--name", &rita, "--ttl", "10m"]).await;
+    let home = dir.path().join("rita");
+    enroll_as(
+        &server,
+        &bundle,
+        &reader_token,
+        &["--role", "reader", "--name", &rita],
+        &home,
+    )
+    .await
+    .ok();
+    let kubeconfig = home.join("kubeconfig");
+    let as_rita = [("KUBECONFIG", kubeconfig.to_str().expect("utf-8"))];
+    let listed = run_hostledger_with(
+        Role::Reader,
+        &as_rita,
+        &["uptime", "--namespace", &env.namespace, "-o", "json"],
+    )
+    .await
+    .ok();
+    assert!(listed.contains("\"hosts\": 1"), "{listed}");
+    let refused = run_hostledger_with(Role::Reader, &as_rita, &lock)
+        .await
+        .failed();
+    assert!(refused.contains("the API server refused"), "{refused}");
+    assert!(refused.contains(&rita), "names who was refused: {refused}");
+    env.cleanup().await;
 }
