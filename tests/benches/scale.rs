@@ -11,14 +11,17 @@
 //! - projection time and API writes (`hostledger replay`, or with `--daemon` the live
 //!   `hostledger project` working through the backlog);
 //! - `kubectl get hosts`, `hostledger uptime`, `uptime --as-of T`, `history HOST` and
-//!   `ansible --list` times.
+//!   `ansible --list` times (`--no-readers` skips them);
+//! - with `--live-secs S`: the live `hostledger project` on the projected fleet, given
+//!   `--live-rate R` (1,000) changes per second of existing hosts for S seconds: how fast it
+//!   applies them, its largest backlog and how soon after the last one everything is applied.
 //!
 //! A size that etcd refuses (its 2 GiB quota, say) is reported as far as it got.
 //!
 //! usage: scripts/stack up && eval "$(scripts/stack env)" &&
 //!        cargo build --release -p hostledger-cli --bin hostledger &&
 //!        scripts/stack history-server "$CARGO_TARGET_DIR/release/hostledger" &&
-//!        cargo bench -p hostledger-e2e --bench scale -- [--sizes 10000,50000] [--events-per-host 100] [--more-rounds 10] [--keep] [--readers-of NAMESPACE]
+//!        cargo bench -p hostledger-e2e --bench scale -- [--sizes 10000,50000] [--events-per-host 100] [--more-rounds 10] [--keep] [--readers-of NAMESPACE] [--no-readers] [--live-secs 60 --live-rate 1000]
 
 use std::time::{Duration, Instant};
 
@@ -415,6 +418,12 @@ async fn main() {
     let daemon = std::env::args().any(|a| a == "--daemon");
     // Leaves the last fleet's namespace and topics in place, to time readers on it again.
     let keep = std::env::args().any(|a| a == "--keep");
+    // Skips the readers (and their figures).
+    let no_readers = std::env::args().any(|a| a == "--no-readers");
+    // After the projection: the live projector on the fleet, `--live-rate` changes/s for
+    // `--live-secs` s (0: no live phase).
+    let live_secs = bench_arg("--live-secs", 0) as u64;
+    let live_rate = bench_arg("--live-rate", 1000).max(1);
     let etcd = std::env::var("HOSTLEDGER_ETCD_URL").unwrap_or_else(|_| {
         let port = std::env::var("HOSTLEDGER_STACK_DIR")
             .ok()
@@ -560,7 +569,11 @@ async fn main() {
             .await
             .map_or(0, |l| l.items.len());
 
-        let r = readers(&binary, &ns, hosts, per_host, runs, history_server).await;
+        let r = if no_readers {
+            None
+        } else {
+            Some(readers(&binary, &ns, hosts, per_host, runs, history_server).await)
+        };
 
         // More events of the same hosts: what etcd holds must not grow with them.
         let more = hosts * more_rounds;
@@ -618,7 +631,27 @@ async fn main() {
             "projection (until caught up)",
             format!("{projection_secs:.1} s"),
         );
-        print_readers(hosts, &r);
+        if let Some(r) = &r {
+            print_readers(hosts, r);
+        }
+        let live = if live_secs > 0 {
+            Some(
+                live(
+                    &env,
+                    &binary,
+                    hosts,
+                    per_host + more_rounds,
+                    live_rate,
+                    live_secs,
+                )
+                .await,
+            )
+        } else {
+            None
+        };
+        if let Some(l) = &live {
+            print_live(l);
+        }
 
         let figure = |name: &str| format!("scale {hosts} hosts x {per_host}: {name}");
         let gib = after / 1073741824.0;
@@ -648,14 +681,6 @@ async fn main() {
         )
         .record();
         Figure::new(
-            &figure("history server peak RSS"),
-            r.history_server_mib / 1024.0,
-            "GiB",
-            "-",
-            None,
-        )
-        .record();
-        Figure::new(
             &figure("kube-apiserver peak RSS"),
             apiserver_mib / 1024.0,
             "GiB",
@@ -664,6 +689,31 @@ async fn main() {
         )
         .record();
         Figure::new(&figure("projection"), projection_secs, "s", "-", None).record();
+        if let Some(l) = &live {
+            Figure::new(
+                &figure("live projection, events/s applied"),
+                l.applied_rate,
+                "ev/s",
+                &format!(
+                    "keeps up with {live_rate}/s (all applied within {KEEP_UP_SECS} s of the last)"
+                ),
+                (hosts >= 100_000).then_some(l.keeps_up(live_rate)),
+            )
+            .with_floor("produced, ev/s", l.produced_rate)
+            .record();
+        }
+        let Some(r) = r else {
+            finish(env, keep).await;
+            continue;
+        };
+        Figure::new(
+            &figure("history server peak RSS"),
+            r.history_server_mib / 1024.0,
+            "GiB",
+            "-",
+            None,
+        )
+        .record();
         Figure::new(
             &figure("uptime"),
             r.uptime_secs,
@@ -691,13 +741,211 @@ async fn main() {
         )
         .record();
         Figure::new(&figure("ansible --list"), r.ansible_secs, "s", "-", None).record();
-        if keep {
-            println!(
-                "kept namespace {ns} and topic prefix {} (--keep): readers can be timed again on it",
-                env.topic_prefix
-            );
-        } else {
-            env.cleanup().await;
-        }
+        finish(env, keep).await;
     }
+}
+
+/// Removes the fleet, or with `--keep` says where it is.
+async fn finish(env: TestEnv, keep: bool) {
+    if keep {
+        println!(
+            "kept namespace {} and topic prefix {} (--keep): readers can be timed again on it",
+            env.namespace, env.topic_prefix
+        );
+    } else {
+        env.cleanup().await;
+    }
+}
+
+/// The live projector is keeping up if every event is applied this soon after the last was
+/// produced.
+const KEEP_UP_SECS: f64 = 10.0;
+
+/// What the live phase measured.
+struct Live {
+    events: usize,
+    produced_secs: f64,
+    produced_rate: f64,
+    applied_rate: f64,
+    max_backlog: u64,
+    catch_up_secs: f64,
+    startup_secs: f64,
+    projector_mib: f64,
+}
+
+impl Live {
+    fn keeps_up(&self, rate: usize) -> bool {
+        self.catch_up_secs <= KEEP_UP_SECS && self.produced_rate >= rate as f64 * 0.95
+    }
+}
+
+/// One metric of a process's `/metrics` on `port`, if it answers.
+async fn metric_of(port: u16, name: &str) -> Option<f64> {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .ok()?;
+    let request = format!("GET /metrics HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.ok()?;
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).await.ok()?;
+    let text = String::from_utf8_lossy(&response);
+    text.lines()
+        .find(|l| l.split_whitespace().next() == Some(name))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+}
+
+/// The live projector (`hostledger project`) on the projected fleet, starting where the log
+/// ends: `rate` changes per second of existing hosts for `secs` seconds (event `round` of
+/// host 0, 1, ..., then `round + 1`, ...), paced in tenths of a second. Measures how fast it
+/// applies them and how far behind it falls.
+async fn live(
+    env: &TestEnv,
+    binary: &std::path::Path,
+    hosts: usize,
+    round: usize,
+    rate: usize,
+    secs: u64,
+) -> Live {
+    use rdkafka::consumer::{CommitMode, Consumer as _};
+    // The daemon's group starts where the log ends: what the replay built is the state.
+    let topic = env.kafka.settings().topics.events.clone();
+    let ends = env
+        .kafka
+        .watermarks_async(&topic, Duration::from_secs(30))
+        .await
+        .expect("watermarks");
+    let mut offsets = rdkafka::TopicPartitionList::new();
+    for (partition, (_, high)) in &ends {
+        offsets
+            .add_partition_offset(&topic, *partition, rdkafka::Offset::Offset(*high))
+            .expect("offset");
+    }
+    env.kafka
+        .consumer(&env.group, None)
+        .expect("a consumer of the group")
+        .commit(&offsets, CommitMode::Sync)
+        .expect("commit the group's offsets at the end");
+
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let started = Instant::now();
+    let mut child = tokio::process::Command::new(binary)
+        .args([
+            "project",
+            "--namespace",
+            &env.namespace,
+            "--group",
+            &env.group,
+            "--topic-prefix",
+            &env.topic_prefix,
+            "--kafka-bootstrap",
+            &env.bootstrap,
+            "--metrics-addr",
+            &format!("127.0.0.1:{port}"),
+        ])
+        .env("HOSTLEDGER_LOG", "warn")
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start hostledger project");
+    let pid = child.id().unwrap_or(0);
+    let applied = || metric_of(port, "hostledger_projector_events_applied_total");
+    let event = |i: usize| fleet_event(i % hosts, round + i / hosts);
+    // Started when it has applied a first event (it loads the Hosts, and again at its first
+    // partition assignment).
+    env.produce(&[event(0)]).await;
+    let deadline = Instant::now() + Duration::from_secs(900);
+    while applied().await.unwrap_or(0.0) < 1.0 {
+        assert!(
+            Instant::now() < deadline,
+            "the live projector did not start"
+        );
+        assert!(
+            child.try_wait().ok().flatten().is_none(),
+            "the live projector exited"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let startup_secs = started.elapsed().as_secs_f64();
+
+    let total = rate * usize::try_from(secs).unwrap_or(usize::MAX);
+    let per_tick = (rate / 10).max(1);
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    let mut sent = 1;
+    let mut max_backlog = 0_u64;
+    let mut projector_mib = 0.0_f64;
+    let producing = Instant::now();
+    // One producer for the whole phase (a new one per tick would spend the tick connecting).
+    let producer = env.kafka.producer(None).expect("a producer");
+    let codec = hostledger_schemas::Codec::new();
+    let mut deliveries = Vec::new();
+    while sent <= total {
+        tick.tick().await;
+        for d in deliveries.drain(..) {
+            let d: rdkafka::producer::DeliveryFuture = d;
+            d.await.expect("delivery future").expect("delivered");
+        }
+        let end = (sent + per_tick).min(total + 1);
+        for i in sent..end {
+            let e = event(i);
+            let payload = codec.encode(&e).expect("encodes");
+            let record = rdkafka::producer::FutureRecord::to(&topic)
+                .key(e.host_id.as_str())
+                .payload(&payload);
+            deliveries.push(
+                producer
+                    .send_result(record)
+                    .map_err(|(e, _)| e)
+                    .expect("queued"),
+            );
+        }
+        sent = end;
+        if let Some(a) = applied().await {
+            max_backlog = max_backlog.max((sent as u64).saturating_sub(a as u64));
+        }
+        projector_mib = projector_mib.max(rss_mib(pid));
+    }
+    for d in deliveries {
+        d.await.expect("delivery future").expect("delivered");
+    }
+    let produced_secs = producing.elapsed().as_secs_f64();
+    let last_produced = Instant::now();
+    let deadline = last_produced + Duration::from_secs(600);
+    while applied().await.unwrap_or(0.0) < sent as f64 {
+        assert!(
+            Instant::now() < deadline,
+            "the live projector did not apply every event within 600 s"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let catch_up_secs = last_produced.elapsed().as_secs_f64();
+    let all_applied = producing.elapsed().as_secs_f64();
+    let _ = child.start_kill();
+    Live {
+        events: total,
+        produced_secs,
+        produced_rate: total as f64 / produced_secs,
+        applied_rate: total as f64 / all_applied,
+        max_backlog,
+        catch_up_secs,
+        startup_secs,
+        projector_mib,
+    }
+}
+
+fn print_live(l: &Live) {
+    println!(
+        "live: {} changes produced in {:.1} s ({:.0}/s); all applied {:.2} s after the last ({:.0}/s overall); \
+         largest backlog {} events; projector start-up {:.1} s (loading the Hosts), RSS {:.0} MiB",
+        l.events,
+        l.produced_secs,
+        l.produced_rate,
+        l.catch_up_secs,
+        l.applied_rate,
+        l.max_backlog,
+        l.startup_secs,
+        l.projector_mib
+    );
 }
