@@ -1,10 +1,14 @@
-//! The history server's index of one log, on local disk (an embedded redb database per log):
-//! every host's entries keyed by (Host object name, sequence number), each host's record after
-//! its last entry, its clock after each entry and its names where they change, keyed by the
-//! fact's time (for uptime as of a past time: a lookup per host), and the next offset of
-//! every partition, written together in one transaction per chunk of the log. A restart goes
-//! on from those offsets; a lost file, or one written in an older layout, is rebuilt from
-//! offset 0. Memory holds the records only (bounded per host), not the entries.
+//! The history server's index of one log, on local disk, in two embedded redb databases per
+//! log. The entries file holds every host's entries keyed by (Host object name, sequence
+//! number), each host's record after its last entry and the next offset of every partition,
+//! written in one transaction per chunk of the log. The points file beside it holds each
+//! host's clock after each entry and its names where they change, keyed by the fact's time:
+//! uptime as of a past time is a lookup per host there, in a file a tenth of the entries'
+//! size whose pages stay in memory, not among the entries' pages. A chunk's points are
+//! written before its entries and offsets, so a crash between the two leaves points the
+//! log gives again (the same keys, the same values). A restart goes on from the offsets; a
+//! lost file, or one written in an older layout, is rebuilt from offset 0. Memory holds the
+//! records only (bounded per host), not the entries.
 
 use std::collections::{BTreeMap, HashMap};
 use std::ops::Bound;
@@ -28,8 +32,11 @@ use redb::{
 const ENTRIES: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("entries");
 /// Records: object name → the record as a Host status's JSON.
 const RECORDS: TableDefinition<&str, &[u8]> = TableDefinition::new("records");
-/// Page cache of each index.
+/// Page cache of each entries file (read a host at a time).
 const CACHE_BYTES: usize = 64 << 20;
+/// Page cache of each points file (read a lookup per host for a whole fleet at once: about
+/// 100 bytes per entry, so a quarter of it at 100,000 hosts of 100 entries).
+const POINTS_CACHE_BYTES: usize = 256 << 20;
 
 /// Partition → the next offset to read.
 const OFFSETS: TableDefinition<i32, i64> = TableDefinition::new("offsets");
@@ -45,8 +52,9 @@ const ORDER: TableDefinition<&str, (i64, bool)> = TableDefinition::new("order");
 const LAYOUT: TableDefinition<&str, u64> = TableDefinition::new("layout");
 /// How often a write is made durable (the others are not synced to disk on their own).
 const DURABLE_EVERY: Duration = Duration::from_secs(5);
-/// The layout this version writes; an index in another is rebuilt from the log.
-const FORMAT: u64 = 2;
+/// The layout this version writes; an index in another is rebuilt from the log (3: the
+/// points in a file of their own).
+const FORMAT: u64 = 3;
 
 /// One host's time in service as of a time: its object name, the entries its history holds,
 /// and its point then (`None`: not observed yet then).
@@ -55,6 +63,8 @@ pub type UptimeItem = (String, u64, Option<ServicePoint>);
 /// One log's index on disk.
 pub struct DiskIndex {
     db: Database,
+    /// Clocks and names (the points file).
+    points: Database,
     path: PathBuf,
     until: Option<Timestamp>,
     records: BTreeMap<String, HostRecord>,
@@ -76,6 +86,13 @@ pub fn index_path(dir: &Path, topic: &str, until: Option<Timestamp>) -> PathBuf 
     dir.join(name)
 }
 
+/// The points file beside the entries file at `path` (`….redb` → `….points.redb`).
+pub fn points_path(path: &Path) -> PathBuf {
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    let stem = name.strip_suffix(".redb").unwrap_or(&name);
+    path.with_file_name(format!("{stem}.points.redb"))
+}
+
 impl DiskIndex {
     /// Opens (or creates) the index at `path`, folding only facts up to `until`.
     pub fn open(path: &Path, until: Option<Timestamp>) -> Result<Self> {
@@ -83,21 +100,34 @@ impl DiskIndex {
             std::fs::create_dir_all(dir)
                 .with_context(|| format!("cannot create the index directory {}", dir.display()))?;
         }
-        let mut db = create(path)?;
-        if layout(&db)? != Some(FORMAT) && !is_empty(&db)? {
-            tracing::info!(index = %path.display(), "the history index was written in an older layout; rebuilding it from the log");
-            drop(db);
-            std::fs::remove_file(path).with_context(|| {
-                format!("cannot remove the old history index {}", path.display())
-            })?;
-            db = create(path)?;
+        let points_file = points_path(path);
+        let had_points = points_file.exists();
+        let mut db = create(path, CACHE_BYTES)?;
+        let mut points = create(&points_file, POINTS_CACHE_BYTES)?;
+        let older = layout(&db)? != Some(FORMAT);
+        if (older || !had_points) && !is_empty(&db)? {
+            if older {
+                tracing::info!(index = %path.display(), "the history index was written in an older layout; rebuilding it from the log");
+            } else {
+                tracing::info!(index = %points_file.display(), "the history index's points file is missing; rebuilding the index from the log");
+            }
+            drop((db, points));
+            for file in [path, points_file.as_path()] {
+                std::fs::remove_file(file).with_context(|| {
+                    format!("cannot remove the old history index {}", file.display())
+                })?;
+            }
+            db = create(path, CACHE_BYTES)?;
+            points = create(&points_file, POINTS_CACHE_BYTES)?;
         }
+        let txn = points.begin_write()?;
+        txn.open_table(CLOCKS)?;
+        txn.open_table(NAMES)?;
+        txn.commit()?;
         let txn = db.begin_write()?;
         txn.open_table(ENTRIES)?;
         txn.open_table(RECORDS)?;
         txn.open_table(OFFSETS)?;
-        txn.open_table(CLOCKS)?;
-        txn.open_table(NAMES)?;
         txn.open_table(ORDER)?;
         txn.open_table(LAYOUT)?.insert("format", FORMAT)?;
         txn.commit()?;
@@ -128,6 +158,7 @@ impl DiskIndex {
         }
         Ok(DiskIndex {
             db,
+            points,
             path: path.to_owned(),
             until,
             records,
@@ -191,21 +222,18 @@ impl DiskIndex {
             touched.insert(name.clone(), ());
             entries.push((name, entry));
         }
-        let mut txn = self.db.begin_write()?;
         // Durable every few seconds: a crash loses at most those, which the log gives again
-        // (the offsets are in the same transactions).
+        // (the offsets are in the entries file's transactions, written after the points').
         let durable = self.last_durable.elapsed() >= DURABLE_EVERY;
-        txn.set_durability(if durable {
+        let durability = if durable {
             Durability::Immediate
         } else {
             Durability::None
-        })?;
+        };
+        let unwritable = || format!("cannot write the history index {}", self.path.display());
+        let mut txn = self.points.begin_write()?;
+        txn.set_durability(durability)?;
         {
-            let mut table = txn.open_table(ENTRIES)?;
-            for (name, entry) in &entries {
-                let seq = u64::try_from(entry.seq).unwrap_or(0);
-                table.insert((name.as_str(), seq), serde_json::to_vec(entry)?.as_slice())?;
-            }
             let mut table = txn.open_table(CLOCKS)?;
             for (name, at, seq, clock) in &clocks {
                 table.insert((name.as_str(), *at, *seq), clock.as_slice())?;
@@ -213,6 +241,16 @@ impl DiskIndex {
             let mut table = txn.open_table(NAMES)?;
             for (name, at, seq, json) in &names {
                 table.insert((name.as_str(), *at, *seq), json.as_slice())?;
+            }
+        }
+        txn.commit().with_context(unwritable)?;
+        let mut txn = self.db.begin_write()?;
+        txn.set_durability(durability)?;
+        {
+            let mut table = txn.open_table(ENTRIES)?;
+            for (name, entry) in &entries {
+                let seq = u64::try_from(entry.seq).unwrap_or(0);
+                table.insert((name.as_str(), seq), serde_json::to_vec(entry)?.as_slice())?;
             }
             let mut table = txn.open_table(ORDER)?;
             for name in touched.keys() {
@@ -234,8 +272,7 @@ impl DiskIndex {
                 table.insert(p.partition, *next)?;
             }
         }
-        txn.commit()
-            .with_context(|| format!("cannot write the history index {}", self.path.display()))?;
+        txn.commit().with_context(unwritable)?;
         if durable {
             self.last_durable = Instant::now();
         }
@@ -301,7 +338,7 @@ impl DiskIndex {
     /// a fold of its history for the others.
     pub fn uptime_page(&self, page: &Page) -> Result<(Vec<UptimeItem>, Option<String>)> {
         let (names, next) = self.names(page);
-        let read = self.db.begin_read()?;
+        let read = self.points.begin_read()?;
         let clocks = read.open_table(CLOCKS)?;
         let host_names = read.open_table(NAMES)?;
         let unreadable = || format!("the history index {} is unreadable", self.path.display());
@@ -345,11 +382,11 @@ impl DiskIndex {
     }
 }
 
-/// Opens or creates the database at `path`.
-fn create(path: &Path) -> Result<Database> {
-    // redb caches up to a GiB of pages by default; the entries are read a host at a time.
+/// Opens or creates the database at `path`, caching up to `cache` bytes of its pages (redb's
+/// default is a GiB per database).
+fn create(path: &Path, cache: usize) -> Result<Database> {
     Database::builder()
-        .set_cache_size(CACHE_BYTES)
+        .set_cache_size(cache)
         .create(path)
         .with_context(|| {
             format!(
@@ -499,7 +536,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = index_path(dir.path(), "t.host-events", None);
         {
-            let db = create(&path).expect("creates");
+            let db = create(&path, CACHE_BYTES).expect("creates");
             let txn = db.begin_write().expect("writes");
             txn.open_table(RECORDS)
                 .expect("table")
@@ -517,6 +554,32 @@ mod tests {
         drop(index);
         let again = DiskIndex::open(&path, None).expect("opens again");
         assert!(again.offsets().is_empty());
+    }
+
+    #[test]
+    fn a_lost_points_file_rebuilds_the_index() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = index_path(dir.path(), "t.host-events", None);
+        assert_eq!(
+            points_path(&path),
+            dir.path().join("t.host-events.points.redb")
+        );
+        {
+            let mut index = DiskIndex::open(&path, None).expect("opens");
+            let all = facts("dc/a/1", 3, 0);
+            let read: Vec<Position> = all.iter().map(|(_, p)| *p).collect();
+            index.apply(&all, &read).expect("applies");
+        }
+        assert!(points_path(&path).exists(), "written beside the entries");
+        assert_eq!(
+            DiskIndex::open(&path, None).expect("reopens").len(),
+            1,
+            "kept"
+        );
+        std::fs::remove_file(points_path(&path)).expect("removes");
+        let index = DiskIndex::open(&path, None).expect("opens without its points");
+        assert!(index.is_empty(), "rebuilt empty");
+        assert!(index.offsets().is_empty(), "from the start of the log");
     }
 
     #[test]

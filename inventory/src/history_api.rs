@@ -11,6 +11,7 @@ use hostledger_model::names::object_name;
 use hostledger_model::timeline::{HistoryError, Timeline, events_from_history, fold_until};
 use hostledger_model::{HistoryEntry, HostRecord, HostStatus, Position, ServicePoint};
 use hostledger_schemas::{Fact, Timestamp};
+use serde::Serialize;
 use serde_json::{Value, json};
 
 pub use hostledger_k8s::history_api::{GROUP, RESOURCE, VERSION};
@@ -369,25 +370,48 @@ pub fn states_list(
 
 /// One page of the hosts' time-in-service points as of a time (`view=uptime`): per host its
 /// object name, the entries its history holds, and its point then (`null`: not observed yet).
-pub fn uptime_list(
-    namespace: &str,
-    items: &[(String, u64, Option<ServicePoint>)],
+/// Serialized as it stands (a page is tens of thousands of hosts; no JSON tree is built).
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UptimeList<'a> {
+    api_version: String,
+    kind: &'static str,
+    metadata: Value,
+    items: Vec<UptimeListItem<'a>>,
+}
+
+#[derive(Serialize)]
+struct UptimeListItem<'a> {
+    metadata: ItemMeta<'a>,
+    events: u64,
+    point: &'a Option<ServicePoint>,
+}
+
+#[derive(Serialize)]
+struct ItemMeta<'a> {
+    name: &'a str,
+    namespace: &'a str,
+}
+
+/// The `HostUptimeList` of a page of points.
+pub fn uptime_list<'a>(
+    namespace: &'a str,
+    items: &'a [(String, u64, Option<ServicePoint>)],
     next: Option<&str>,
-) -> Value {
-    let items: Vec<Value> = items
-        .iter()
-        .map(|(name, events, point)| {
-            json!({
-                "metadata": {"name": name, "namespace": namespace},
-                "events": events,
-                "point": point,
+) -> UptimeList<'a> {
+    UptimeList {
+        api_version: group_version(),
+        kind: "HostUptimeList",
+        metadata: list_meta(next),
+        items: items
+            .iter()
+            .map(|(name, events, point)| UptimeListItem {
+                metadata: ItemMeta { name, namespace },
+                events: *events,
+                point,
             })
-        })
-        .collect();
-    json!({
-        "apiVersion": group_version(), "kind": "HostUptimeList",
-        "metadata": list_meta(next), "items": items,
-    })
+            .collect(),
+    }
 }
 
 /// Histories as a `meta.k8s.io/v1` Table, what kubectl asks for to print columns: name,

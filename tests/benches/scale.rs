@@ -267,6 +267,8 @@ async fn produce_rounds(env: &TestEnv, hosts: usize, rounds: std::ops::Range<usi
 struct Readers {
     first_history_secs: f64,
     history_server_mib: f64,
+    /// The history index's files on disk (every log's): entries, points.
+    index_mib: (f64, f64),
     kubectl_secs: f64,
     uptime_secs: f64,
     as_of_secs: f64,
@@ -301,6 +303,7 @@ async fn readers(
     );
     let first_history_secs = started.elapsed().as_secs_f64();
     let history_server_mib = peak_rss_mib(history_server);
+    let index_mib = index_files_mib();
     let kubectl_secs = timed(runs, &kubectl, &["get", "hosts", "-n", ns]).await;
     let uptime_secs = timed(runs, binary, &["uptime", "--namespace", ns, "-o", "json"]).await;
     let mid = exact_time(Timestamp(T0 + (per_host as i64 / 2) * MINUTE));
@@ -345,6 +348,7 @@ async fn readers(
     Readers {
         first_history_secs,
         history_server_mib,
+        index_mib,
         kubectl_secs,
         uptime_secs,
         as_of_secs,
@@ -394,6 +398,38 @@ fn print_readers(hosts: usize, r: &Readers) {
         "history server peak RSS",
         format!("{:.0} MiB", r.history_server_mib),
     );
+    row(
+        "history index on disk (every log): entries file(s)",
+        format!("{:.0} MiB", r.index_mib.0),
+    );
+    row(
+        "history index on disk (every log): points file(s)",
+        format!("{:.0} MiB", r.index_mib.1),
+    );
+}
+
+/// The sizes of the stack's history index files (`scripts/stack history-server` keeps them
+/// in `$HOSTLEDGER_STACK_DIR/history-index`): the entries files and the points files, in MiB.
+fn index_files_mib() -> (f64, f64) {
+    let Ok(dir) = std::env::var("HOSTLEDGER_STACK_DIR") else {
+        return (0.0, 0.0);
+    };
+    let mut sizes = (0u64, 0u64);
+    for file in std::fs::read_dir(format!("{dir}/history-index"))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let name = file.file_name().to_string_lossy().into_owned();
+        let len = file.metadata().map(|m| m.len()).unwrap_or(0);
+        if name.ends_with(".points.redb") {
+            sizes.1 += len;
+        } else if name.ends_with(".redb") {
+            sizes.0 += len;
+        }
+    }
+    let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
+    (mib(sizes.0), mib(sizes.1))
 }
 
 #[tokio::main]
