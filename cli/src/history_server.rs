@@ -401,7 +401,10 @@ pub async fn run(args: HistoryServerArgs) -> Result<ExitCode> {
 }
 
 fn json_response(code: StatusCode, body: &impl serde::Serialize) -> Response<Full<Bytes>> {
-    let body = serde_json::to_vec(body).unwrap_or_else(|_| b"{}".to_vec());
+    let body = serde_json::to_vec(body).unwrap_or_else(|error| {
+        tracing::error!(%error, "cannot serialize a response");
+        b"{}".to_vec()
+    });
     Response::builder()
         .status(code)
         .header("Content-Type", "application/json")
