@@ -2,11 +2,13 @@
 //! log. The entries file holds every host's entries keyed by (Host object name, sequence
 //! number), each host's record after its last entry and the next offset of every partition,
 //! written in one transaction per chunk of the log. The points file beside it holds each
-//! host's clock after each entry and its names where they change, keyed by the fact's time:
-//! uptime as of a past time is a lookup per host there, among pages of clocks only, not
-//! between the entries' pages (at 10 million events: 4 GiB beside 10 GiB). A chunk's points are
-//! written before its entries and offsets, so a crash between the two leaves points the
-//! log gives again (the same keys, the same values). A restart goes on from the offsets; a
+//! host's clock after each entry, packed [`POINTS_PER_BLOCK`] to a block keyed by its first
+//! point's time, and its names where they change: uptime as of a past time is one block per
+//! host there, among clocks only, not between the entries' pages. One point a key made the
+//! file 4 GiB at 10 million events (its B-tree's pages half full from 100,000 hosts appended
+//! to at once), so lookups missed every cache. A chunk's points are written before its
+//! entries and offsets; a crash between the two leaves points that the log gives again, and
+//! a block takes only points newer than its last. A restart goes on from the offsets; a
 //! lost file, or one written in an older layout, is rebuilt from offset 0. Memory holds the
 //! records only (bounded per host), not the entries.
 
@@ -40,9 +42,15 @@ const POINTS_CACHE_BYTES: usize = 256 << 20;
 
 /// Partition → the next offset to read.
 const OFFSETS: TableDefinition<i32, i64> = TableDefinition::new("offsets");
-/// Clocks: (object name, the fact's time, seq) → the host's [`ServiceClock`] after that
-/// entry (50 bytes); written while the host's facts come in time order.
+/// Clocks: (object name, the time and seq of the block's first point) → a block of points,
+/// each the fact's time and seq and the host's [`ServiceClock`] after that entry
+/// ([`POINT_BYTES`]); written while the host's facts come in time order.
 const CLOCKS: TableDefinition<(&str, i64, u64), &[u8]> = TableDefinition::new("clocks");
+/// Points in a block: a block is rewritten with each point added to it, so this bounds the
+/// bytes written per fact (about 1 KiB on average) and the bytes read per lookup.
+const POINTS_PER_BLOCK: usize = 32;
+/// A point in a block: time (i64), seq (u64), clock, little-endian.
+const POINT_BYTES: usize = 16 + CLOCK_BYTES;
 /// Names: (object name, the fact's time, seq) → the host's [`HostNames`] from that entry on,
 /// as JSON; written when they change (and with a host's first entry).
 const NAMES: TableDefinition<(&str, i64, u64), &[u8]> = TableDefinition::new("names");
@@ -53,8 +61,8 @@ const LAYOUT: TableDefinition<&str, u64> = TableDefinition::new("layout");
 /// How often a write is made durable (the others are not synced to disk on their own).
 const DURABLE_EVERY: Duration = Duration::from_secs(5);
 /// The layout this version writes; an index in another is rebuilt from the log (3: the
-/// points in a file of their own).
-const FORMAT: u64 = 3;
+/// points in a file of their own; 4: in blocks).
+const FORMAT: u64 = 4;
 
 /// One host's time in service as of a time: its object name, the entries its history holds,
 /// and its point then (`None`: not observed yet then).
@@ -235,8 +243,15 @@ impl DiskIndex {
         txn.set_durability(durability)?;
         {
             let mut table = txn.open_table(CLOCKS)?;
+            let mut by_host: BTreeMap<&str, Vec<NewPoint<'_>>> = BTreeMap::new();
             for (name, at, seq, clock) in &clocks {
-                table.insert((name.as_str(), *at, *seq), clock.as_slice())?;
+                by_host
+                    .entry(name.as_str())
+                    .or_default()
+                    .push((*at, *seq, clock));
+            }
+            for (name, points) in by_host {
+                append_points(&mut table, name, &points)?;
             }
             let mut table = txn.open_table(NAMES)?;
             for (name, at, seq, json) in &names {
@@ -353,9 +368,14 @@ impl DiskIndex {
                 Some(at) if ordered && last <= at.0 => Some(ServicePoint::of(record)),
                 Some(at) if ordered => {
                     let upto = (name.as_str(), i64::MIN, 0)..=(name.as_str(), at.0, u64::MAX);
-                    match clocks.range(upto.clone())?.next_back() {
-                        Some(row) => {
-                            let clock = ServiceClock::from_bytes(row?.1.value())
+                    let block = match clocks.range(upto.clone())?.next_back() {
+                        Some(row) => Some(row?.1.value().to_vec()),
+                        None => None,
+                    };
+                    match block {
+                        Some(block) => {
+                            let clock = last_point_until(&block, at.0)
+                                .and_then(ServiceClock::from_bytes)
                                 .with_context(unreadable)?;
                             let row = host_names
                                 .range(upto)?
@@ -380,6 +400,73 @@ impl DiskIndex {
         }
         Ok((items, next))
     }
+}
+
+/// A point to add to a host's blocks: the fact's time, its seq, the clock after it.
+type NewPoint<'a> = (i64, u64, &'a [u8; CLOCK_BYTES]);
+
+/// A point's time and seq.
+fn point_key(point: &[u8]) -> (i64, u64) {
+    let at = i64::from_le_bytes(point[..8].try_into().expect("8 bytes"));
+    let seq = u64::from_le_bytes(point[8..16].try_into().expect("8 bytes"));
+    (at, seq)
+}
+
+/// The clock of the last point of `block` at or before `at` (the block's first point is).
+fn last_point_until(block: &[u8], at: i64) -> Option<&[u8]> {
+    block
+        .chunks_exact(POINT_BYTES)
+        .take_while(|p| point_key(p).0 <= at)
+        .last()
+        .map(|p| &p[16..])
+}
+
+/// Adds a host's points (in its time order) to its last block, and to new blocks when that is
+/// full. Points not newer than the last one stored (a chunk read again after a crash) are
+/// skipped.
+fn append_points(
+    table: &mut redb::Table<(&str, i64, u64), &[u8]>,
+    name: &str,
+    points: &[NewPoint<'_>],
+) -> Result<()> {
+    let last = match table
+        .range((name, i64::MIN, 0)..=(name, i64::MAX, u64::MAX))?
+        .next_back()
+    {
+        Some(row) => {
+            let (key, block) = row?;
+            let (_, at, seq) = key.value();
+            Some(((at, seq), block.value().to_vec()))
+        }
+        None => None,
+    };
+    let (mut key, mut block) = match last {
+        Some(last) => last,
+        None => match points.first() {
+            Some((at, seq, _)) => ((*at, *seq), Vec::new()),
+            None => return Ok(()),
+        },
+    };
+    let mut newest = block
+        .chunks_exact(POINT_BYTES)
+        .last()
+        .map(|p| point_key(p).1);
+    for (at, seq, clock) in points {
+        if newest.is_some_and(|n| *seq <= n) {
+            continue;
+        }
+        if block.len() >= POINTS_PER_BLOCK * POINT_BYTES {
+            table.insert((name, key.0, key.1), block.as_slice())?;
+            key = (*at, *seq);
+            block.clear();
+        }
+        block.extend_from_slice(&at.to_le_bytes());
+        block.extend_from_slice(&seq.to_le_bytes());
+        block.extend_from_slice(clock.as_slice());
+        newest = Some(*seq);
+    }
+    table.insert((name, key.0, key.1), block.as_slice())?;
+    Ok(())
 }
 
 /// Opens or creates the database at `path`, caching up to `cache` bytes of its pages (redb's
@@ -528,6 +615,60 @@ mod tests {
         for (name, _, point) in now {
             let host = index.get(&name).expect("reads").expect("indexed");
             assert_eq!(point, Some(ServicePoint::of(&host.record)));
+        }
+    }
+
+    #[test]
+    fn points_fill_blocks_and_a_chunk_read_again_adds_none() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = index_path(dir.path(), "t.host-events", None);
+        let mut index = DiskIndex::open(&path, None).expect("opens");
+        let n = POINTS_PER_BLOCK * 2 + 5;
+        let all = facts("dc/a/1", n, 0);
+        let read: Vec<Position> = all.iter().map(|(_, p)| *p).collect();
+        for (chunk, positions) in all.chunks(7).zip(read.chunks(7)) {
+            index.apply(chunk, positions).expect("applies");
+        }
+        let name = object_name("dc/a/1");
+        let blocks = |index: &DiskIndex| -> Vec<usize> {
+            let txn = index.points.begin_read().expect("reads");
+            let table = txn.open_table(CLOCKS).expect("table");
+            table
+                .iter()
+                .expect("iterates")
+                .map(|row| row.expect("row").1.value().len() / POINT_BYTES)
+                .collect()
+        };
+        assert_eq!(
+            blocks(&index),
+            [POINTS_PER_BLOCK, POINTS_PER_BLOCK, 5],
+            "full blocks, then the open one"
+        );
+        // A crash after the points of a chunk, before its entries: the chunk's points are
+        // given again, and none is added twice.
+        {
+            let txn = index.points.begin_write().expect("writes");
+            {
+                let mut table = txn.open_table(CLOCKS).expect("table");
+                let clock = [0u8; CLOCK_BYTES];
+                let again: Vec<NewPoint<'_>> = (0..n as u64).map(|seq| (0, seq, &clock)).collect();
+                append_points(&mut table, &name, &again).expect("appends");
+            }
+            txn.commit().expect("commits");
+        }
+        assert_eq!(blocks(&index), [POINTS_PER_BLOCK, POINTS_PER_BLOCK, 5]);
+        for minute in [0, 1, 31, 32, 33, 63, 64, 65, 68, 99] {
+            let at = Timestamp(1_767_225_600_000_000 + minute * 60_000_000);
+            let (items, _) = index
+                .uptime_page(&Page {
+                    as_of: Some(at),
+                    ..Page::default()
+                })
+                .expect("answers");
+            let host = index.get(&name).expect("reads").expect("indexed");
+            let history = events_from_history(&host.record.host_id, &host.entries).expect("events");
+            let folded = fold_until(&history, Some(at)).map(|t| ServicePoint::of(&t.record));
+            assert_eq!(items[0].2, folded, "at minute {minute}");
         }
     }
 

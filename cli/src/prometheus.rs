@@ -11,7 +11,7 @@ use std::time::Duration;
 use anyhow::{Result, bail};
 use clap::Args;
 use hostledger_inventory::LabelSelector;
-use hostledger_inventory::prometheus::{SdSettings, Targets, discover, summary};
+use hostledger_inventory::prometheus::{SdSettings, Targets, discover, for_discovery, summary};
 use hostledger_inventory::watch::{Tracker, error_text, host_watch, next};
 use hostledger_k8s::{K8sError, list_all};
 use hostledger_model::{Host, HostGroup};
@@ -267,7 +267,7 @@ async fn watch(
                         let was_synced = tracker.synced();
                         // A (re)list ends with the whole inventory: write it even when no
                         // change shows (the file may be older than the inventory).
-                        !tracker.handle(event).is_empty() || (!was_synced && tracker.synced())
+                        !tracker.handle(kept(event)).is_empty() || (!was_synced && tracker.synced())
                     }
                 };
                 // A burst of changes makes one write, at most DEBOUNCE after its first.
@@ -276,6 +276,17 @@ async fn watch(
                 }
             }
         }
+    }
+}
+
+/// A watch event with its Host cut down to what the targets are made of: the watch keeps every
+/// Host in memory, and memory stays proportional to the targets, not to the Hosts' history.
+fn kept(event: Event<Host>) -> Event<Host> {
+    match event {
+        Event::InitApply(host) => Event::InitApply(for_discovery(host)),
+        Event::Apply(host) => Event::Apply(for_discovery(host)),
+        Event::Delete(host) => Event::Delete(for_discovery(host)),
+        marker @ (Event::Init | Event::InitDone) => marker,
     }
 }
 

@@ -26,11 +26,16 @@ use crate::LabelSelector;
 /// `InitApply`..., `InitDone`), then changes. After an error it resumes with the watcher's
 /// default backoff, from where it was or, when the API server no longer has that, with a new
 /// list. Errors are items of the stream: it never ends by itself.
+///
+/// Lists are served from kube-apiserver's watch cache, not read from etcd: a watch starts from
+/// whatever the cache holds and then receives every later change, so nothing is missed, and a
+/// list of 100,000 Hosts does not outlast the changes the cache keeps while the projector
+/// writes (which made a list from etcd expire and start over).
 pub fn host_watch(
     api: Api<Host>,
     selector: Option<&LabelSelector>,
 ) -> Pin<Box<impl WatchStreamExt<Item = watcher::Result<Event<Host>>> + Send>> {
-    let mut config = watcher::Config::default();
+    let mut config = watcher::Config::default().any_semantic();
     if let Some(s) = selector.filter(|s| !s.is_empty()) {
         config = config.labels(s.as_str());
     }

@@ -14,7 +14,12 @@ use serde::{Deserialize, Serialize};
 
 /// Most service intervals a record keeps; older ones are summed into the total and counted
 /// in `intervals_dropped` (the full history lives in HostHistory and in the log).
-pub const MAX_INTERVALS: usize = 16;
+///
+/// The intervals are a Host's largest field: 74 bytes each in JSON, and kube-apiserver holds
+/// every Host decoded in its watch cache, several times the JSON's size. Sixteen made 1,181
+/// of a Host's 3,757 bytes at 100,000 Hosts (docs/benchmarks.md, "Scale"); four show the
+/// latest comings and goings, and readers that want every interval read the history.
+pub const MAX_INTERVALS: usize = 4;
 
 /// Where an event sits in the log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]

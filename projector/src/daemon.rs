@@ -478,10 +478,19 @@ async fn send_dead_letter(
 
 /// Watches Hosts and lets those that people delete go (see [`HostStore::release`]); their
 /// HostHistory stays, and a replay brings the Host back.
+///
+/// Only the Hosts' metadata is watched (finalizers and the deletion timestamp are all this
+/// needs), and the initial list and every relist are served from kube-apiserver's watch cache.
+/// A full list from etcd of 100,000 Hosts took longer than the cache keeps changes while the
+/// projector was writing, so each relist expired before it ended and the watch relisted in a
+/// loop (docs/benchmarks.md, "Scale").
 async fn release_deleted_hosts(store: HostStore) {
     use futures::StreamExt as _;
+    use kube::api::{Api, PartialObjectMeta};
     use kube::runtime::{WatchStreamExt as _, watcher};
-    let stream = watcher(store.api().clone(), watcher::Config::default())
+    let api: Api<PartialObjectMeta<hostledger_model::Host>> =
+        Api::namespaced(store.client(), store.namespace());
+    let stream = watcher(api, watcher::Config::default().any_semantic())
         .default_backoff()
         .applied_objects();
     futures::pin_mut!(stream);
@@ -502,16 +511,11 @@ async fn release_deleted_hosts(store: HostStore) {
             continue;
         }
         let name = host.metadata.name.clone().unwrap_or_default();
-        let host_id = host
-            .status
-            .as_ref()
-            .map(|s| s.host_id.clone())
-            .unwrap_or_default();
         match store.release(&name).await {
             Ok(()) => {
-                tracing::info!(%host_id, host = %name, "Host deleted by a person; its HostHistory is kept")
+                tracing::info!(host = %name, "Host deleted by a person; its HostHistory is kept")
             }
-            Err(error) => tracing::warn!(%host_id, %error, "could not release a deleted Host"),
+            Err(error) => tracing::warn!(host = %name, %error, "could not release a deleted Host"),
         }
     }
 }

@@ -11,17 +11,19 @@
 //! - projection time and API writes (`hostledger replay`, or with `--daemon` the live
 //!   `hostledger project` working through the backlog);
 //! - `kubectl get hosts`, `hostledger uptime`, `uptime --as-of T`, `history HOST` and
-//!   `ansible --list` times (`--no-readers` skips them);
+//!   `ansible --list` times, and `prometheus-sd --watch`'s time to its first targets file and
+//!   its peak RSS (`--no-readers` skips them);
 //! - with `--live-secs S`: the live `hostledger project` on the projected fleet, given
 //!   `--live-rate R` (1,000) changes per second of existing hosts for S seconds: how fast it
 //!   applies them, its largest backlog and how soon after the last one everything is applied.
+//!   `--live-of ID` runs only this phase on a fleet that a `--keep` run left.
 //!
 //! A size that etcd refuses (its 2 GiB quota, say) is reported as far as it got.
 //!
 //! usage: scripts/stack up && eval "$(scripts/stack env)" &&
 //!        cargo build --release -p hostledger-cli --bin hostledger &&
 //!        scripts/stack history-server "$CARGO_TARGET_DIR/release/hostledger" &&
-//!        cargo bench -p hostledger-e2e --bench scale -- [--sizes 10000,50000] [--events-per-host 100] [--more-rounds 10] [--keep] [--readers-of NAMESPACE] [--no-readers] [--live-secs 60 --live-rate 1000]
+//!        cargo bench -p hostledger-e2e --bench scale -- [--sizes 10000,50000] [--events-per-host 100] [--more-rounds 10] [--keep] [--readers-of NAMESPACE] [--no-readers] [--live-secs 60 --live-rate 1000] [--live-of ID --live-round N]
 
 use std::time::{Duration, Instant};
 
@@ -276,6 +278,59 @@ struct Readers {
     as_of_hosts_secs: f64,
     history_secs: f64,
     ansible_secs: f64,
+    /// `prometheus-sd --watch`: until its first targets file, and its peak RSS then.
+    sd_first_file_secs: f64,
+    sd_watch_mib: f64,
+}
+
+/// `hostledger prometheus-sd --watch` on namespace `ns`: the seconds until it has written its
+/// first targets file (the whole list watched) and its peak resident memory by then, in MiB.
+/// It keeps every Host it watches, so this is what the watch costs at the fleet's size.
+async fn prometheus_watch(binary: &std::path::Path, ns: &str) -> (f64, f64) {
+    let file = std::env::temp_dir().join(format!("hostledger-scale-sd-{ns}.json"));
+    let _ = std::fs::remove_file(&file);
+    let output = file.to_string_lossy().into_owned();
+    let started = Instant::now();
+    let mut child = tokio::process::Command::new(binary)
+        .args([
+            "prometheus-sd",
+            "--watch",
+            "--namespace",
+            ns,
+            "--include",
+            "out-of-service,retired",
+            "--output",
+            &output,
+        ])
+        .env("HOSTLEDGER_LOG", "warn")
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start hostledger prometheus-sd --watch");
+    let pid = child.id().unwrap_or(0);
+    let deadline = started + Duration::from_secs(900);
+    let mut peak = 0.0_f64;
+    // The file is written by a rename: once it exists, it is complete.
+    while !file.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "prometheus-sd --watch wrote no targets file in 900 s"
+        );
+        assert!(
+            child.try_wait().ok().flatten().is_none(),
+            "prometheus-sd --watch exited"
+        );
+        let now = peak_rss_mib(pid);
+        if now.is_finite() {
+            peak = peak.max(now);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let first_file_secs = started.elapsed().as_secs_f64();
+    peak = peak.max(peak_rss_mib(pid));
+    let _ = child.start_kill();
+    let _ = child.wait().await;
+    let _ = std::fs::remove_file(&file);
+    (first_file_secs, peak)
 }
 
 /// Times the readers on the fleet of `hosts` hosts × `per_host` events in namespace `ns`.
@@ -345,6 +400,7 @@ async fn readers(
     )
     .await;
     let ansible_secs = timed(runs, binary, &["ansible", "--list", "--namespace", ns]).await;
+    let (sd_first_file_secs, sd_watch_mib) = prometheus_watch(binary, ns).await;
     Readers {
         first_history_secs,
         history_server_mib,
@@ -356,6 +412,8 @@ async fn readers(
         as_of_hosts_secs,
         history_secs,
         ansible_secs,
+        sd_first_file_secs,
+        sd_watch_mib,
     }
 }
 
@@ -393,6 +451,14 @@ fn print_readers(hosts: usize, r: &Readers) {
     row(
         "hostledger ansible --list",
         format!("{:.2} s", r.ansible_secs),
+    );
+    row(
+        "prometheus-sd --watch: first targets file",
+        format!("{:.1} s", r.sd_first_file_secs),
+    );
+    row(
+        "prometheus-sd --watch: peak RSS",
+        format!("{:.0} MiB", r.sd_watch_mib),
     );
     row(
         "history server peak RSS",
@@ -476,6 +542,27 @@ async fn main() {
     let history_server = pid_of("history-server")
         .filter(|p| std::path::Path::new(&format!("/proc/{p}")).exists())
         .expect("a history server: scripts/stack history-server target/release/hostledger");
+    // `--live-of ID`: only the live phase, on the fleet a `--keep` run left (`scale100000-…`,
+    // its namespace without `e2e-`), starting at event `--live-round` (by default the one after
+    // --events-per-host; a second run on the same fleet takes the next).
+    if let Some(id) = bench_text_arg("--live-of") {
+        let id = id.strip_prefix("e2e-").unwrap_or(&id).to_owned();
+        let hosts = sizes.first().copied().unwrap_or(10_000);
+        let round = bench_arg("--live-round", per_host);
+        println!(
+            "live phase on {id} ({hosts} hosts), from event {round}: {live_rate}/s for {} s",
+            live_secs.max(1)
+        );
+        let env = TestEnv::existing(&id).await;
+        reset_peak_rss(apiserver);
+        let l = live(&env, &binary, hosts, round, live_rate, live_secs.max(1)).await;
+        print_live(&l);
+        println!(
+            "kube-apiserver peak RSS during the live phase {:.0} MiB",
+            peak_rss_mib(apiserver)
+        );
+        return;
+    }
     // `--readers-of NAMESPACE`: only the readers, on a fleet a `--keep` run left (its first
     // size and --events-per-host say what it holds).
     if let Some(ns) = bench_text_arg("--readers-of") {
@@ -777,6 +864,14 @@ async fn main() {
         )
         .record();
         Figure::new(&figure("ansible --list"), r.ansible_secs, "s", "-", None).record();
+        Figure::new(
+            &figure("prometheus-sd --watch peak RSS"),
+            r.sd_watch_mib,
+            "MiB",
+            "bounded (what discovery reads of each Host)",
+            None,
+        )
+        .record();
         finish(env, keep).await;
     }
 }

@@ -251,6 +251,30 @@ impl TestEnv {
         }
     }
 
+    /// The environment a run left in place (`--keep`), by its id (`scale100000-1a2b3c4d`):
+    /// its namespace, topics, group and ACLs are used as they are, nothing is created.
+    pub async fn existing(id: &str) -> TestEnv {
+        hostledger_cli::init_tls();
+        let bootstrap = stack_var("HOSTLEDGER_KAFKA_BOOTSTRAP");
+        stack_var("KUBECONFIG");
+        let topic_prefix = format!("e2e.{id}");
+        let topics = Topics::with_prefix(&topic_prefix);
+        let kafka = KafkaClients::new(kafka_settings_as(Role::Admin, &topics))
+            .expect("valid Kafka settings");
+        let kube = kube::Client::try_default()
+            .await
+            .expect("Kubernetes client from KUBECONFIG");
+        TestEnv {
+            group: format!("e2e-{id}"),
+            id: id.to_owned(),
+            bootstrap,
+            topic_prefix,
+            namespace: format!("e2e-{id}"),
+            kafka,
+            kube,
+        }
+    }
+
     /// `hostledger topics grant fetcher --scope SCOPE --principal PRINCIPAL` on this test's
     /// topics, as the admin; what it printed.
     pub async fn grant_fetcher(&self, scope: &str, principal: &str) -> String {

@@ -204,6 +204,45 @@ pub fn discover<'a>(hosts: impl IntoIterator<Item = &'a Host>, settings: &SdSett
     out
 }
 
+/// What [`discover`] reads of a Host, the rest dropped: the name, labels, annotations and
+/// resource version, and of the status the host id, provider, drift flag and the state's
+/// hostname, phase, addresses, region, zone, role, team and machine type.
+///
+/// `prometheus-sd --watch` keeps every Host it watches in memory; this is what it keeps. At
+/// 100,000 Hosts the full objects made 2 GiB of resident memory (docs/benchmarks.md,
+/// "Scale"); the service intervals, conditions, managed fields and provider attributes that
+/// make up most of a Host are never part of a target.
+pub fn for_discovery(host: Host) -> Host {
+    let Host {
+        metadata, status, ..
+    } = host;
+    let mut kept = Host::new("", hostledger_model::HostSpec::default());
+    kept.metadata = kube::api::ObjectMeta {
+        name: metadata.name,
+        namespace: metadata.namespace,
+        labels: metadata.labels,
+        annotations: metadata.annotations,
+        resource_version: metadata.resource_version,
+        ..Default::default()
+    };
+    kept.status = status.map(|mut status| {
+        status.source = String::new();
+        status.state.provider_status = String::new();
+        status.state.attributes = BTreeMap::new();
+        status.service_intervals = Vec::new();
+        status.conditions = Vec::new();
+        status.lock = None;
+        status.downtime = None;
+        status.last_lock_event = None;
+        status.last_event.id = String::new();
+        if let Some(drift) = status.drift.as_mut() {
+            drift.differences = Vec::new();
+        }
+        status
+    });
+    kept
+}
+
 /// The targets file in JSON: an array of groups, two-space indented, ending in a newline.
 pub fn to_json(groups: &[TargetGroup]) -> Vec<u8> {
     let mut bytes = serde_json::to_vec_pretty(groups).expect("strings always serialize");
@@ -417,6 +456,105 @@ mod tests {
             assert!(!is_label_name(bad), "{bad}");
         }
         assert!(is_label_name("_a1"));
+    }
+
+    #[test]
+    fn a_host_kept_for_discovery_gives_the_same_targets_and_is_smaller() {
+        use hostledger_model::HostGroupSpec;
+        use hostledger_model::drift::DriftStatus;
+        use hostledger_model::lock::{LOCK_ANNOTATION, LOCKED_LABEL};
+        let events: Vec<_> = (0..12)
+            .map(|n| {
+                let phase = if n % 2 == 0 {
+                    Lifecycle::InService
+                } else {
+                    Lifecycle::OutOfService
+                };
+                EventBuilder::new("aws/i-1")
+                    .id(format!("e{n}"))
+                    .kind(if n == 0 {
+                        EventKind::HostDiscovered
+                    } else {
+                        EventKind::HostLifecycleChanged
+                    })
+                    .name("db-1")
+                    .lifecycle(phase)
+                    .provider_status("running")
+                    .region("us-east-1")
+                    .role(Some("db"))
+                    .addresses(&["10.1.0.1", "10.1.0.2"])
+                    .attribute("ami", "ami-0123456789abcdef0")
+                    .attribute("vpc", "vpc-0123")
+                    .hours(n * 24)
+                    .build()
+            })
+            .collect();
+        let mut full = host_object(&fold_events(&events));
+        full.metadata.namespace = Some("ns".into());
+        full.metadata.resource_version = Some("42".into());
+        full.metadata
+            .labels
+            .get_or_insert_default()
+            .insert(LOCKED_LABEL.into(), "true".into());
+        let annotations = full.metadata.annotations.get_or_insert_default();
+        annotations.insert(
+            LOCK_ANNOTATION.into(),
+            r#"{"holder":"ops@bastion","user":"ops","reason":"r","ttlSeconds":60}"#.into(),
+        );
+        annotations.insert(PORT_ANNOTATION.into(), "9187".into());
+        let status = full.status.as_mut().expect("status");
+        status.drift = Some(DriftStatus {
+            drifted: true,
+            differences: Vec::new(),
+            since: Timestamp(0),
+        });
+        assert!(
+            !status.service_intervals.is_empty(),
+            "the fixture has intervals"
+        );
+        let mut settings = SdSettings::new("ns");
+        settings.phases.insert(Lifecycle::OutOfService);
+        settings.host_groups = vec![hostledger_model::HostGroup::new(
+            "dbs",
+            HostGroupSpec {
+                selector: Some("role=db".into()),
+                ..HostGroupSpec::default()
+            },
+        )];
+
+        let kept = for_discovery(full.clone());
+        let before = discover([&full], &settings);
+        assert_eq!(before.groups.len(), 1);
+        assert_eq!(discover([&kept], &settings), before);
+        for label in [
+            "locked",
+            "lock_holder",
+            "groups",
+            "drifted",
+            "region",
+            "role",
+        ] {
+            assert!(before.groups[0].labels.contains_key(label), "{label}");
+        }
+        assert_eq!(before.groups[0].targets, ["10.1.0.1:9187"]);
+        assert_eq!(kept.metadata.resource_version.as_deref(), Some("42"));
+        let status = kept.status.as_ref().expect("status");
+        assert!(status.service_intervals.is_empty() && status.state.attributes.is_empty());
+        assert!(status.conditions.is_empty() && status.downtime.is_none());
+        let size = |h: &Host| serde_json::to_vec(h).expect("serializes").len();
+        assert!(
+            size(&kept) * 3 < size(&full) * 2,
+            "kept {} bytes of {}",
+            size(&kept),
+            size(&full)
+        );
+        // A Host without a status stays one (counted, not listed).
+        let mut bare = full;
+        bare.status = None;
+        assert_eq!(
+            discover([&for_discovery(bare)], &settings).without_status,
+            1
+        );
     }
 
     #[test]
