@@ -368,13 +368,9 @@ impl DiskIndex {
                 Some(at) if ordered && last <= at.0 => Some(ServicePoint::of(record)),
                 Some(at) if ordered => {
                     let upto = (name.as_str(), i64::MIN, 0)..=(name.as_str(), at.0, u64::MAX);
-                    let block = match clocks.range(upto.clone())?.next_back() {
-                        Some(row) => Some(row?.1.value().to_vec()),
-                        None => None,
-                    };
-                    match block {
-                        Some(block) => {
-                            let clock = last_point_until(&block, at.0)
+                    match clocks.range(upto.clone())?.next_back().transpose()? {
+                        Some((_, block)) => {
+                            let clock = last_point_until(block.value(), at.0)
                                 .and_then(ServiceClock::from_bytes)
                                 .with_context(unreadable)?;
                             let row = host_names
@@ -429,23 +425,18 @@ fn append_points(
     name: &str,
     points: &[NewPoint<'_>],
 ) -> Result<()> {
-    let last = match table
+    let last = table
         .range((name, i64::MIN, 0)..=(name, i64::MAX, u64::MAX))?
         .next_back()
-    {
-        Some(row) => {
-            let (key, block) = row?;
+        .transpose()?
+        .map(|(key, block)| {
             let (_, at, seq) = key.value();
-            Some(((at, seq), block.value().to_vec()))
-        }
-        None => None,
-    };
-    let (mut key, mut block) = match last {
-        Some(last) => last,
-        None => match points.first() {
-            Some((at, seq, _)) => ((*at, *seq), Vec::new()),
-            None => return Ok(()),
-        },
+            ((at, seq), block.value().to_vec())
+        });
+    let Some((mut key, mut block)) =
+        last.or_else(|| points.first().map(|(at, seq, _)| ((*at, *seq), Vec::new())))
+    else {
+        return Ok(());
     };
     let mut newest = block
         .chunks_exact(POINT_BYTES)
@@ -574,6 +565,14 @@ mod tests {
             .collect()
     }
 
+    /// The point of the host named `name` as of `at`, folded from its entries.
+    fn folded_point(index: &DiskIndex, name: &str, at: Timestamp) -> (u64, Option<ServicePoint>) {
+        let host = index.get(name).expect("reads").expect("indexed");
+        let history = events_from_history(&host.record.host_id, &host.entries).expect("events");
+        let point = fold_until(&history, Some(at)).map(|t| ServicePoint::of(&t.record));
+        (host.record.event_count, point)
+    }
+
     #[test]
     fn uptime_points_equal_the_fold_at_every_time() {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -603,11 +602,8 @@ mod tests {
             assert_eq!(next, None);
             assert_eq!(items.len(), 3);
             for (name, events, point) in items {
-                let host = index.get(&name).expect("reads").expect("indexed");
-                assert_eq!(events, host.record.event_count);
-                let history =
-                    events_from_history(&host.record.host_id, &host.entries).expect("events");
-                let folded = fold_until(&history, Some(at)).map(|t| ServicePoint::of(&t.record));
+                let (count, folded) = folded_point(&index, &name, at);
+                assert_eq!(events, count);
                 assert_eq!(point, folded, "{name} at minute {minute}");
             }
         }
@@ -665,10 +661,11 @@ mod tests {
                     ..Page::default()
                 })
                 .expect("answers");
-            let host = index.get(&name).expect("reads").expect("indexed");
-            let history = events_from_history(&host.record.host_id, &host.entries).expect("events");
-            let folded = fold_until(&history, Some(at)).map(|t| ServicePoint::of(&t.record));
-            assert_eq!(items[0].2, folded, "at minute {minute}");
+            assert_eq!(
+                items[0].2,
+                folded_point(&index, &name, at).1,
+                "at minute {minute}"
+            );
         }
     }
 
