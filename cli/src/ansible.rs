@@ -11,6 +11,7 @@ use clap::Args;
 use hostledger_inventory::ansible::{self, AnsibleSettings, GroupKey};
 use hostledger_inventory::source::{self, HostView, InventoryError};
 use hostledger_inventory::{LabelSelector, Query};
+use hostledger_k8s::Histories;
 
 use crate::read::{PhaseArg, included_phases, parse_selector};
 
@@ -65,6 +66,20 @@ pub struct AnsibleArgs {
     #[arg(long, env = "HOSTLEDGER_ANSIBLE_EXCLUDE_LOCKED")]
     pub exclude_locked: bool,
 
+    /// Where the Hosts come from. `auto`: from the history server where it serves the
+    /// namespace (a watched copy of the Host objects' labels and annotations with each
+    /// status folded from the log, answered without kube-apiserver encoding every Host:
+    /// seconds at 100,000 Hosts), from the Host objects otherwise or when it cannot answer.
+    /// `history-server`: only from it (an error says why it cannot). `objects`: list the
+    /// Host objects.
+    #[arg(
+        long,
+        value_enum,
+        env = "HOSTLEDGER_ANSIBLE_SOURCE",
+        default_value_t = HostSource::Auto
+    )]
+    pub source: HostSource,
+
     /// Keep the answer of `--list` in this file and answer from it (`--list`, and `--host`
     /// from its `_meta.hostvars`) while it is younger than `--cache-timeout` and was made
     /// with the same settings, as Ansible's own inventory plugins do with `cache: true`.
@@ -81,6 +96,17 @@ pub struct AnsibleArgs {
         default_value_t = 300
     )]
     pub cache_timeout: u64,
+}
+
+/// Where `hostledger ansible` reads the Hosts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum HostSource {
+    /// The history server where it serves the namespace, the Host objects otherwise.
+    Auto,
+    /// The history server (`hosthistories?view=hosts`).
+    HistoryServer,
+    /// The Host objects in the API server.
+    Objects,
 }
 
 impl AnsibleArgs {
@@ -149,24 +175,66 @@ fn cache_key(args: &AnsibleArgs) -> serde_json::Value {
 /// The hosts and the settings (with the namespace's HostGroups) from the API server.
 async fn live_inventory(args: &AnsibleArgs) -> Result<(Vec<HostView>, AnsibleSettings)> {
     let client = crate::kube_client().await?;
-    let query = Query {
-        selector: args.selector.clone().unwrap_or_default(),
-        as_of: None,
-        full_intervals: false,
+    let hosts = match from_history_server(args, &client).await? {
+        Some(hosts) => hosts,
+        None => {
+            let query = Query {
+                selector: args.selector.clone().unwrap_or_default(),
+                as_of: None,
+                full_intervals: false,
+            };
+            source::from_objects(client.clone(), &args.namespace, &query)
+                .await
+                .with_context(|| {
+                    format!(
+                        "cannot read the inventory from the Kubernetes API server{}",
+                        crate::read::client_url()
+                    )
+                })?
+                .hosts
+        }
     };
-    let inventory = source::from_objects(client.clone(), &args.namespace, &query)
-        .await
-        .with_context(|| {
-            format!(
-                "cannot read the inventory from the Kubernetes API server{}",
-                crate::read::client_url()
-            )
-        })?;
     let mut settings = args.settings();
     settings.host_groups = crate::groups::list(&client, &args.namespace)
         .await?
         .unwrap_or_default();
-    Ok((inventory.hosts, settings))
+    Ok((hosts, settings))
+}
+
+/// The Hosts from the history server, per `--source`: `None` when the Host objects are to
+/// be read instead (`objects`, or `auto` where the namespace's history is not the log's or
+/// the server cannot answer).
+async fn from_history_server(
+    args: &AnsibleArgs,
+    client: &kube::Client,
+) -> Result<Option<Vec<HostView>>> {
+    let forced = match args.source {
+        HostSource::Objects => return Ok(None),
+        HostSource::HistoryServer => true,
+        HostSource::Auto => false,
+    };
+    let api = match Histories::of(client, &args.namespace).await {
+        Ok(Histories::Api(api)) => api,
+        Ok(Histories::Chunks(_)) if forced => bail!(
+            "namespace {} keeps its history in HostHistory objects, so no history server serves its Hosts; use --source objects, or migrate it (`hostledger migrate`)",
+            args.namespace
+        ),
+        Ok(Histories::Chunks(_)) => return Ok(None),
+        Err(error) if forced => return Err(error.into()),
+        Err(error) => {
+            tracing::debug!(%error, "cannot tell where the namespace keeps its history");
+            return Ok(None);
+        }
+    };
+    let selector = args.selector.as_ref().map(LabelSelector::as_str);
+    match api.hosts(selector).await {
+        Ok(listed) => Ok(Some(source::views_now(listed))),
+        Err(error) if forced => Err(error.into()),
+        Err(error) => {
+            tracing::warn!(error = %format!("{error:#}"), "the history server did not answer; listing the Host objects instead");
+            Ok(None)
+        }
+    }
 }
 
 /// One host's variables, by inventory name, Host object name or host id.

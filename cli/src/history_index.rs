@@ -295,6 +295,11 @@ impl DiskIndex {
         Ok(())
     }
 
+    /// One host's record (its status now), by object name.
+    pub fn record(&self, name: &str) -> Option<&HostRecord> {
+        self.records.get(name)
+    }
+
     /// One host's record and every entry, by object name.
     pub fn get(&self, name: &str) -> Result<Option<IndexedHost>> {
         let Some(record) = self.records.get(name) else {

@@ -26,12 +26,13 @@ use anyhow::{Context, Result};
 use clap::Args;
 use futures::StreamExt;
 use hostledger_inventory::history_api::{
-    GROUP, Page, RESOURCE, Route, api_group, api_resources, history_list, history_object,
-    history_table, states_list, status, uptime_list,
+    GROUP, HostsListItem, Page, RESOURCE, Route, View, api_group, api_resources, history_list,
+    history_object, history_table, hosts_list, states_list, status, uptime_list,
 };
 use hostledger_k8s::projection::{PROJECTION_CONFIGMAP, Projection};
 use hostledger_kafka::{Item, KafkaClients, KafkaSettings, LogReader, ReadProgress, ReadScope};
-use hostledger_model::Position;
+use hostledger_model::selector::LabelSelector;
+use hostledger_model::{Host, Position};
 use hostledger_schemas::{Fact, Timestamp};
 use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
@@ -41,7 +42,7 @@ use k8s_openapi::api::authorization::v1::{
     ResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec,
 };
 use k8s_openapi::api::core::v1::ConfigMap;
-use kube::api::{Api, PostParams};
+use kube::api::{Api, ListParams, PartialObjectMeta, PostParams};
 use kube::runtime::reflector::{self, ObjectRef};
 use kube::runtime::{WatchStreamExt, watcher};
 use serde_json::Value;
@@ -160,6 +161,109 @@ impl Log {
     }
 }
 
+/// Every namespace's Hosts, their metadata only (without managedFields), watched: the labels
+/// and annotations of `view=hosts`.
+struct WatchedHosts {
+    store: reflector::Store<PartialObjectMeta<Host>>,
+    /// The newest resourceVersion the watch has delivered.
+    seen: AtomicU64,
+    /// Why the Hosts cannot be watched, while they cannot.
+    failed: Mutex<Option<String>>,
+}
+
+impl WatchedHosts {
+    /// Waits until the watch holds every Host of `namespace` as the API server has it now:
+    /// it has listed them, and delivered every change up to the resourceVersion of a list
+    /// asked for now, or has been quiet for a moment (the version also counts writes to
+    /// other objects, which this watch never sees).
+    async fn reach_now(&self, client: &kube::Client, namespace: &str) -> Result<(), String> {
+        if tokio::time::timeout(LOG_END_WAIT, self.store.wait_until_ready())
+            .await
+            .is_err()
+        {
+            let why = self
+                .failed
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone()
+                .unwrap_or_else(|| "their first list has not finished".to_owned());
+            return Err(format!(
+                "the history server has not listed the Hosts within {} s: {why}",
+                LOG_END_WAIT.as_secs()
+            ));
+        }
+        let api: Api<Host> = Api::namespaced(client.clone(), namespace);
+        let now = api
+            .list_metadata(&ListParams::default().limit(1))
+            .await
+            .map_err(|e| {
+                format!("cannot ask the API server for the Hosts of namespace {namespace}: {e}")
+            })?;
+        let wanted = now
+            .metadata
+            .resource_version
+            .and_then(|v| v.parse::<u64>().ok());
+        let started = std::time::Instant::now();
+        while wanted.is_some_and(|w| self.seen.load(Ordering::SeqCst) < w)
+            && started.elapsed() < QUIET
+        {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Ok(())
+    }
+
+    /// The Hosts of `namespace` named after `after`, by name.
+    fn of(&self, namespace: &str, after: Option<&str>) -> Vec<Arc<PartialObjectMeta<Host>>> {
+        let mut hosts: Vec<_> = self
+            .store
+            .state()
+            .into_iter()
+            .filter(|h| h.metadata.namespace.as_deref() == Some(namespace))
+            .filter(|h| after.is_none_or(|a| h.metadata.name.as_deref() > Some(a)))
+            .collect();
+        hosts.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
+        hosts
+    }
+}
+
+/// Follows every namespace's Hosts into `hosts`.
+async fn watch_hosts(
+    client: kube::Client,
+    hosts: Arc<WatchedHosts>,
+    writer: reflector::store::Writer<PartialObjectMeta<Host>>,
+) {
+    let stream = watcher(
+        Api::<PartialObjectMeta<Host>>::all(client),
+        watcher::Config::default().any_semantic(),
+    )
+    .default_backoff()
+    .modify(|h| h.metadata.managed_fields = None)
+    .reflect(writer);
+    futures::pin_mut!(stream);
+    while let Some(next) = stream.next().await {
+        match next {
+            Ok(event) => {
+                let version = match &event {
+                    watcher::Event::Apply(h)
+                    | watcher::Event::Delete(h)
+                    | watcher::Event::InitApply(h) => h.metadata.resource_version.as_deref(),
+                    watcher::Event::Init | watcher::Event::InitDone => None,
+                };
+                if let Some(v) = version.and_then(|v| v.parse::<u64>().ok()) {
+                    hosts.seen.fetch_max(v, Ordering::SeqCst);
+                }
+                *hosts.failed.lock().unwrap_or_else(|e| e.into_inner()) = None;
+            }
+            Err(error) => {
+                tracing::warn!(%error, "watching the Hosts failed; retrying");
+                *hosts.failed.lock().unwrap_or_else(|e| e.into_inner()) = Some(format!(
+                    "{error} (the history server needs to list and watch hosts.hostledger.dev in every namespace: deploy/policies/history-server.yaml)"
+                ));
+            }
+        }
+    }
+}
+
 /// A log: its topic, and the time a replay `--until` stopped at.
 type LogKey = (String, Option<i64>);
 
@@ -171,6 +275,7 @@ struct Served {
     topics: Vec<String>,
     logs: Mutex<HashMap<LogKey, Arc<Log>>>,
     projections: reflector::Store<ConfigMap>,
+    hosts: Arc<WatchedHosts>,
 }
 
 impl Served {
@@ -307,12 +412,20 @@ pub async fn run(args: HistoryServerArgs) -> Result<ExitCode> {
 
     // The namespaces' projections, watched; a log is read as soon as a namespace names it.
     let (projections, writer) = reflector::store();
+    let (host_store, host_writer) = reflector::store();
+    let hosts = Arc::new(WatchedHosts {
+        store: host_store,
+        seen: AtomicU64::new(0),
+        failed: Mutex::new(None),
+    });
+    let host_watch = tokio::spawn(watch_hosts(client.clone(), hosts.clone(), host_writer));
     let served = Arc::new(Served {
         settings,
         data_dir: args.data_dir.clone(),
         topics,
         logs: Mutex::new(HashMap::new()),
         projections,
+        hosts,
     });
     let watched = watcher(
         Api::<ConfigMap>::all(client.clone()),
@@ -397,6 +510,7 @@ pub async fn run(args: HistoryServerArgs) -> Result<ExitCode> {
         });
     }
     watch.abort();
+    host_watch.abort();
     Ok(ExitCode::SUCCESS)
 }
 
@@ -467,6 +581,50 @@ async fn allowed(
 
 fn failure(code: StatusCode, reason: &str, message: &str) -> Response<Full<Bytes>> {
     json_response(code, &status(code.as_u16(), reason, message))
+}
+
+/// A page of `view=hosts`: the watched Hosts of `namespace`, each with its status from the
+/// index. A Host the log does not hold (made by hand, or by another projection) cannot be
+/// answered here: the answer says so, and readers list the Host objects instead.
+fn hosts_page(
+    served: &Served,
+    index: &DiskIndex,
+    namespace: &str,
+    page: &Page,
+) -> Response<Full<Bytes>> {
+    let selector = match page.label_selector.as_deref().map(LabelSelector::parse) {
+        Some(Ok(s)) => Some(s),
+        Some(Err(e)) => return failure(StatusCode::BAD_REQUEST, "BadRequest", &e.reason),
+        None => None,
+    };
+    let limit = page.limit.unwrap_or(usize::MAX);
+    let watched = served.hosts.of(namespace, page.after.as_deref());
+    let mut items = Vec::new();
+    let mut next = None;
+    for host in &watched {
+        let name = host.metadata.name.as_deref().unwrap_or_default();
+        let Some(record) = index.record(name) else {
+            return failure(
+                StatusCode::CONFLICT,
+                "Conflict",
+                &format!(
+                    "Host {name} of namespace {namespace} is not in the log this namespace is the projection of; read the Host objects"
+                ),
+            );
+        };
+        let item = HostsListItem::new(name, namespace, &host.metadata, record);
+        if selector.as_ref().is_some_and(|s| !s.matches(item.labels())) {
+            continue;
+        }
+        if items.len() == limit {
+            next = items
+                .last()
+                .map(|i: &HostsListItem<'_>| i.name().to_owned());
+            break;
+        }
+        items.push(item);
+    }
+    json_response(StatusCode::OK, &hosts_list(items, next.as_deref()))
 }
 
 /// The ready index of `namespace`'s log, or the answer that says why there is none.
@@ -586,11 +744,18 @@ async fn answer(
             &format!("{error:#}"),
         )
     };
-    if page.uptime && (namespace.is_none() || name.is_some()) {
+    if page.view != View::Entries && (namespace.is_none() || name.is_some()) {
+        let view = if page.view == View::Uptime {
+            "uptime"
+        } else {
+            "hosts"
+        };
         return failure(
             StatusCode::BAD_REQUEST,
             "BadRequest",
-            "view=uptime lists the hosts of one namespace: GET /apis/history.hostledger.dev/v1alpha1/namespaces/NAMESPACE/hosthistories?view=uptime",
+            &format!(
+                "view={view} lists the hosts of one namespace: GET /apis/history.hostledger.dev/v1alpha1/namespaces/NAMESPACE/hosthistories?view={view}"
+            ),
         );
     }
     let Some(namespace) = namespace else {
@@ -638,17 +803,24 @@ async fn answer(
         Ok(log) => log,
         Err(response) => return *response,
     };
-    // Uptime is answered from the index alone: first as fresh as the log is now.
-    if page.uptime
-        && page.after.is_none()
-        && let Some(log) = &log
-        && let Err(message) = log.reach_end().await
-    {
-        return failure(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "ServiceUnavailable",
-            &message,
-        );
+    // Uptime and Hosts are answered from the index (and the watched Hosts) alone: first as
+    // fresh as the log (and the API server) are now.
+    if page.view != View::Entries && page.after.is_none() {
+        let fresh = match &log {
+            Some(log) => log.reach_end().await,
+            None => Ok(()),
+        };
+        let fresh = match fresh {
+            Ok(()) if page.view == View::Hosts => served.hosts.reach_now(client, namespace).await,
+            other => other,
+        };
+        if let Err(message) = fresh {
+            return failure(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "ServiceUnavailable",
+                &message,
+            );
+        }
     }
     let guard = log
         .as_ref()
@@ -672,7 +844,19 @@ async fn answer(
                 ),
             ),
         },
-        None if page.uptime && !table => {
+        None if page.view == View::Hosts => {
+            let Some(index) = index else {
+                return failure(
+                    StatusCode::NOT_FOUND,
+                    "NotFound",
+                    &format!(
+                        "namespace {namespace} is not the projection of a log (no ConfigMap {PROJECTION_CONFIGMAP}); read its Host objects"
+                    ),
+                );
+            };
+            hosts_page(served, index, namespace, &page)
+        }
+        None if page.view == View::Uptime && !table => {
             let (items, next) = match index.map(|i| i.uptime_page(&page)).transpose() {
                 Ok(found) => found.unwrap_or_default(),
                 Err(error) => return internal(error),

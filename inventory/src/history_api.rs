@@ -7,10 +7,12 @@
 use std::collections::BTreeMap;
 
 use hostledger_model::history::{fold_entry, fold_existing, fold_lock_existing};
-use hostledger_model::names::object_name;
+use hostledger_model::names::{OWNED_LABELS, labels as derived_labels, object_name};
+use hostledger_model::selector::LabelSelector;
 use hostledger_model::timeline::{HistoryError, Timeline, events_from_history, fold_until};
 use hostledger_model::{HistoryEntry, HostRecord, HostStatus, Position, ServicePoint};
 use hostledger_schemas::{Fact, Timestamp};
+use kube::core::ObjectMeta;
 use serde::Serialize;
 use serde_json::{Value, json};
 
@@ -264,9 +266,25 @@ pub struct Page {
     /// `asOf=MICROS`: each host's state as of that time, folded here, instead of its
     /// entries (what `uptime --as-of` needs, a fraction of the bytes).
     pub as_of: Option<Timestamp>,
+    /// What each item holds (`view=`).
+    pub view: View,
+    /// `labelSelector=` (kubectl syntax) for `view=hosts`: only Hosts whose labels match.
+    pub label_selector: Option<String>,
+}
+
+/// What a list's items hold.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum View {
+    /// Each host's entries (as of `asOf`: its state then).
+    #[default]
+    Entries,
     /// `view=uptime`: each host's time-in-service point (as of `asOf`, or now) instead of its
     /// entries or state: what `hostledger uptime` needs, a few hundred bytes a host.
-    pub uptime: bool,
+    Uptime,
+    /// `view=hosts`: each Host as it stands, its labels and annotations (from a watch on the
+    /// Hosts) with its status folded from the log: what `hostledger ansible --list` needs,
+    /// without kube-apiserver encoding every Host.
+    Hosts,
 }
 
 impl Page {
@@ -294,11 +312,17 @@ impl Page {
                     })?;
                     page.as_of = Some(Timestamp(micros));
                 }
-                "view" if value == "uptime" => page.uptime = true,
+                "view" if value == "uptime" => page.view = View::Uptime,
+                "view" if value == "hosts" => page.view = View::Hosts,
                 "view" => {
                     return Err(format!(
-                        "view={value} is not a view of host histories: leave it out for the entries, or use view=uptime"
+                        "view={value} is not a view of host histories: leave it out for the entries, or use view=uptime or view=hosts"
                     ));
+                }
+                "labelSelector" if !value.is_empty() => {
+                    LabelSelector::parse(&value)
+                        .map_err(|e| format!("labelSelector={value}: {}", e.reason))?;
+                    page.label_selector = Some(value);
                 }
                 _ => {}
             }
@@ -411,6 +435,87 @@ pub fn uptime_list<'a>(
                 point,
             })
             .collect(),
+    }
+}
+
+/// One page of Hosts (`view=hosts`), shaped like a page of kube-apiserver's HostList (the
+/// readers parse both alike): each item's name, labels, annotations and finalizers, and its
+/// status. Serialized as it stands.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HostsList<'a> {
+    api_version: String,
+    kind: &'static str,
+    metadata: Value,
+    items: Vec<HostsListItem<'a>>,
+}
+
+/// A Host of a [`HostsList`].
+#[derive(Serialize)]
+pub struct HostsListItem<'a> {
+    metadata: HostsItemMeta<'a>,
+    status: HostStatus,
+}
+
+#[derive(Serialize)]
+struct HostsItemMeta<'a> {
+    name: &'a str,
+    namespace: &'a str,
+    labels: BTreeMap<String, String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    annotations: Option<&'a BTreeMap<String, String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    finalizers: Option<&'a Vec<String>>,
+}
+
+impl<'a> HostsListItem<'a> {
+    /// A Host: its object's labels with the projector's own ones as `record` gives them (the
+    /// log can be a moment ahead of the object), its annotations and finalizers, and `record`
+    /// as its status.
+    pub fn new(
+        name: &'a str,
+        namespace: &'a str,
+        meta: &'a ObjectMeta,
+        record: &HostRecord,
+    ) -> Self {
+        let mut labels: BTreeMap<String, String> = meta
+            .labels
+            .iter()
+            .flatten()
+            .filter(|(k, _)| !OWNED_LABELS.contains(&k.as_str()))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        labels.extend(derived_labels(record));
+        HostsListItem {
+            metadata: HostsItemMeta {
+                name,
+                namespace,
+                labels,
+                annotations: meta.annotations.as_ref().filter(|a| !a.is_empty()),
+                finalizers: meta.finalizers.as_ref().filter(|f| !f.is_empty()),
+            },
+            status: HostStatus::from_record(record),
+        }
+    }
+
+    /// Its object's name.
+    pub fn name(&self) -> &str {
+        self.metadata.name
+    }
+
+    /// Its labels, what a `labelSelector` matches.
+    pub fn labels(&self) -> &BTreeMap<String, String> {
+        &self.metadata.labels
+    }
+}
+
+/// The `HostList` of a page of Hosts.
+pub fn hosts_list<'a>(items: Vec<HostsListItem<'a>>, next: Option<&str>) -> HostsList<'a> {
+    HostsList {
+        api_version: group_version(),
+        kind: "HostList",
+        metadata: list_meta(next),
+        items,
     }
 }
 
@@ -586,5 +691,53 @@ mod tests {
         assert!(Page::parse(Some("asOf=yesterday")).is_err());
         assert!(Page::parse(Some("limit=x")).is_err());
         assert!(Page::parse(Some("continue=%zz")).is_err());
+    }
+
+    #[test]
+    fn a_listed_host_keeps_peoples_labels_and_takes_the_projectors_from_the_log() {
+        let page = Page::parse(Some("view=hosts&labelSelector=role%3Ddb%2Crack")).expect("parses");
+        assert_eq!(page.view, View::Hosts);
+        assert_eq!(page.label_selector.as_deref(), Some("role=db,rack"));
+        let refused = Page::parse(Some("view=hosts&labelSelector=role+in+%28db")).unwrap_err();
+        assert!(
+            refused.starts_with("labelSelector=role in (db"),
+            "{refused}"
+        );
+        assert!(Page::parse(Some("view=everything")).is_err());
+
+        let e = EventBuilder::new("dc/pdx1/A")
+            .name("a")
+            .lifecycle(Lifecycle::OutOfService)
+            .provider_status("maintenance")
+            .build();
+        let record = hostledger_model::fixtures::fold_events(&[e]);
+        // The object still has the phase label of before, and a person's label and annotation.
+        let meta = ObjectMeta {
+            labels: Some(BTreeMap::from([
+                ("phase".to_owned(), "InService".to_owned()),
+                ("rack".to_owned(), "a01".to_owned()),
+            ])),
+            annotations: Some(BTreeMap::from([(
+                "ansible.hostledger.dev/user".to_owned(),
+                "deploy".to_owned(),
+            )])),
+            finalizers: Some(Vec::new()),
+            ..ObjectMeta::default()
+        };
+        let item = HostsListItem::new("dc.pdx1.a", "ns", &meta, &record);
+        assert_eq!(item.labels()["phase"], "OutOfService", "the log's phase");
+        assert_eq!(item.labels()["rack"], "a01", "a person's label kept");
+        assert_eq!(item.labels()["provider"], "dc");
+        let list = serde_json::to_value(hosts_list(vec![item], Some("dc.pdx1.a"))).expect("JSON");
+        assert_eq!(list["kind"], "HostList");
+        assert_eq!(list["metadata"]["continue"], "dc.pdx1.a");
+        let host = &list["items"][0];
+        assert_eq!(
+            host["metadata"]["annotations"]["ansible.hostledger.dev/user"],
+            "deploy"
+        );
+        assert!(host["metadata"].get("finalizers").is_none(), "none to list");
+        let status: HostStatus = serde_json::from_value(host["status"].clone()).expect("a status");
+        assert_eq!(status.to_record(), record);
     }
 }

@@ -138,6 +138,23 @@ pub fn check_as_of(
     }
 }
 
+/// Hosts as they stand now, by host id: each with its labels and annotations and its record's
+/// recent service intervals (what [`from_objects`] answers for now, from any list of Hosts).
+pub fn views_now(listed: Vec<ListedHost>) -> Vec<HostView> {
+    let mut hosts: Vec<HostView> = listed
+        .into_iter()
+        .map(|h| HostView {
+            intervals: h.record.intervals.clone(),
+            name: h.name,
+            record: h.record,
+            labels: h.labels,
+            annotations: h.annotations,
+        })
+        .collect();
+    hosts.sort_by(|a, b| a.record.host_id.cmp(&b.record.host_id));
+    hosts
+}
+
 /// Reads the inventory from the Host and HostHistory objects of `namespace`.
 pub async fn from_objects(
     client: Client,

@@ -12,6 +12,7 @@ use kube::{Client, Error as KubeError};
 use serde::Deserialize;
 
 use crate::error::K8sError;
+use crate::hosts::{ListedHost, parse_page};
 use crate::pager::PAGE_SIZE;
 
 /// The API group.
@@ -88,6 +89,16 @@ struct UptimeList {
 /// Hosts per page of `view=uptime` (a few hundred bytes each).
 const UPTIME_PAGE: usize = 20_000;
 
+/// Hosts per page of `view=hosts` (about a kilobyte each).
+const HOSTS_PAGE: usize = 10_000;
+
+/// What the parse of a page needs first: where the next one starts.
+#[derive(Deserialize)]
+struct ListHeader {
+    #[serde(default)]
+    metadata: ListMeta,
+}
+
 #[derive(Deserialize)]
 struct List {
     #[serde(default)]
@@ -128,13 +139,24 @@ impl HistoryApi {
     }
 
     async fn get<T: serde::de::DeserializeOwned>(&self, path: &str) -> Result<Option<T>, K8sError> {
+        let Some(text) = self.get_text(path).await? else {
+            return Ok(None);
+        };
+        serde_json::from_str(&text)
+            .map(Some)
+            .map_err(|e| self.unavailable(&format!("the answer to {path} cannot be read: {e}")))
+    }
+
+    /// The body of `path`'s answer, retried while the server catches up; `None` for a host
+    /// it does not know.
+    async fn get_text(&self, path: &str) -> Result<Option<String>, K8sError> {
         let started = Instant::now();
         let mut delay = Duration::from_millis(100);
         loop {
             let request = http::Request::get(path)
                 .body(Vec::new())
                 .map_err(|e| self.unavailable(&format!("cannot build the request {path}: {e}")))?;
-            match self.client.request::<T>(request).await {
+            match self.client.request_text(request).await {
                 Ok(value) => return Ok(Some(value)),
                 // A host the server does not know (yet).
                 Err(KubeError::Api(s)) if s.code == 404 && s.message.contains("no host") => {
@@ -185,6 +207,44 @@ impl HistoryApi {
             .await?
             .unwrap_or_default();
         Ok(())
+    }
+
+    /// The namespace's Hosts as they stand, from the history server (`view=hosts`): the labels
+    /// and annotations of each Host object with its status folded from the log, in pages
+    /// parsed while the next is served. Only those `selector` matches, when one is given.
+    pub async fn hosts(&self, selector: Option<&str>) -> Result<Vec<ListedHost>, K8sError> {
+        let mut parsers = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let mut path = format!("{}?view=hosts&limit={HOSTS_PAGE}", self.base());
+            if let Some(s) = selector.filter(|s| !s.is_empty()) {
+                path.push_str("&labelSelector=");
+                path.push_str(&percent_encode(s));
+            }
+            if let Some(t) = &token {
+                path.push_str("&continue=");
+                path.push_str(&percent_encode(t));
+            }
+            let Some(text) = self.get_text(&path).await? else {
+                break;
+            };
+            let header: ListHeader = serde_json::from_str(&text)
+                .map_err(|e| self.unavailable(&format!("the answer is not a list: {e}")))?;
+            parsers.push(tokio::task::spawn_blocking(move || parse_page(&text)));
+            match header.metadata.continue_ {
+                Some(t) if !t.is_empty() => token = Some(t),
+                _ => break,
+            }
+        }
+        let mut out = Vec::new();
+        for parser in parsers {
+            let page = parser
+                .await
+                .map_err(|e| self.unavailable(&format!("the page parser failed: {e}")))?
+                .map_err(|e| self.unavailable(&format!("a page that cannot be read: {e}")))?;
+            out.extend(page);
+        }
+        Ok(out)
     }
 
     /// One host's entries, in order (empty when the server knows no such host).

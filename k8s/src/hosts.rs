@@ -277,7 +277,7 @@ struct PageHeader {
 }
 
 /// Reads one page of Hosts into records; unreadable statuses are logged and left out.
-fn parse_page(text: &str) -> Result<Vec<ListedHost>, String> {
+pub(crate) fn parse_page(text: &str) -> Result<Vec<ListedHost>, String> {
     let page: RawPage<'_> = serde_json::from_str(text).map_err(|e| e.to_string())?;
     let mut out = Vec::with_capacity(page.items.len());
     for host in page.items {

@@ -369,3 +369,136 @@ async fn a_cached_inventory_answers_until_its_timeout_and_only_for_the_same_sett
     assert_eq!(user_of(&list(&cached).await), "ops");
     env.cleanup().await;
 }
+
+/// `hostledger ansible --list --namespace NS` with `args`.
+async fn hostledger_list(env: &TestEnv, args: &[&str]) -> Value {
+    let mut all = vec!["ansible", "--list", "--namespace", env.namespace.as_str()];
+    all.extend_from_slice(args);
+    serde_json::from_str(&hostledger_e2e::run_hostledger(&all).await.ok()).expect("JSON")
+}
+
+#[tokio::test]
+async fn the_history_server_answers_as_the_host_objects_do_and_as_fresh() {
+    let env = TestEnv::new("ansiblehs", 2).await;
+    let _dir = export_and_project(
+        &env,
+        "PX1,log-1,pdx1,hall-a,active,log,observability,10.1.0.1,R650,A01\n\
+         PX2,log-2,pdx1,hall-a,active,log,observability,10.1.0.2,R650,A02\n\
+         PX3,db-1,pdx1,hall-b,active,db,data,10.1.0.3,R750,B01\n\
+         FR2,web-2,fra2,hall-1,maintenance,web,storefront,10.2.0.2,R650,C08\n\
+         FR3,old-1,fra2,hall-1,decommissioned,web,storefront,10.2.0.3,R630,C09\n",
+    )
+    .await;
+    // People's own label and annotations, which only the Host objects hold.
+    let named = |host: &str| {
+        let env = &env;
+        let host = host.to_owned();
+        async move {
+            env.list_hosts(None)
+                .await
+                .into_iter()
+                .find(|h| h.status.as_ref().is_some_and(|s| s.state.name == host))
+                .and_then(|h| h.metadata.name)
+                .expect("a Host of that host name")
+        }
+    };
+    let patch = |name: String, metadata: Value| {
+        let env = &env;
+        async move {
+            env.hosts()
+                .patch(
+                    &name,
+                    &PatchParams::default(),
+                    &Patch::Merge(json!({ "metadata": metadata })),
+                )
+                .await
+                .expect("patch the Host");
+        }
+    };
+    let log1 = named("log-1").await;
+    patch(
+        log1.clone(),
+        json!({"labels": {"rack": "a01"}, "annotations": {"ansible.hostledger.dev/ansible_user": "deploy"}}),
+    )
+    .await;
+    patch(
+        named("db-1").await,
+        json!({"annotations": {"ansible.hostledger.dev/backup": "{\"daily\": true}"}}),
+    )
+    .await;
+
+    // The same answer from both sources, for every setting that selects.
+    for args in [
+        &[][..],
+        &[
+            "--include",
+            "all",
+            "--groups",
+            "role,label:rack,attribute:rack",
+        ][..],
+        &["--selector", "rack=a01"][..],
+        &[
+            "--selector",
+            "role in (db,web)",
+            "--include",
+            "out-of-service",
+        ][..],
+    ] {
+        let served = hostledger_list(&env, &[&["--source", "history-server"], args].concat()).await;
+        let objects = hostledger_list(&env, &[&["--source", "objects"], args].concat()).await;
+        assert_eq!(served, objects, "ansible {args:?}: the two sources differ");
+        assert!(
+            served["_meta"]["hostvars"]
+                .as_object()
+                .is_some_and(|v| !v.is_empty()),
+            "ansible {args:?} lists hosts"
+        );
+    }
+    let all = hostledger_list(&env, &["--source", "history-server", "--include", "all"]).await;
+    assert_eq!(all["_meta"]["hostvars"]["log-1"]["ansible_user"], "deploy");
+    assert_eq!(
+        all["_meta"]["hostvars"]["db-1"]["backup"],
+        json!({"daily": true})
+    );
+    assert_eq!(hosts_of(&all, "retired"), ["old-1"]);
+
+    // The answer is the history server's own: its view of the Hosts, through the API server.
+    let path = format!(
+        "/apis/history.hostledger.dev/v1alpha1/namespaces/{}/hosthistories?view=hosts&labelSelector=rack%3Da01",
+        env.namespace
+    );
+    let view: Value = env
+        .kube
+        .request(http::Request::get(&path).body(Vec::new()).expect("request"))
+        .await
+        .expect("view=hosts");
+    assert_eq!(view["kind"], "HostList");
+    let items = view["items"].as_array().expect("items");
+    assert_eq!(items.len(), 1, "{view}");
+    assert_eq!(items[0]["metadata"]["name"], log1.as_str());
+    assert_eq!(items[0]["metadata"]["labels"]["role"], "log");
+    assert_eq!(items[0]["status"]["hostId"], "dc/pdx1/PX1");
+    assert!(items[0]["metadata"].get("managedFields").is_none());
+    let bad = env
+        .kube
+        .request::<Value>(
+            http::Request::get(path.replace("rack%3Da01", "role+in+%28log"))
+                .body(Vec::new())
+                .expect("request"),
+        )
+        .await
+        .expect_err("a malformed selector is refused");
+    assert!(bad.to_string().contains("labelSelector"), "{bad}");
+
+    // A change made a moment before is in the next answer (the server waits for its watch).
+    for user in ["ops", "oncall", "deploy2"] {
+        patch(
+            log1.clone(),
+            json!({"annotations": {"ansible.hostledger.dev/ansible_user": user}}),
+        )
+        .await;
+        let list = hostledger_list(&env, &["--source", "history-server"]).await;
+        assert_eq!(list["_meta"]["hostvars"]["log-1"]["ansible_user"], user);
+    }
+    env.cleanup().await;
+}

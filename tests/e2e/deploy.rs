@@ -206,6 +206,8 @@ fn each_identity_may_do_what_its_role_needs_and_nothing_else() {
         "no  projector patch configmaps/other -n hostledger",
         "yes history-server create subjectaccessreviews.authorization.k8s.io",
         "yes history-server watch configmaps/hostledger-projection -A",
+        "yes history-server watch hosts.hostledger.dev -A",
+        "no  history-server get hosts.hostledger.dev -n hostledger",
         "no  history-server list secrets -A",
         "no  history-server patch hosts.hostledger.dev -n hostledger",
         "no  fetcher list hosts.hostledger.dev -n hostledger",
