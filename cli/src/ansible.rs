@@ -127,34 +127,67 @@ pub async fn run(args: AnsibleArgs) -> Result<ExitCode> {
     let cached = cache
         .as_ref()
         .and_then(|(path, key)| cache::read(path, key, Duration::from_secs(args.cache_timeout)));
-    // `--host` answers from a fresh cache when the name is an inventory name in it.
-    let from_cache = match (&args.host, cached) {
-        (None, Some(list)) => Some(list),
-        (Some(name), Some(list)) => list["_meta"]["hostvars"].get(name).cloned(),
-        (_, None) => None,
-    };
-    let value = match from_cache {
-        Some(value) => value,
-        None => {
-            let (hosts, settings) = live_inventory(&args).await?;
-            if args.host.is_none() || cache.is_some() {
-                let list = ansible::list(&hosts, &settings);
-                if let Some((path, key)) = &cache {
-                    cache::write(path, key, &list)?;
-                }
-                if args.host.is_none() {
-                    return print(&list);
-                }
+    match (&args.host, cached) {
+        // `--list` prints the cached answer as it was printed.
+        (None, Some(text)) => return print_text(&text),
+        // `--host` answers from a fresh cache when the name is an inventory name in it.
+        (Some(name), Some(text)) => {
+            let list: serde_json::Value = serde_json::from_str(&text)?;
+            if let Some(vars) = list["_meta"]["hostvars"].get(name) {
+                return print(vars);
             }
-            let name = args.host.as_deref().unwrap_or_default();
-            host_vars(&hosts, &settings, name, &args.namespace)?
         }
+        (_, None) => {}
+    }
+    let started = std::time::Instant::now();
+    let (hosts, settings) = live_inventory(&args).await?;
+    tracing::debug!(
+        hosts = hosts.len(),
+        seconds = started.elapsed().as_secs_f64(),
+        "read the Hosts"
+    );
+    if args.host.is_none() || cache.is_some() {
+        let text = to_text(&ansible::Listing::new(&hosts, &settings))?;
+        tracing::debug!(
+            bytes = text.len(),
+            seconds = started.elapsed().as_secs_f64(),
+            "made the listing"
+        );
+        if let Some((path, key)) = &cache {
+            cache::write(path, key, &text)?;
+        }
+        if args.host.is_none() {
+            let printed = print_text(&text);
+            tracing::debug!(
+                seconds = started.elapsed().as_secs_f64(),
+                "printed the listing"
+            );
+            return printed;
+        }
+    }
+    let name = args.host.as_deref().unwrap_or_default();
+    print(&host_vars(&hosts, &settings, name, &args.namespace)?)
+}
+
+/// The JSON as printed: indented for a person at a terminal, compact for a program (Ansible
+/// reads a listing of 100,000 hosts faster without the indentation's bytes).
+fn to_text(value: &impl serde::Serialize) -> Result<String> {
+    use std::io::IsTerminal as _;
+    let mut text = if std::io::stdout().is_terminal() {
+        serde_json::to_string_pretty(value)?
+    } else {
+        serde_json::to_string(value)?
     };
-    print(&value)
+    text.push('\n');
+    Ok(text)
 }
 
 fn print(value: &serde_json::Value) -> Result<ExitCode> {
-    crate::print_out(&format!("{}\n", serde_json::to_string_pretty(value)?))?;
+    print_text(&to_text(value)?)
+}
+
+fn print_text(text: &str) -> Result<ExitCode> {
+    crate::print_out(text)?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -262,7 +295,8 @@ fn host_vars(
     .into())
 }
 
-/// The cache file: `{"key": …, "written_unix": SECONDS, "list": …}`.
+/// The cache file: a first line `{"key": …, "written_unix": SECONDS}`, then the `--list`
+/// answer as it was printed (given again without being parsed).
 mod cache {
     use std::path::Path;
     use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -278,7 +312,7 @@ mod cache {
     }
 
     /// The cached listing, if the file holds one made with `key` less than `timeout` ago.
-    pub fn read(path: &Path, key: &Value, timeout: Duration) -> Option<Value> {
+    pub fn read(path: &Path, key: &Value, timeout: Duration) -> Option<String> {
         let text = match std::fs::read_to_string(path) {
             Ok(text) => text,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
@@ -287,20 +321,29 @@ mod cache {
                 return None;
             }
         };
-        let Ok(mut cached) = serde_json::from_str::<Value>(&text) else {
-            tracing::warn!(path = %path.display(), "the Ansible cache is not hostledger's JSON; replacing it");
+        let mut text = text;
+        let header = text.find('\n').and_then(|end| {
+            serde_json::from_str::<Value>(&text[..end])
+                .ok()
+                .map(|h| (h, end))
+        });
+        let Some((header, end)) =
+            header.filter(|(h, end)| h["key"].is_object() && text[end + 1..].starts_with('{'))
+        else {
+            tracing::warn!(path = %path.display(), "the Ansible cache is not hostledger's; replacing it");
             return None;
         };
-        let written = cached["written_unix"].as_u64()?;
+        let written = header["written_unix"].as_u64()?;
         let fresh = now().saturating_sub(written) < timeout.as_secs();
-        (fresh && cached["key"] == *key && cached["list"].is_object())
-            .then(|| cached["list"].take())
+        (fresh && header["key"] == *key).then(|| text.split_off(end + 1))
     }
 
-    /// Writes the listing (atomically: a reader never sees half a file).
-    pub fn write(path: &Path, key: &Value, list: &Value) -> Result<()> {
-        let body = json!({"key": key, "written_unix": now(), "list": list});
-        hostledger_inventory::atomic::write(path, &serde_json::to_vec(&body)?).with_context(|| {
+    /// Writes the listing as printed (atomically: a reader never sees half a file).
+    pub fn write(path: &Path, key: &Value, list: &str) -> Result<()> {
+        let mut body = serde_json::to_vec(&json!({"key": key, "written_unix": now()}))?;
+        body.push(b'\n');
+        body.extend_from_slice(list.as_bytes());
+        hostledger_inventory::atomic::write(path, &body).with_context(|| {
             format!(
                 "cannot write the Ansible cache {} (set --cache / HOSTLEDGER_ANSIBLE_CACHE to a writable file)",
                 path.display()

@@ -129,6 +129,11 @@ const BATCH: usize = 50_000;
 /// asked for (its fetches wait at most 20 ms), when its position is not known.
 const QUIET: Duration = Duration::from_millis(300);
 
+/// How long the Hosts' watch must have delivered nothing newer before it is taken to hold
+/// every change up to the version asked for: kube-apiserver hands a change to its watchers
+/// within milliseconds of writing it, and any other change of a Host ends the wait at once.
+const HOSTS_QUIET: Duration = Duration::from_millis(100);
+
 /// How long an answer that must hold the whole log waits for the index to reach its end.
 const LOG_END_WAIT: Duration = Duration::from_secs(20);
 
@@ -174,8 +179,8 @@ struct WatchedHosts {
 impl WatchedHosts {
     /// Waits until the watch holds every Host of `namespace` as the API server has it now:
     /// it has listed them, and delivered every change up to the resourceVersion of a list
-    /// asked for now, or has been quiet for a moment (the version also counts writes to
-    /// other objects, which this watch never sees).
+    /// asked for now, or has been quiet for [`HOSTS_QUIET`] (the version also counts writes
+    /// to other objects, which this watch never sees).
     async fn reach_now(&self, client: &kube::Client, namespace: &str) -> Result<(), String> {
         if tokio::time::timeout(LOG_END_WAIT, self.store.wait_until_ready())
             .await
@@ -205,7 +210,7 @@ impl WatchedHosts {
             .and_then(|v| v.parse::<u64>().ok());
         let started = std::time::Instant::now();
         while wanted.is_some_and(|w| self.seen.load(Ordering::SeqCst) < w)
-            && started.elapsed() < QUIET
+            && started.elapsed() < HOSTS_QUIET
         {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
@@ -806,15 +811,23 @@ async fn answer(
     // Uptime and Hosts are answered from the index (and the watched Hosts) alone: first as
     // fresh as the log (and the API server) are now.
     if page.view != View::Entries && page.after.is_none() {
-        let fresh = match &log {
-            Some(log) => log.reach_end().await,
-            None => Ok(()),
+        let log_end = async {
+            match &log {
+                Some(log) => log.reach_end().await,
+                None => Ok(()),
+            }
         };
-        let fresh = match fresh {
-            Ok(()) if page.view == View::Hosts => served.hosts.reach_now(client, namespace).await,
-            other => other,
+        let hosts_now = async {
+            match page.view {
+                View::Hosts => served.hosts.reach_now(client, namespace).await,
+                _ => Ok(()),
+            }
         };
-        if let Err(message) = fresh {
+        // Both waits at once: each may sit out its quiet moment.
+        let waiting = std::time::Instant::now();
+        let (log_end, hosts_now) = tokio::join!(log_end, hosts_now);
+        tracing::debug!(view = ?page.view, seconds = waiting.elapsed().as_secs_f64(), "caught up before answering");
+        if let Err(message) = log_end.and(hosts_now) {
             return failure(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "ServiceUnavailable",

@@ -16,6 +16,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use hostledger_schemas::Lifecycle;
+use serde::Serialize;
+use serde::ser::SerializeMap as _;
 use serde_json::{Map, Value, json};
 
 use crate::source::HostView;
@@ -223,8 +225,17 @@ pub fn host_vars(host: &HostView) -> Map<String, Value> {
     vars
 }
 
+/// Which name a host goes by in the inventory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Name {
+    /// Its host name.
+    Host,
+    /// Its Host object's name (its host name is empty or another host's too).
+    Object,
+}
+
 /// Inventory host names: the host name, or the Host object's name where host names clash.
-pub fn inventory_names(hosts: &[&HostView]) -> Vec<String> {
+pub fn inventory_names(hosts: &[&HostView]) -> Vec<Name> {
     let mut count: BTreeMap<&str, usize> = BTreeMap::new();
     for h in hosts {
         *count.entry(h.record.state.name.as_str()).or_default() += 1;
@@ -234,9 +245,9 @@ pub fn inventory_names(hosts: &[&HostView]) -> Vec<String> {
         .map(|h| {
             let name = h.record.state.name.as_str();
             if count[name] > 1 || name.is_empty() {
-                h.name.clone()
+                Name::Object
             } else {
-                name.to_owned()
+                Name::Host
             }
         })
         .collect()
@@ -251,67 +262,143 @@ pub fn included<'a>(hosts: &'a [HostView], settings: &AnsibleSettings) -> Vec<&'
         .collect()
 }
 
-/// `--list`: groups, their hosts, and `_meta.hostvars` for every host.
+/// `--list`: groups, their hosts, and `_meta.hostvars` for every host, as a JSON tree.
 pub fn list(hosts: &[HostView], settings: &AnsibleSettings) -> Value {
-    let hosts = included(hosts, settings);
-    let names = inventory_names(&hosts);
-    let mut groups: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-    let mut hostvars = Map::new();
-    let mut ungrouped = BTreeSet::new();
-    for (host, name) in hosts.iter().zip(&names) {
-        let mut member = false;
-        for key in &settings.group_keys {
-            if let Some(value) = key.value(host) {
-                let group = safe_name(&format!("{}_{}", key.prefix(), value));
-                groups.entry(group).or_default().insert(name.clone());
-                member = true;
+    serde_json::to_value(Listing::new(hosts, settings)).unwrap_or_default()
+}
+
+/// `--list`, serialized as it is written: each host's variables are made, written and let go
+/// in turn, so a listing of 100,000 hosts is never a tree in memory. Keys come in the order
+/// of [`list`]'s tree (sorted).
+pub struct Listing<'a> {
+    /// Inventory name → host, sorted (a later host of the same name wins, as in a map).
+    hostvars: BTreeMap<&'a str, &'a HostView>,
+    /// Group → its hosts' inventory names.
+    groups: BTreeMap<String, BTreeSet<&'a str>>,
+    ungrouped: BTreeSet<&'a str>,
+}
+
+impl<'a> Listing<'a> {
+    /// The listing of `hosts` with `settings`.
+    pub fn new(hosts: &'a [HostView], settings: &AnsibleSettings) -> Self {
+        let hosts = included(hosts, settings);
+        let names = inventory_names(&hosts);
+        let mut listing = Listing {
+            hostvars: BTreeMap::new(),
+            groups: BTreeMap::new(),
+            ungrouped: BTreeSet::new(),
+        };
+        for (host, name) in hosts.iter().zip(names) {
+            // The names live as long as the hosts: kept once, in the host's view.
+            let name: &'a str = match name {
+                Name::Host => host.record.state.name.as_str(),
+                Name::Object => host.name.as_str(),
+            };
+            let mut member = false;
+            for key in &settings.group_keys {
+                if let Some(value) = key.value(host) {
+                    let group = safe_name(&format!("{}_{}", key.prefix(), value));
+                    listing.groups.entry(group).or_default().insert(name);
+                    member = true;
+                }
+            }
+            listing
+                .groups
+                .entry(phase_group(host.record.phase).to_owned())
+                .or_default()
+                .insert(name);
+            if LockMark::on(&host.labels, &host.annotations).is_some() {
+                listing
+                    .groups
+                    .entry("locked".to_owned())
+                    .or_default()
+                    .insert(name);
+            }
+            if !settings.host_groups.is_empty() {
+                let as_member = hostledger_model::group::Member {
+                    name: host.name.clone(),
+                    host_id: host.record.host_id.clone(),
+                    labels: host.labels.clone(),
+                    phase: Some(host.record.phase),
+                    locked: false,
+                    drifted: false,
+                };
+                for g in settings
+                    .host_groups
+                    .iter()
+                    .filter(|g| g.contains(&as_member))
+                {
+                    let group = safe_name(&format!(
+                        "group_{}",
+                        g.metadata.name.as_deref().unwrap_or("")
+                    ));
+                    listing.groups.entry(group).or_default().insert(name);
+                    member = true;
+                }
+            }
+            if !member {
+                listing.ungrouped.insert(name);
+            }
+            listing.hostvars.insert(name, host);
+        }
+        listing
+    }
+}
+
+/// `{"hosts": [...]}`.
+struct Members<'b, 'a>(&'b BTreeSet<&'a str>);
+
+impl Serialize for Members<'_, '_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(1))?;
+        map.serialize_entry("hosts", self.0)?;
+        map.end()
+    }
+}
+
+/// `{"hostvars": {NAME: VARS, ...}}`, each host's variables made as they are written.
+struct Meta<'b, 'a>(&'b BTreeMap<&'a str, &'a HostView>);
+
+impl Serialize for Meta<'_, '_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        struct HostVars<'b, 'a>(&'b BTreeMap<&'a str, &'a HostView>);
+        impl Serialize for HostVars<'_, '_> {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                let mut map = serializer.serialize_map(Some(self.0.len()))?;
+                for (name, host) in self.0 {
+                    map.serialize_entry(name, &host_vars(host))?;
+                }
+                map.end()
             }
         }
-        groups
-            .entry(phase_group(host.record.phase).to_owned())
-            .or_default()
-            .insert(name.clone());
-        if LockMark::on(&host.labels, &host.annotations).is_some() {
-            groups
-                .entry("locked".to_owned())
-                .or_default()
-                .insert(name.clone());
-        }
-        let as_member = hostledger_model::group::Member {
-            name: host.name.clone(),
-            host_id: host.record.host_id.clone(),
-            labels: host.labels.clone(),
-            phase: Some(host.record.phase),
-            locked: false,
-            drifted: false,
-        };
-        for g in settings
-            .host_groups
-            .iter()
-            .filter(|g| g.contains(&as_member))
-        {
-            let group = safe_name(&format!(
-                "group_{}",
-                g.metadata.name.as_deref().unwrap_or("")
-            ));
-            groups.entry(group).or_default().insert(name.clone());
-            member = true;
-        }
-        if !member {
-            ungrouped.insert(name.clone());
-        }
-        hostvars.insert(name.clone(), Value::Object(host_vars(host)));
+        let mut map = serializer.serialize_map(Some(1))?;
+        map.serialize_entry("hostvars", &HostVars(self.0))?;
+        map.end()
     }
-    let mut out = Map::new();
-    let mut children: Vec<String> = groups.keys().cloned().collect();
-    children.push("ungrouped".into());
-    out.insert("_meta".into(), json!({ "hostvars": hostvars }));
-    out.insert("all".into(), json!({ "children": children }));
-    out.insert("ungrouped".into(), json!({ "hosts": ungrouped }));
-    for (group, members) in groups {
-        out.insert(group, json!({ "hosts": members }));
+}
+
+impl Serialize for Listing<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut children: Vec<&str> = self.groups.keys().map(String::as_str).collect();
+        children.push("ungrouped");
+        let mut map = serializer.serialize_map(Some(self.groups.len() + 3))?;
+        map.serialize_entry("_meta", &Meta(&self.hostvars))?;
+        map.serialize_entry("all", &json!({ "children": children }))?;
+        // The groups and `ungrouped`, in sorted order.
+        let mut ungrouped = Some(Members(&self.ungrouped));
+        for (group, members) in &self.groups {
+            if group.as_str() > "ungrouped"
+                && let Some(u) = ungrouped.take()
+            {
+                map.serialize_entry("ungrouped", &u)?;
+            }
+            map.serialize_entry(group, &Members(members))?;
+        }
+        if let Some(u) = ungrouped {
+            map.serialize_entry("ungrouped", &u)?;
+        }
+        map.end()
     }
-    Value::Object(out)
 }
 
 /// `--host NAME`: the variables of one host, by inventory name, Host object name or host id.
@@ -320,8 +407,14 @@ pub fn host(hosts: &[HostView], settings: &AnsibleSettings, wanted: &str) -> Opt
     let names = inventory_names(&hosts);
     hosts
         .iter()
-        .zip(&names)
-        .find(|(h, n)| *n == wanted || h.name == wanted || h.record.host_id == wanted)
+        .zip(names)
+        .find(|(h, n)| {
+            let name = match n {
+                Name::Host => &h.record.state.name,
+                Name::Object => &h.name,
+            };
+            name == wanted || h.name == wanted || h.record.host_id == wanted
+        })
         .map(|(h, _)| Value::Object(host_vars(h)))
 }
 
@@ -476,7 +569,53 @@ mod tests {
             view("dc/c", "db", None, Lifecycle::InService),
         ];
         let refs: Vec<&HostView> = hosts.iter().collect();
-        assert_eq!(inventory_names(&refs), ["dc.a", "dc.b", "db"]);
+        assert_eq!(
+            inventory_names(&refs),
+            [Name::Object, Name::Object, Name::Host]
+        );
+        let inv = list(&hosts, &AnsibleSettings::default());
+        let names: Vec<&String> = inv["_meta"]["hostvars"]
+            .as_object()
+            .expect("hostvars")
+            .keys()
+            .collect();
+        assert_eq!(names, ["db", "dc.a", "dc.b"]);
+    }
+
+    #[test]
+    fn the_listing_is_written_in_the_order_of_its_tree() {
+        let mut zoned = view("dc/a", "web-1", Some("web"), Lifecycle::InService);
+        zoned.record.state.zone = Some("hall-a".into());
+        let hosts = [
+            zoned,
+            view("dc/b", "db-1", None, Lifecycle::InService),
+            view("dc/c", "old-1", None, Lifecycle::Retired),
+        ];
+        // `zone_hall_a` sorts after `ungrouped`, `in_service` before it; db-1 is in no keyed
+        // group.
+        let settings = AnsibleSettings {
+            group_keys: vec![GroupKey::Zone, GroupKey::Role],
+            phases: BTreeSet::from([Lifecycle::InService, Lifecycle::Retired]),
+            ..AnsibleSettings::default()
+        };
+        let written = serde_json::to_string(&Listing::new(&hosts, &settings)).expect("JSON");
+        let tree = list(&hosts, &settings);
+        assert_eq!(written, serde_json::to_string(&tree).expect("JSON"));
+        assert_eq!(tree["ungrouped"]["hosts"], json!(["db-1", "old-1"]));
+        assert_eq!(tree["zone_hall_a"]["hosts"], json!(["web-1"]));
+        let keys: Vec<&String> = tree.as_object().expect("object").keys().collect();
+        assert_eq!(
+            keys,
+            [
+                "_meta",
+                "all",
+                "in_service",
+                "retired",
+                "role_web",
+                "ungrouped",
+                "zone_hall_a"
+            ]
+        );
     }
 
     #[test]

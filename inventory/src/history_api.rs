@@ -486,6 +486,9 @@ impl<'a> HostsListItem<'a> {
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
         labels.extend(derived_labels(record));
+        // Its conditions follow from its phase; a reader makes them again.
+        let mut status = HostStatus::from_record(record);
+        status.conditions.clear();
         HostsListItem {
             metadata: HostsItemMeta {
                 name,
@@ -494,7 +497,7 @@ impl<'a> HostsListItem<'a> {
                 annotations: meta.annotations.as_ref().filter(|a| !a.is_empty()),
                 finalizers: meta.finalizers.as_ref().filter(|f| !f.is_empty()),
             },
-            status: HostStatus::from_record(record),
+            status,
         }
     }
 
@@ -739,5 +742,9 @@ mod tests {
         assert!(host["metadata"].get("finalizers").is_none(), "none to list");
         let status: HostStatus = serde_json::from_value(host["status"].clone()).expect("a status");
         assert_eq!(status.to_record(), record);
+        assert!(
+            host["status"].get("conditions").is_none(),
+            "made again by readers"
+        );
     }
 }

@@ -27,6 +27,8 @@ mod retry;
 pub use error::K8sError;
 pub use history::HistoryStore;
 pub use history_api::{Histories, HistoryApi};
-pub use hosts::{FIELD_MANAGER, HostStore, ListedHost, StoredHost, WriteReport, list_hosts};
+pub use hosts::{
+    FIELD_MANAGER, HostStore, ListedHost, StatusWrite, StoredHost, WriteReport, list_hosts,
+};
 pub use pager::{PAGE_SIZE, list_all, list_names, paged};
 pub use retry::{is_transient, retry};

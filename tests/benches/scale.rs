@@ -27,7 +27,7 @@
 
 use std::time::{Duration, Instant};
 
-use hostledger_e2e::{Figure, TestEnv, bench_arg, bench_text_arg, hostledger_binary};
+use hostledger_e2e::{Figure, TestEnv, bench_arg, bench_text_arg, hostledger_binary, stack_pid};
 use hostledger_model::HostHistory;
 use hostledger_model::time::exact_time;
 use hostledger_schemas::{EventKind, FieldChange, HostEvent, HostState, Lifecycle, Timestamp};
@@ -168,15 +168,6 @@ async fn etcd_compact(etcd: &str) {
     etcd_http(etcd, "POST", "/v3/maintenance/defragment", "{}").await;
 }
 
-fn pid_of(component: &str) -> Option<u32> {
-    let dir = std::env::var("HOSTLEDGER_STACK_DIR").ok()?;
-    std::fs::read_to_string(format!("{dir}/{component}.pid"))
-        .ok()?
-        .trim()
-        .parse()
-        .ok()
-}
-
 /// A memory figure of a process from `/proc/PID/status` (`VmHWM`: its peak resident set,
 /// `VmRSS`: its resident set now), in MiB.
 fn status_mib(pid: u32, key: &str) -> f64 {
@@ -313,30 +304,50 @@ async fn prometheus_watch(binary: &std::path::Path, ns: &str) -> (f64, f64) {
         .spawn()
         .expect("start hostledger prometheus-sd --watch");
     let pid = child.id().unwrap_or(0);
-    let deadline = started + Duration::from_secs(900);
     let mut peak = 0.0_f64;
     // The file is written by a rename: once it exists, it is complete.
-    while !file.exists() {
-        assert!(
-            Instant::now() < deadline,
-            "prometheus-sd --watch wrote no targets file in 900 s"
-        );
-        assert!(
-            child.try_wait().ok().flatten().is_none(),
-            "prometheus-sd --watch exited"
-        );
-        let now = peak_rss_mib(pid);
-        if now.is_finite() {
-            peak = peak.max(now);
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_for(
+        &mut child,
+        "prometheus-sd --watch writing its first targets file",
+        Duration::from_secs(900),
+        async || {
+            let now = peak_rss_mib(pid);
+            if now.is_finite() {
+                peak = peak.max(now);
+            }
+            file.exists()
+        },
+    )
+    .await;
     let first_file_secs = started.elapsed().as_secs_f64();
     peak = peak.max(peak_rss_mib(pid));
     let _ = child.start_kill();
     let _ = child.wait().await;
     let _ = std::fs::remove_file(&file);
     (first_file_secs, peak)
+}
+
+/// Calls `ready` every 100 ms until it holds; fails the bench if `child` exits first or
+/// `limit` passes.
+async fn wait_for(
+    child: &mut tokio::process::Child,
+    what: &str,
+    limit: Duration,
+    mut ready: impl AsyncFnMut() -> bool,
+) {
+    let deadline = Instant::now() + limit;
+    while !ready().await {
+        assert!(
+            Instant::now() < deadline,
+            "{what}: not within {} s",
+            limit.as_secs()
+        );
+        assert!(
+            child.try_wait().ok().flatten().is_none(),
+            "{what}: the process exited"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// Times the readers on the fleet of `hosts` hosts × `per_host` events in namespace `ns`.
@@ -598,8 +609,9 @@ async fn main() {
         format!("http://127.0.0.1:{port}")
     });
     let binary = hostledger_binary();
-    let apiserver = pid_of("kube-apiserver").expect("kube-apiserver's pid in HOSTLEDGER_STACK_DIR");
-    let history_server = pid_of("history-server")
+    let apiserver =
+        stack_pid("kube-apiserver").expect("kube-apiserver's pid in HOSTLEDGER_STACK_DIR");
+    let history_server = stack_pid("history-server")
         .filter(|p| std::path::Path::new(&format!("/proc/{p}")).exists())
         .expect("a history server: scripts/stack history-server target/release/hostledger");
     // `--live-of ID`: only the live phase, on the fleet a `--keep` run left (`scale100000-…`,
@@ -1063,18 +1075,13 @@ async fn live(
     // Started when it has applied a first event (it loads the Hosts, and again at its first
     // partition assignment).
     env.produce(&[event(0)]).await;
-    let deadline = Instant::now() + Duration::from_secs(900);
-    while applied().await.unwrap_or(0.0) < 1.0 {
-        assert!(
-            Instant::now() < deadline,
-            "the live projector did not start"
-        );
-        assert!(
-            child.try_wait().ok().flatten().is_none(),
-            "the live projector exited"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_for(
+        &mut child,
+        "the live projector applying a first event",
+        Duration::from_secs(900),
+        async || applied().await.unwrap_or(0.0) >= 1.0,
+    )
+    .await;
     let startup_secs = started.elapsed().as_secs_f64();
 
     let total = rate * usize::try_from(secs).unwrap_or(usize::MAX);

@@ -192,19 +192,13 @@ impl TestEnv {
     /// Creates this test's topics (with `partitions` partitions), the ACLs of the stack's
     /// identities on them, and its namespace.
     pub async fn new(name: &str, partitions: i32) -> TestEnv {
-        hostledger_cli::init_tls();
-        let bootstrap = stack_var("HOSTLEDGER_KAFKA_BOOTSTRAP");
-        stack_var("KUBECONFIG");
         let id = format!("{name}-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
-        let topic_prefix = format!("e2e.{id}");
-        let topics = Topics::with_prefix(&topic_prefix);
-        let kafka = KafkaClients::new(kafka_settings_as(Role::Admin, &topics))
-            .expect("valid Kafka settings");
-        kafka
-            .ensure_topics(&kafka.standard_topics(partitions), 1)
+        let env = TestEnv::existing(&id).await;
+        env.kafka
+            .ensure_topics(&env.kafka.standard_topics(partitions), 1)
             .await
             .expect("create test topics");
-        let group = format!("e2e-{id}");
+        let topics = Topics::with_prefix(&env.topic_prefix);
         let mut acls = KafkaIdentity::Fetcher {
             scope: String::new(),
         }
@@ -217,38 +211,26 @@ impl TestEnv {
         );
         acls.extend(
             KafkaIdentity::Projector {
-                group: group.clone(),
+                group: env.group.clone(),
             }
             .acls(&Role::Projector.principal(), &topics),
         );
         acls.extend(KafkaIdentity::Reader.acls(&Role::Reader.principal(), &topics));
-        kafka
+        env.kafka
             .create_acls_async(acls)
             .await
             .expect("grant the stack's identities their roles on the test topics");
         acls_in_force(&topics).await;
-        let kube = kube::Client::try_default()
-            .await
-            .expect("Kubernetes client from KUBECONFIG");
-        let namespace = format!("e2e-{id}");
         let ns: Namespace = serde_json::from_value(serde_json::json!({
-            "apiVersion": "v1", "kind": "Namespace", "metadata": { "name": namespace }
+            "apiVersion": "v1", "kind": "Namespace", "metadata": { "name": env.namespace }
         }))
         .expect("namespace object");
-        Api::<Namespace>::all(kube.clone())
+        Api::<Namespace>::all(env.kube.clone())
             .create(&PostParams::default(), &ns)
             .await
             .expect("create test namespace");
-        bind_stack_identities(&kube, &namespace).await;
-        TestEnv {
-            group,
-            id,
-            bootstrap,
-            topic_prefix,
-            namespace,
-            kafka,
-            kube,
-        }
+        bind_stack_identities(&env.kube, &env.namespace).await;
+        env
     }
 
     /// The environment a run left in place (`--keep`), by its id (`scale100000-1a2b3c4d`):
@@ -773,6 +755,17 @@ pub fn bench_log(events: usize, hosts: usize) -> Vec<HostEvent> {
             )
         })
         .collect()
+}
+
+/// The pid of a process the stack started (`kube-apiserver`, `etcd`, `history-server`, …),
+/// from `$HOSTLEDGER_STACK_DIR/COMPONENT.pid`.
+pub fn stack_pid(component: &str) -> Option<u32> {
+    let dir = std::env::var("HOSTLEDGER_STACK_DIR").ok()?;
+    std::fs::read_to_string(format!("{dir}/{component}.pid"))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
 }
 
 /// Where the `hostledger` binary of this build is (next to the test executable's folder).
