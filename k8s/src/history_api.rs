@@ -81,8 +81,6 @@ struct UptimeItem {
 
 #[derive(Deserialize)]
 struct UptimeList {
-    #[serde(default)]
-    metadata: ListMeta,
     items: Vec<UptimeItem>,
 }
 
@@ -336,8 +334,9 @@ impl HistoryApi {
     /// Every host's time-in-service point as of `at` (now when `None`), from the history
     /// server's index (`view=uptime`), which first reads the log up to where it ends when
     /// asked; hosts not observed yet at `at` are left out.
+    /// Each page is parsed while the next is served.
     pub async fn uptime(&self, at: Option<Timestamp>) -> Result<Vec<ServicePoint>, K8sError> {
-        let mut out = Vec::new();
+        let mut parsers = Vec::new();
         let mut token: Option<String> = None;
         loop {
             let mut path = format!("{}?view=uptime&limit={UPTIME_PAGE}", self.base());
@@ -348,15 +347,28 @@ impl HistoryApi {
                 path.push_str("&continue=");
                 path.push_str(&percent_encode(t));
             }
-            let Some(list) = self.get::<UptimeList>(&path).await? else {
-                return Ok(out);
+            let Some(text) = self.get_text(&path).await? else {
+                break;
             };
-            out.extend(list.items.into_iter().filter_map(|i| i.point));
-            match list.metadata.continue_ {
+            let header: ListHeader = serde_json::from_str(&text)
+                .map_err(|e| self.unavailable(&format!("the answer is not a list: {e}")))?;
+            parsers.push(tokio::task::spawn_blocking(move || {
+                serde_json::from_str::<UptimeList>(&text)
+            }));
+            match header.metadata.continue_ {
                 Some(t) if !t.is_empty() => token = Some(t),
-                _ => return Ok(out),
+                _ => break,
             }
         }
+        let mut out = Vec::new();
+        for parser in parsers {
+            let list = parser
+                .await
+                .map_err(|e| self.unavailable(&format!("the page parser failed: {e}")))?
+                .map_err(|e| self.unavailable(&format!("a page that cannot be read: {e}")))?;
+            out.extend(list.items.into_iter().filter_map(|i| i.point));
+        }
+        Ok(out)
     }
 
     /// The entries of each wanted host, at least as many as it asks for (the count its Host
