@@ -212,14 +212,25 @@ impl HistoryApi {
     /// and annotations of each Host object with its status folded from the log, in pages
     /// parsed while the next is served. Only those `selector` matches, when one is given.
     pub async fn hosts(&self, selector: Option<&str>) -> Result<Vec<ListedHost>, K8sError> {
+        let mut query = format!("view=hosts&limit={HOSTS_PAGE}");
+        if let Some(s) = selector.filter(|s| !s.is_empty()) {
+            query.push_str("&labelSelector=");
+            query.push_str(&percent_encode(s));
+        }
+        self.pages(query, parse_page).await
+    }
+
+    /// Every page of the list `?query`, each parsed by `parse` on a blocking thread while the
+    /// next is served; their items in order.
+    async fn pages<T: Send + 'static>(
+        &self,
+        query: String,
+        parse: fn(&str) -> Result<Vec<T>, String>,
+    ) -> Result<Vec<T>, K8sError> {
         let mut parsers = Vec::new();
         let mut token: Option<String> = None;
         loop {
-            let mut path = format!("{}?view=hosts&limit={HOSTS_PAGE}", self.base());
-            if let Some(s) = selector.filter(|s| !s.is_empty()) {
-                path.push_str("&labelSelector=");
-                path.push_str(&percent_encode(s));
-            }
+            let mut path = format!("{}?{query}", self.base());
             if let Some(t) = &token {
                 path.push_str("&continue=");
                 path.push_str(&percent_encode(t));
@@ -229,7 +240,7 @@ impl HistoryApi {
             };
             let header: ListHeader = serde_json::from_str(&text)
                 .map_err(|e| self.unavailable(&format!("the answer is not a list: {e}")))?;
-            parsers.push(tokio::task::spawn_blocking(move || parse_page(&text)));
+            parsers.push(tokio::task::spawn_blocking(move || parse(&text)));
             match header.metadata.continue_ {
                 Some(t) if !t.is_empty() => token = Some(t),
                 _ => break,
@@ -336,39 +347,15 @@ impl HistoryApi {
     /// asked; hosts not observed yet at `at` are left out.
     /// Each page is parsed while the next is served.
     pub async fn uptime(&self, at: Option<Timestamp>) -> Result<Vec<ServicePoint>, K8sError> {
-        let mut parsers = Vec::new();
-        let mut token: Option<String> = None;
-        loop {
-            let mut path = format!("{}?view=uptime&limit={UPTIME_PAGE}", self.base());
-            if let Some(at) = at {
-                path.push_str(&format!("&asOf={}", at.0));
-            }
-            if let Some(t) = &token {
-                path.push_str("&continue=");
-                path.push_str(&percent_encode(t));
-            }
-            let Some(text) = self.get_text(&path).await? else {
-                break;
-            };
-            let header: ListHeader = serde_json::from_str(&text)
-                .map_err(|e| self.unavailable(&format!("the answer is not a list: {e}")))?;
-            parsers.push(tokio::task::spawn_blocking(move || {
-                serde_json::from_str::<UptimeList>(&text)
-            }));
-            match header.metadata.continue_ {
-                Some(t) if !t.is_empty() => token = Some(t),
-                _ => break,
-            }
+        let mut query = format!("view=uptime&limit={UPTIME_PAGE}");
+        if let Some(at) = at {
+            query.push_str(&format!("&asOf={}", at.0));
         }
-        let mut out = Vec::new();
-        for parser in parsers {
-            let list = parser
-                .await
-                .map_err(|e| self.unavailable(&format!("the page parser failed: {e}")))?
-                .map_err(|e| self.unavailable(&format!("a page that cannot be read: {e}")))?;
-            out.extend(list.items.into_iter().filter_map(|i| i.point));
-        }
-        Ok(out)
+        self.pages(query, |text| {
+            let list: UptimeList = serde_json::from_str(text).map_err(|e| e.to_string())?;
+            Ok(list.items.into_iter().filter_map(|i| i.point).collect())
+        })
+        .await
     }
 
     /// The entries of each wanted host, at least as many as it asks for (the count its Host
