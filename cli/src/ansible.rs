@@ -103,7 +103,7 @@ pub struct AnsibleArgs {
 pub enum HostSource {
     /// The history server where it serves the namespace, the Host objects otherwise.
     Auto,
-    /// The history server (`hosthistories?view=hosts`).
+    /// The history server (`hosthistories?view=inventory`).
     HistoryServer,
     /// The Host objects in the API server.
     Objects,
@@ -260,7 +260,7 @@ async fn from_history_server(
         }
     };
     let selector = args.selector.as_ref().map(LabelSelector::as_str);
-    match api.hosts(selector).await {
+    match api.inventory(selector).await {
         Ok(listed) => Ok(Some(source::views_now(listed))),
         Err(error) if forced => Err(error.into()),
         Err(error) => {

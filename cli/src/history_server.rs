@@ -588,7 +588,7 @@ fn failure(code: StatusCode, reason: &str, message: &str) -> Response<Full<Bytes
     json_response(code, &status(code.as_u16(), reason, message))
 }
 
-/// A page of `view=hosts`: the watched Hosts of `namespace`, each with its status from the
+/// A page of `view=hosts` or `view=inventory`: the watched Hosts of `namespace`, each with its status from the
 /// index. A Host the log does not hold (made by hand, or by another projection) cannot be
 /// answered here: the answer says so, and readers list the Host objects instead.
 fn hosts_page(
@@ -617,7 +617,7 @@ fn hosts_page(
                 ),
             );
         };
-        let item = HostsListItem::new(name, namespace, &host.metadata, record);
+        let item = HostsListItem::new(name, namespace, &host.metadata, record, page.view);
         if selector.as_ref().is_some_and(|s| !s.matches(item.labels())) {
             continue;
         }
@@ -629,7 +629,10 @@ fn hosts_page(
         }
         items.push(item);
     }
-    json_response(StatusCode::OK, &hosts_list(items, next.as_deref()))
+    json_response(
+        StatusCode::OK,
+        &hosts_list(items, next.as_deref(), page.view),
+    )
 }
 
 /// The ready index of `namespace`'s log, or the answer that says why there is none.
@@ -750,11 +753,7 @@ async fn answer(
         )
     };
     if page.view != View::Entries && (namespace.is_none() || name.is_some()) {
-        let view = if page.view == View::Uptime {
-            "uptime"
-        } else {
-            "hosts"
-        };
+        let view = page.view.name();
         return failure(
             StatusCode::BAD_REQUEST,
             "BadRequest",
@@ -819,7 +818,7 @@ async fn answer(
         };
         let hosts_now = async {
             match page.view {
-                View::Hosts => served.hosts.reach_now(client, namespace).await,
+                v if v.lists_hosts() => served.hosts.reach_now(client, namespace).await,
                 _ => Ok(()),
             }
         };
@@ -857,7 +856,7 @@ async fn answer(
                 ),
             ),
         },
-        None if page.view == View::Hosts => {
+        None if page.view.lists_hosts() => {
             let Some(index) = index else {
                 return failure(
                     StatusCode::NOT_FOUND,

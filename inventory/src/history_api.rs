@@ -268,7 +268,8 @@ pub struct Page {
     pub as_of: Option<Timestamp>,
     /// What each item holds (`view=`).
     pub view: View,
-    /// `labelSelector=` (kubectl syntax) for `view=hosts`: only Hosts whose labels match.
+    /// `labelSelector=` (kubectl syntax) for `view=hosts` and `view=inventory`: only Hosts
+    /// whose labels match.
     pub label_selector: Option<String>,
 }
 
@@ -282,9 +283,32 @@ pub enum View {
     /// entries or state: what `hostledger uptime` needs, a few hundred bytes a host.
     Uptime,
     /// `view=hosts`: each Host as it stands, its labels and annotations (from a watch on the
-    /// Hosts) with its status folded from the log: what `hostledger ansible --list` needs,
-    /// without kube-apiserver encoding every Host.
+    /// Hosts) with its status folded from the log, without kube-apiserver encoding every
+    /// Host.
     Hosts,
+    /// `view=inventory`: what an inventory reads of each Host, about half the bytes of
+    /// `view=hosts`: the labels people gave it (the projector's own follow from the status;
+    /// a reader derives them again, as it makes the conditions), its annotations, and its
+    /// status without service intervals, downtime and lock. What `hostledger ansible --list`
+    /// reads.
+    Inventory,
+}
+
+impl View {
+    /// Whether its items are Hosts (`view=hosts` or `view=inventory`).
+    pub fn lists_hosts(self) -> bool {
+        matches!(self, View::Hosts | View::Inventory)
+    }
+
+    /// Its name in `view=`.
+    pub fn name(self) -> &'static str {
+        match self {
+            View::Entries => "entries",
+            View::Uptime => "uptime",
+            View::Hosts => "hosts",
+            View::Inventory => "inventory",
+        }
+    }
 }
 
 impl Page {
@@ -314,9 +338,10 @@ impl Page {
                 }
                 "view" if value == "uptime" => page.view = View::Uptime,
                 "view" if value == "hosts" => page.view = View::Hosts,
+                "view" if value == "inventory" => page.view = View::Inventory,
                 "view" => {
                     return Err(format!(
-                        "view={value} is not a view of host histories: leave it out for the entries, or use view=uptime or view=hosts"
+                        "view={value} is not a view of host histories: leave it out for the entries, or use view=uptime, view=hosts or view=inventory"
                     ));
                 }
                 "labelSelector" if !value.is_empty() => {
@@ -438,9 +463,9 @@ pub fn uptime_list<'a>(
     }
 }
 
-/// One page of Hosts (`view=hosts`), shaped like a page of kube-apiserver's HostList (the
-/// readers parse both alike): each item's name, labels, annotations and finalizers, and its
-/// status. Serialized as it stands.
+/// One page of Hosts (`view=hosts`, `view=inventory`), shaped like a page of kube-apiserver's
+/// HostList (the readers parse both alike): each item's name, labels, annotations and
+/// finalizers, and its status. Serialized as it stands.
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct HostsList<'a> {
@@ -461,22 +486,43 @@ pub struct HostsListItem<'a> {
 struct HostsItemMeta<'a> {
     name: &'a str,
     namespace: &'a str,
-    labels: BTreeMap<String, String>,
+    labels: ItemLabels,
     #[serde(skip_serializing_if = "Option::is_none")]
     annotations: Option<&'a BTreeMap<String, String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     finalizers: Option<&'a Vec<String>>,
 }
 
+/// A listed Host's labels: every one (what a selector matches), of which `view=inventory`
+/// writes only the people's.
+struct ItemLabels {
+    all: BTreeMap<String, String>,
+    peoples_only: bool,
+}
+
+impl Serialize for ItemLabels {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        if !self.peoples_only {
+            return self.all.serialize(serializer);
+        }
+        serializer.collect_map(
+            self.all
+                .iter()
+                .filter(|(k, _)| !OWNED_LABELS.contains(&k.as_str())),
+        )
+    }
+}
+
 impl<'a> HostsListItem<'a> {
     /// A Host: its object's labels with the projector's own ones as `record` gives them (the
     /// log can be a moment ahead of the object), its annotations and finalizers, and `record`
-    /// as its status.
+    /// as its status; for [`View::Inventory`], what an inventory reads of them.
     pub fn new(
         name: &'a str,
         namespace: &'a str,
         meta: &'a ObjectMeta,
         record: &HostRecord,
+        view: View,
     ) -> Self {
         let mut labels: BTreeMap<String, String> = meta
             .labels
@@ -486,16 +532,30 @@ impl<'a> HostsListItem<'a> {
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
         labels.extend(derived_labels(record));
+        let inventory = view == View::Inventory;
         // Its conditions follow from its phase; a reader makes them again.
         let mut status = HostStatus::from_record(record);
         status.conditions.clear();
+        if inventory {
+            status.service_intervals.clear();
+            status.service_intervals_dropped = 0;
+            status.downtime = None;
+            status.lock = None;
+            status.last_lock_event = None;
+        }
         HostsListItem {
             metadata: HostsItemMeta {
                 name,
                 namespace,
-                labels,
+                labels: ItemLabels {
+                    all: labels,
+                    peoples_only: inventory,
+                },
                 annotations: meta.annotations.as_ref().filter(|a| !a.is_empty()),
-                finalizers: meta.finalizers.as_ref().filter(|f| !f.is_empty()),
+                finalizers: meta
+                    .finalizers
+                    .as_ref()
+                    .filter(|f| !inventory && !f.is_empty()),
             },
             status,
         }
@@ -508,15 +568,23 @@ impl<'a> HostsListItem<'a> {
 
     /// Its labels, what a `labelSelector` matches.
     pub fn labels(&self) -> &BTreeMap<String, String> {
-        &self.metadata.labels
+        &self.metadata.labels.all
     }
 }
 
-/// The `HostList` of a page of Hosts.
-pub fn hosts_list<'a>(items: Vec<HostsListItem<'a>>, next: Option<&str>) -> HostsList<'a> {
+/// The `HostList` (`HostInventoryList` for [`View::Inventory`]) of a page of Hosts.
+pub fn hosts_list<'a>(
+    items: Vec<HostsListItem<'a>>,
+    next: Option<&str>,
+    view: View,
+) -> HostsList<'a> {
     HostsList {
         api_version: group_version(),
-        kind: "HostList",
+        kind: if view == View::Inventory {
+            "HostInventoryList"
+        } else {
+            "HostList"
+        },
         metadata: list_meta(next),
         items,
     }
@@ -727,11 +795,12 @@ mod tests {
             finalizers: Some(Vec::new()),
             ..ObjectMeta::default()
         };
-        let item = HostsListItem::new("dc.pdx1.a", "ns", &meta, &record);
+        let item = HostsListItem::new("dc.pdx1.a", "ns", &meta, &record, View::Hosts);
         assert_eq!(item.labels()["phase"], "OutOfService", "the log's phase");
         assert_eq!(item.labels()["rack"], "a01", "a person's label kept");
         assert_eq!(item.labels()["provider"], "dc");
-        let list = serde_json::to_value(hosts_list(vec![item], Some("dc.pdx1.a"))).expect("JSON");
+        let list = serde_json::to_value(hosts_list(vec![item], Some("dc.pdx1.a"), View::Hosts))
+            .expect("JSON");
         assert_eq!(list["kind"], "HostList");
         assert_eq!(list["metadata"]["continue"], "dc.pdx1.a");
         let host = &list["items"][0];
@@ -746,5 +815,94 @@ mod tests {
             host["status"].get("conditions").is_none(),
             "made again by readers"
         );
+    }
+
+    #[test]
+    fn an_inventory_item_leaves_out_what_follows_from_its_status_and_what_an_inventory_does_not_read()
+     {
+        let page =
+            Page::parse(Some("view=inventory&labelSelector=phase%3DInService")).expect("parses");
+        assert_eq!(page.view, View::Inventory);
+        assert!(
+            page.view.lists_hosts() && View::Hosts.lists_hosts() && !View::Uptime.lists_hosts()
+        );
+
+        let up = EventBuilder::new("dc/pdx1/A").name("a").build();
+        let down = EventBuilder::new("dc/pdx1/A")
+            .name("a")
+            .lifecycle(Lifecycle::OutOfService)
+            .hours(1)
+            .build();
+        let back = EventBuilder::new("dc/pdx1/A").name("a").hours(2).build();
+        let record = hostledger_model::fixtures::fold_events(&[up, down, back]);
+        assert!(
+            !record.intervals.is_empty(),
+            "a closed interval and an open one"
+        );
+        let meta = ObjectMeta {
+            labels: Some(BTreeMap::from([
+                ("phase".to_owned(), "InService".to_owned()),
+                ("rack".to_owned(), "a01".to_owned()),
+            ])),
+            finalizers: Some(vec!["hostledger.dev/history".to_owned()]),
+            ..ObjectMeta::default()
+        };
+        let full = serde_json::to_string(&hosts_list(
+            vec![HostsListItem::new(
+                "dc.pdx1.a",
+                "ns",
+                &meta,
+                &record,
+                View::Hosts,
+            )],
+            None,
+            View::Hosts,
+        ))
+        .expect("JSON");
+        let item = HostsListItem::new("dc.pdx1.a", "ns", &meta, &record, View::Inventory);
+        assert_eq!(
+            item.labels()["provider"],
+            "dc",
+            "a selector matches every label"
+        );
+        let text =
+            serde_json::to_string(&hosts_list(vec![item], None, View::Inventory)).expect("JSON");
+        assert!(
+            text.len() < full.len(),
+            "{} bytes against {}",
+            text.len(),
+            full.len()
+        );
+        let list: Value = serde_json::from_str(&text).expect("JSON");
+        assert_eq!(list["kind"], "HostInventoryList");
+        let host = &list["items"][0];
+        assert_eq!(
+            host["metadata"]["labels"],
+            json!({"rack": "a01"}),
+            "people's labels only"
+        );
+        assert!(host["metadata"].get("finalizers").is_none());
+        for left_out in ["serviceIntervals", "downtime", "conditions"] {
+            assert!(host["status"].get(left_out).is_none(), "{left_out}: {text}");
+        }
+        // What an inventory reads is as the log has it, and the projector's labels follow.
+        let status: HostStatus = serde_json::from_value(host["status"].clone()).expect("a status");
+        let read = status.to_record();
+        assert_eq!(read.state, record.state);
+        assert_eq!(
+            (
+                read.host_id.as_str(),
+                read.phase,
+                read.first_seen_at,
+                read.in_service_since
+            ),
+            (
+                record.host_id.as_str(),
+                record.phase,
+                record.first_seen_at,
+                record.in_service_since
+            )
+        );
+        assert_eq!(derived_labels(&read), derived_labels(&record));
     }
 }

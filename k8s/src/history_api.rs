@@ -5,7 +5,7 @@
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
-use hostledger_model::names::object_name;
+use hostledger_model::names::{labels as derived_labels, object_name};
 use hostledger_model::{HistoryEntry, HostRecord, HostStatus, ServiceInterval, ServicePoint};
 use hostledger_schemas::Timestamp;
 use kube::{Client, Error as KubeError};
@@ -87,7 +87,7 @@ struct UptimeList {
 /// Hosts per page of `view=uptime` (a few hundred bytes each).
 const UPTIME_PAGE: usize = 20_000;
 
-/// Hosts per page of `view=hosts` (about 1.5 KB each): few pages, since each costs the
+/// Hosts per page of `view=inventory` (about 0.8 KB each): few pages, since each costs the
 /// server a pass over the namespace's Hosts, and still a few to parse while the next comes.
 const HOSTS_PAGE: usize = 25_000;
 
@@ -208,16 +208,19 @@ impl HistoryApi {
         Ok(())
     }
 
-    /// The namespace's Hosts as they stand, from the history server (`view=hosts`): the labels
-    /// and annotations of each Host object with its status folded from the log, in pages
-    /// parsed while the next is served. Only those `selector` matches, when one is given.
-    pub async fn hosts(&self, selector: Option<&str>) -> Result<Vec<ListedHost>, K8sError> {
-        let mut query = format!("view=hosts&limit={HOSTS_PAGE}");
+    /// The namespace's Hosts as an inventory reads them, from the history server
+    /// (`view=inventory`): the labels and annotations of each Host object with its status
+    /// folded from the log, in pages parsed while the next is served. Only those `selector`
+    /// matches, when one is given. Each record is the log's, without its service intervals,
+    /// downtime and lock, which the view leaves out (an inventory's variables do not read
+    /// them; a lock shows in the labels and annotations).
+    pub async fn inventory(&self, selector: Option<&str>) -> Result<Vec<ListedHost>, K8sError> {
+        let mut query = format!("view=inventory&limit={HOSTS_PAGE}");
         if let Some(s) = selector.filter(|s| !s.is_empty()) {
             query.push_str("&labelSelector=");
             query.push_str(&percent_encode(s));
         }
-        self.pages(query, parse_page).await
+        self.pages(query, parse_inventory_page).await
     }
 
     /// Every page of the list `?query`, each parsed by `parse` on a blocking thread while the
@@ -396,6 +399,16 @@ impl HistoryApi {
 }
 
 /// Percent-encodes a continue token for a query string.
+/// A page of `view=inventory`: Hosts whose labels are the people's alone, to which the
+/// projector's own are added as their status gives them.
+fn parse_inventory_page(text: &str) -> Result<Vec<ListedHost>, String> {
+    let mut hosts = parse_page(text)?;
+    for host in &mut hosts {
+        host.labels.extend(derived_labels(&host.record));
+    }
+    Ok(hosts)
+}
+
 fn percent_encode(token: &str) -> String {
     percent_encoding::utf8_percent_encode(token, percent_encoding::NON_ALPHANUMERIC).to_string()
 }

@@ -489,6 +489,26 @@ async fn the_history_server_answers_as_the_host_objects_do_and_as_fresh() {
         .await
         .expect_err("a malformed selector is refused");
     assert!(bad.to_string().contains("labelSelector"), "{bad}");
+    // What `ansible` reads: the same Host with the people's labels alone (the projector's
+    // follow from its status) and without the history an inventory does not show.
+    let inventory: Value = env
+        .kube
+        .request(
+            http::Request::get(path.replace("view=hosts", "view=inventory"))
+                .body(Vec::new())
+                .expect("request"),
+        )
+        .await
+        .expect("view=inventory");
+    assert_eq!(inventory["kind"], "HostInventoryList");
+    let items = inventory["items"].as_array().expect("items");
+    assert_eq!(items.len(), 1, "{inventory}");
+    assert_eq!(items[0]["metadata"]["labels"], json!({"rack": "a01"}));
+    assert_eq!(items[0]["status"]["hostId"], "dc/pdx1/PX1");
+    assert!(
+        items[0]["status"].get("serviceIntervals").is_none(),
+        "{inventory}"
+    );
 
     // A change made a moment before is in the next answer (the server waits for its watch).
     for user in ["ops", "oncall", "deploy2"] {
