@@ -588,9 +588,10 @@ fn failure(code: StatusCode, reason: &str, message: &str) -> Response<Full<Bytes
     json_response(code, &status(code.as_u16(), reason, message))
 }
 
-/// A page of `view=hosts` or `view=inventory`: the watched Hosts of `namespace`, each with its status from the
-/// index. A Host the log does not hold (made by hand, or by another projection) cannot be
-/// answered here: the answer says so, and readers list the Host objects instead.
+/// A page of `view=hosts` or `view=inventory`: the watched Hosts of `namespace`, each with
+/// its status from the index. A Host the log does not hold (made by hand, or by another
+/// projection) cannot be answered here: the answer says so, and readers list the Host
+/// objects instead.
 fn hosts_page(
     served: &Served,
     index: &DiskIndex,

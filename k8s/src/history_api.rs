@@ -398,7 +398,6 @@ impl HistoryApi {
     }
 }
 
-/// Percent-encodes a continue token for a query string.
 /// A page of `view=inventory`: Hosts whose labels are the people's alone, to which the
 /// projector's own are added as their status gives them.
 fn parse_inventory_page(text: &str) -> Result<Vec<ListedHost>, String> {
@@ -409,6 +408,7 @@ fn parse_inventory_page(text: &str) -> Result<Vec<ListedHost>, String> {
     Ok(hosts)
 }
 
+/// Percent-encodes a continue token for a query string.
 fn percent_encode(token: &str) -> String {
     percent_encoding::utf8_percent_encode(token, percent_encoding::NON_ALPHANUMERIC).to_string()
 }

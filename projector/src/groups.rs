@@ -168,7 +168,7 @@ async fn look_again(
         }
     }
     let groups_changed = std::mem::take(&mut pending.groups);
-    if (changed_members || groups_changed || everything)
+    if (changed_members || groups_changed)
         && !watched.groups.is_empty()
         && !write_statuses(groups_api, &watched.groups, &members.list).await
     {
